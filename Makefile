@@ -1,0 +1,35 @@
+# Every target creates .venv when it is missing. torch is pinned here (a CPU build);
+# pyproject.toml keeps a range that this pin satisfies.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0
+STORE ?= data/default.zarr
+CONFIG ?= data/configs/default.toml
+
+.PHONY: all report test bench venv clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[capture,distributed,dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+report: venv
+	$(VENV)/bin/actstats capture $(CONFIG) -o $(STORE) --if-complete-skip
+	$(VENV)/bin/actstats report $(STORE) -o report
+	@echo "report: $$(pwd)/report/index.html"
+
+test: venv
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) tests/benchmarks/bench_capture.py
+
+clean:
+	rm -rf report .pytest_cache
