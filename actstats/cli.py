@@ -1,0 +1,181 @@
+"""The command line: ``actstats SUBCOMMAND STORE [options]``.
+
+Errors are one line on stderr and an exit code: 2 for bad usage or bad input, 3 for damaged
+or incomplete data. Global options (``--no-progress``, ``--scheduler``) go before or after
+the sub-command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from actstats.errors import ActstatsError, IntegrityError
+
+EXIT_OK, EXIT_USAGE, EXIT_INTEGRITY = 0, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="no progress bar on stderr")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=default,
+                        help="a dask.distributed scheduler address (default: $ACTSTATS_SCHEDULER or local threads)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="actstats", description="Record and test what the hidden layers of trained networks do.")
+    _global_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name, help):
+        p = sub.add_parser(name, help=help, description=help)
+        _global_options(p, suppress=True)
+        return p
+
+    p = add("capture", "train and record the sweep of a TOML config into a store")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("-o", "--output", metavar="STORE", required=True, help="the store to write")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue a store (or start it if absent)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="train runs in N processes")
+
+    p = add("info", "runs, dimensions, sizes and completeness of a store")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = add("verify", "read every chunk; exit 3 listing damaged or incomplete parts")
+    p.add_argument("store", metavar="STORE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from actstats.options import set_options
+
+    try:
+        options = {}
+        if args.no_progress:
+            options["progress"] = False
+        scheduler = args.scheduler or os.environ.get("ACTSTATS_SCHEDULER")
+        if scheduler:
+            options["scheduler"] = scheduler
+        with set_options(**options):
+            return COMMANDS[args.command](args)
+    except IntegrityError as exc:
+        print(f"actstats {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INTEGRITY
+    except ActstatsError as exc:
+        print(f"actstats {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"actstats {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, permissions: say what and where
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"actstats {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _cmd_capture(args) -> int:
+    try:
+        from capture import capture
+    except ImportError as exc:
+        if "torch" in str(exc) or "sklearn" in str(exc) or "mnist1d" in str(exc):
+            raise ActstatsError("capture needs PyTorch: install actstats[capture]") from None
+        raise
+    summary = capture(
+        args.config,
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        workers=args.workers,
+    )
+    print(
+        f"{args.output}: {summary['runs']} runs; {summary['written']} records written, "
+        f"{summary['already_complete']} were already complete"
+    )
+    return EXIT_OK
+
+
+def _cmd_info(args) -> int:
+    from actstats.store import open_store
+
+    ds = open_store(args.store)
+    complete = ds["complete"].values
+    scheduled = ds["step"].values >= 0
+    info = {
+        "store": args.store,
+        "schema": ds.attrs["schema"],
+        "created_at": ds.attrs["created_at"],
+        "dims": {k: int(v) for k, v in ds.sizes.items()},
+        "variables": {name: f"{'x'.join(str(s) for s in var.shape)} {var.dtype}" for name, var in ds.data_vars.items()},
+        "records_complete": int((complete & scheduled).sum()),
+        "records_scheduled": int(scheduled.sum()),
+        "runs": [
+            {
+                "run": int(r),
+                "depth": int(ds["depth"].values[i]),
+                "width": [int(w) for w in ds["width"].values[i] if w > 0],
+                "activation_fn": str(ds["activation_fn"].values[i]),
+                "init": str(ds["init"].values[i]),
+                "optimizer": str(ds["optimizer"].values[i]),
+                "lr": float(ds["lr"].values[i]),
+                "seed": int(ds["seed"].values[i]),
+                "complete": f"{int((complete[i] & scheduled[i]).sum())}/{int(scheduled[i].sum())}",
+            }
+            for i, r in enumerate(ds["run"].values)
+        ],
+    }
+    if args.format == "json":
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{args.store}  ({info['schema']}, created {info['created_at']})")
+    print("dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
+    print(f"records complete: {info['records_complete']}/{info['records_scheduled']}")
+    print("variables:")
+    for name, desc in info["variables"].items():
+        print(f"  {name:16s} {desc}")
+    print("runs:")
+    print("  run depth width            activation init            optimizer lr       seed complete")
+    for r in info["runs"]:
+        width = ",".join(str(w) for w in r["width"])
+        print(
+            f"  {r['run']:<3d} {r['depth']:<5d} {width:16s} {r['activation_fn']:10s} {r['init']:15s} "
+            f"{r['optimizer']:9s} {r['lr']:<8g} {r['seed']:<4d} {r['complete']}"
+        )
+    return EXIT_OK
+
+
+def _cmd_verify(args) -> int:
+    from actstats.options import OPTIONS
+    from actstats.store import verify_store
+
+    report = verify_store(args.store, progress=OPTIONS["progress"])
+    if report.ok:
+        print(f"{args.store}: intact ({report.chunks_read} chunks read)")
+        return EXIT_OK
+    for line in report.lines():
+        print(line)
+    print(
+        f"{args.store}: {len(report.damaged)} damaged or missing, {len(report.incomplete)} incomplete",
+        file=sys.stderr,
+    )
+    return EXIT_INTEGRITY
+
+
+COMMANDS = {"capture": _cmd_capture, "info": _cmd_info, "verify": _cmd_verify}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Errors that the command line turns into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+
+class ActstatsError(Exception):
+    """Bad usage or bad input: a config, a store, an argument. Exit code 2."""
+
+    exit_code = 2
+
+
+class StoreFormatError(ActstatsError):
+    """A store that does not follow the actstats.store/1 format."""
+
+
+class IntegrityError(ActstatsError):
+    """Damaged or incomplete data: a checksum mismatch, a truncated chunk. Exit code 3."""
+
+    exit_code = 3

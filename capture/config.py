@@ -1,0 +1,340 @@
+"""The capture config (TOML): parsing, defaults, validation and sweep expansion.
+
+Key names are a contract (../DESIGN.md, docs/configs.md): add keys, never rename one
+without keeping the old name as an alias.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from actstats.activations import ACTIVATIONS
+from actstats.errors import ActstatsError
+
+
+class ConfigError(ActstatsError):
+    """A config that cannot be used; the message names the file, the key and the value."""
+
+
+INITS = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_normal",
+    "normal",
+    "uniform",
+    "orthogonal",
+    "lsuv",
+)
+DATASETS = ("digits", "mnist1d", "synthetic", "npz")
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int(v):
+    return None if _is_int(v) and v > 0 else "must be a positive integer"
+
+
+def _nonnegative_int(v):
+    return None if _is_int(v) and v >= 0 else "must be an integer >= 0"
+
+
+def _int(v):
+    return None if _is_int(v) else "must be an integer"
+
+
+def _positive_number(v):
+    return None if _is_number(v) and v > 0 else "must be a number > 0"
+
+
+def _nonnegative_number(v):
+    return None if _is_number(v) and v >= 0 else "must be a number >= 0"
+
+
+def _fraction(v):
+    return None if _is_number(v) and 0 < v < 1 else "must be a number between 0 and 1 (exclusive)"
+
+
+def _bool(v):
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _one_of(choices):
+    def check(v):
+        return None if v in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _width(v):
+    if _is_int(v):
+        return None if v > 0 else "must be a positive integer or a list of them"
+    if isinstance(v, list) and v and all(_is_int(w) and w > 0 for w in v):
+        return None
+    return "must be a positive integer or a list of them"
+
+
+def _layer_lr(v):
+    if isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v):
+        return None
+    return "must be a list of numbers > 0, one per hidden layer"
+
+
+def _record_epochs(v):
+    if isinstance(v, str):
+        return None if _parse_log_schedule(v) is not None else 'must be a list of epochs or "log:N" with N >= 2'
+    if isinstance(v, list) and v and all(_is_number(x) and x >= 0 for x in v):
+        return None
+    return 'must be a non-empty list of epochs >= 0, or "log:N"'
+
+
+def _string(v):
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _betas(v):
+    if isinstance(v, list) and len(v) == 2 and all(_is_number(x) and 0 <= x < 1 for x in v):
+        return None
+    return "must be a list of two numbers in [0, 1)"
+
+
+_ABSENT = None
+
+#: section -> key -> (default, validator). A default of None means "absent unless given".
+SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
+    "dataset": {
+        "name": ("digits", _one_of(DATASETS)),
+        "path": (_ABSENT, _string),
+        "test_fraction": (0.2, _fraction),
+        "split_seed": (0, _int),
+        "probe_train": (_ABSENT, _nonnegative_int),
+        "probe_test": (_ABSENT, _nonnegative_int),
+        "n_samples": (_ABSENT, _positive_int),
+        "n_features": (32, _positive_int),
+        "n_classes": (4, _positive_int),
+        "teacher_width": (64, _positive_int),
+        "data_seed": (0, _int),
+    },
+    "model": {
+        "depth": (5, _positive_int),
+        "width": (256, _width),
+        "activation": ("sigmoid", _one_of(tuple(ACTIVATIONS))),
+        "init": ("default", _one_of(INITS)),
+        "init_scale": (1.0, _positive_number),
+    },
+    "train": {
+        "optimizer": ("sgd", _one_of(OPTIMIZERS)),
+        "lr": (0.1, _positive_number),
+        "momentum": (0.0, _nonnegative_number),
+        "weight_decay": (0.0, _nonnegative_number),
+        "betas": ([0.9, 0.999], _betas),
+        "layer_lr": (_ABSENT, _layer_lr),
+        "batch_size": (10, _positive_int),
+        "epochs": (50, _positive_number),
+        "seed": (0, _int),
+    },
+    "record": {
+        "epochs": ("log:16", _record_epochs),
+        "preactivation": (True, _bool),
+        "delta": (True, _bool),
+        "weight_grad": (True, _bool),
+    },
+}
+
+#: Sweep keys that must be the same for every run of one store: the probe samples and
+#: their inputs are shared (sample x feature), so the data set cannot vary within a store.
+_NOT_SWEEPABLE = {f"dataset.{k}" for k in SCHEMA["dataset"]}
+
+
+def _parse_log_schedule(text: str) -> int | None:
+    if not text.startswith("log:"):
+        return None
+    try:
+        n = int(text[4:])
+    except ValueError:
+        return None
+    return n if n >= 2 else None
+
+
+def log_schedule(n: int, epochs: float) -> list[float]:
+    """``"log:N"``: 0 and N-1 points log-spaced from epochs/1000 to `epochs` (4 significant digits).
+
+    Examples
+    --------
+    >>> log_schedule(4, 10)
+    [0.0, 0.01, 0.3162, 10.0]
+    """
+    points = np.geomspace(epochs / 1000, epochs, n - 1)
+    rounded = [float(f"{p:.4g}") for p in points]
+    rounded[-1] = float(epochs)
+    return [0.0] + rounded
+
+
+def _suggest(word: str, choices) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """A parsed and validated config: the normalized whole and one resolved dict per run."""
+
+    source: str
+    text: str
+    sweep: dict[str, Any]  # the whole config, defaults filled in (stored as the root 'sweep')
+    runs: tuple[dict[str, Any], ...]  # one full config per run
+    sweep_keys: tuple[str, ...]
+
+    @property
+    def epochs(self) -> tuple[float, ...]:
+        """The store's epoch coordinate: every run's recording moments, sorted."""
+        return tuple(sorted({e for run in self.runs for e in run["record"]["epochs"]}))
+
+
+def load_config(path: str | os.PathLike) -> CaptureConfig:
+    """Read, validate and expand a capture config file.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the key and what is wrong with its value.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw_bytes = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file (a TOML config was expected)") from None
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
+    """Parse TOML text into a :class:`CaptureConfig` (see :func:`load_config`).
+
+    Examples
+    --------
+    >>> config = parse_config('[model]\\ndepth = 2\\nwidth = 8\\n[sweep]\\n"train.seed" = [0, 1]')
+    >>> len(config.runs), config.runs[1]["train"]["seed"]
+    (2, 1)
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    sections = set(SCHEMA) | {"sweep"}
+    for section, body in raw.items():
+        if section not in sections:
+            raise ConfigError(f"{source}: unknown section [{section}]{_suggest(section, sections)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table, not a value")
+    base: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = raw.get(section, {})
+        for key in given:
+            if key not in keys:
+                valid = [f"{section}.{k}" for k in keys]
+                raise ConfigError(
+                    f"{source}: unknown key '{section}.{key}'{_suggest(f'{section}.{key}', valid)}"
+                )
+        base[section] = {}
+        for key, (default, _) in keys.items():
+            value = given.get(key, copy.deepcopy(default))
+            if value is not None:
+                base[section][key] = value
+
+    sweep = raw.get("sweep", {})
+    valid_keys = [f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys]
+    for key, values in sweep.items():
+        if key not in valid_keys:
+            raise ConfigError(f"{source}: unknown sweep key {key!r}{_suggest(key, valid_keys)}")
+        if key in _NOT_SWEEPABLE:
+            raise ConfigError(
+                f"{source}: sweep key {key!r} is not allowed: one store holds the probes of one data set"
+            )
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{source}: sweep.{key!r} must be a non-empty list of values")
+
+    sweep_keys = tuple(sweep)
+    runs = []
+    for combo in itertools.product(*(sweep[k] for k in sweep_keys)):
+        run = copy.deepcopy(base)
+        for key, value in zip(sweep_keys, combo):
+            section, name = key.split(".")
+            run[section][name] = value
+        label = ", ".join(f"{k} = {v!r}" for k, v in zip(sweep_keys, combo))
+        _validate_run(run, source, f" (run {len(runs)}: {label})" if sweep_keys else "")
+        runs.append(run)
+
+    whole = {section: dict(values) for section, values in base.items()}
+    whole["sweep"] = {k: list(v) for k, v in sweep.items()}
+    return CaptureConfig(source=source, text=text, sweep=whole, runs=tuple(runs), sweep_keys=sweep_keys)
+
+
+def _validate_run(run: dict, source: str, where: str) -> None:
+    for section, keys in SCHEMA.items():
+        for key, (_, check) in keys.items():
+            if key not in run[section]:
+                continue
+            value = run[section][key]
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{source}: {section}.{key} = {_show(value)}: {problem}{where}")
+    model, train, record, dataset = run["model"], run["train"], run["record"], run["dataset"]
+    depth = model["depth"]
+    if isinstance(model["width"], list) and len(model["width"]) != depth:
+        raise ConfigError(
+            f"{source}: model.width = {_show(model['width'])}: has {len(model['width'])} entries "
+            f"but model.depth = {depth}{where}"
+        )
+    if "layer_lr" in train and len(train["layer_lr"]) != depth:
+        raise ConfigError(
+            f"{source}: train.layer_lr = {_show(train['layer_lr'])}: has {len(train['layer_lr'])} entries "
+            f"but model.depth = {depth}{where}"
+        )
+    if dataset["name"] == "npz" and "path" not in dataset:
+        raise ConfigError(f"{source}: dataset.name = 'npz' needs dataset.path (a .npz file with x and y){where}")
+    if dataset["name"] != "npz" and "path" in dataset:
+        raise ConfigError(f"{source}: dataset.path is only used with dataset.name = 'npz'{where}")
+    if train["optimizer"] == "adam" and train["momentum"] != 0:
+        raise ConfigError(f"{source}: train.momentum = {_show(train['momentum'])}: not used by adam (set betas){where}")
+    epochs = record["epochs"]
+    if isinstance(epochs, str):
+        record["epochs"] = log_schedule(_parse_log_schedule(epochs), train["epochs"])
+    else:
+        for e in epochs:
+            if e > train["epochs"]:
+                raise ConfigError(
+                    f"{source}: record.epochs contains {_show(e)}, beyond train.epochs = {_show(train['epochs'])}{where}"
+                )
+        if len(set(epochs)) != len(epochs):
+            raise ConfigError(f"{source}: record.epochs = {_show(epochs)}: contains a repeated epoch{where}")
+        record["epochs"] = sorted(float(e) for e in epochs)
+    model["width"] = model["width"] if isinstance(model["width"], list) else [model["width"]] * depth
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value).replace("True", "true").replace("False", "false")

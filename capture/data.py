@@ -1,0 +1,125 @@
+"""Data sets for capture: all local, nothing is downloaded.
+
+- ``digits``: scikit-learn's bundled 8x8 digits (1797 images), pixels scaled to [0, 1].
+- ``mnist1d``: generated offline by ``mnist1d.data.make_dataset`` (the generator, not the
+  download), 40 features, 10 classes.
+- ``synthetic``: x ~ N(0, I) in ``n_features`` dimensions, labelled by a random teacher
+  network (one tanh hidden layer of ``teacher_width`` units, Gaussian weights with
+  variance 1/fan_in, seeded by ``data_seed``): the class is the argmax of its outputs.
+- ``npz``: the user's arrays ``x`` (n, features) and ``y`` (n,) integer labels, and
+  optionally ``x_test``, ``y_test``; loaded with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from capture.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray  # float32 (n, features)
+    y_train: np.ndarray  # int64 (n,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    index_train: np.ndarray  # row of each training sample in the source data set
+    index_test: np.ndarray
+    n_classes: int
+
+
+def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
+    """Build the training and held-out splits that `spec` (the [dataset] table) describes."""
+    name = spec["name"]
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x, y = bunch.data.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
+        return _split(name, x, y, spec)
+    if name == "mnist1d":
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.seed = int(spec.get("data_seed", 0)) + 42
+        if "n_samples" in spec:
+            args.num_samples = int(spec["n_samples"])
+        data = make_dataset(args)
+        x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)
+        y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+        return _split(name, x, y, spec)
+    if name == "synthetic":
+        x, y = synthetic_teacher(
+            n_samples=int(spec.get("n_samples", 2000)),
+            n_features=int(spec["n_features"]),
+            n_classes=int(spec["n_classes"]),
+            teacher_width=int(spec["teacher_width"]),
+            seed=int(spec["data_seed"]),
+        )
+        return _split(name, x, y, spec)
+    if name == "npz":
+        return _load_npz(spec, source)
+    raise ConfigError(f"{source}: dataset.name = {name!r}: unknown data set")
+
+
+def synthetic_teacher(n_samples: int, n_features: int, n_classes: int, teacher_width: int, seed: int):
+    """Inputs x ~ N(0, I) and labels from a random one-hidden-layer tanh teacher network.
+
+    Examples
+    --------
+    >>> x, y = synthetic_teacher(100, 8, 3, 16, seed=0)
+    >>> x.shape, sorted(set(y.tolist())) == [0, 1, 2]
+    ((100, 8), True)
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features)).astype(np.float32)
+    w1 = rng.standard_normal((n_features, teacher_width)) / np.sqrt(n_features)
+    w2 = rng.standard_normal((teacher_width, n_classes)) / np.sqrt(teacher_width)
+    y = np.argmax(np.tanh(x @ w1) @ w2, axis=1).astype(np.int64)
+    return x, y
+
+
+def _split(name, x, y, spec) -> Dataset:
+    rng = np.random.default_rng(int(spec["split_seed"]))
+    order = rng.permutation(len(x))
+    n_test = max(1, int(round(spec["test_fraction"] * len(x))))
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(name, x[train], y[train], x[test], y[test], train, test, int(y.max()) + 1)
+
+
+def _load_npz(spec, source) -> Dataset:
+    path = spec["path"]
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: dataset.path = {path!r}: no such file") from None
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{source}: dataset.path = {path!r}: not a readable .npz file ({exc})") from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise ConfigError(f"{source}: dataset.path = {path!r}: the .npz has no array {key!r} (it has {sorted(arrays)})")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise ConfigError(f"{source}: dataset.path = {path!r}: x_test and y_test must come together")
+
+    def check(xk, yk):
+        x, y = arrays[xk], arrays[yk]
+        if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+            raise ConfigError(f"{source}: dataset.path = {path!r}: {xk!r} must be a 2-d numeric array, got shape {x.shape}")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise ConfigError(f"{source}: dataset.path = {path!r}: {yk!r} must be non-negative integer labels, one per row of {xk!r}")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"{source}: dataset.path = {path!r}: {xk!r} holds non-finite values")
+        return x.astype(np.float32), y.astype(np.int64)
+
+    x, y = check("x", "y")
+    if "x_test" not in arrays:
+        return _split("npz", x, y, spec)
+    x_test, y_test = check("x_test", "y_test")
+    if x_test.shape[1] != x.shape[1]:
+        raise ConfigError(f"{source}: dataset.path = {path!r}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
+    n_classes = int(max(y.max(), y_test.max())) + 1
+    return Dataset("npz", x, y, x_test, y_test, np.arange(len(x)), np.arange(len(x_test)), n_classes)

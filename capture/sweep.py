@@ -1,0 +1,221 @@
+"""`actstats capture`: lay out the store for a whole sweep, then train and record its runs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import multiprocessing
+import os
+import shutil
+import uuid
+from typing import Any
+
+import numpy as np
+
+from actstats.errors import ActstatsError
+from actstats.store import StoreLayout, canonical_json, create_store
+from capture.config import CaptureConfig, load_config
+from capture.data import load_dataset
+from capture.recorder import capture_run, record_steps, select_probes
+
+
+def _layout_and_coordinates(config: CaptureConfig):
+    data = load_dataset(config.runs[0]["dataset"], config.source)
+    probes = select_probes(data, config.runs[0]["dataset"])
+    epochs = config.epochs
+    runs = config.runs
+    n_features = data.x_train.shape[1]
+    max_depth = max(r["model"]["depth"] for r in runs)
+    max_width = max(max(r["model"]["width"]) for r in runs)
+    optional = {"readout_weight", "readout_bias", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "diverged"}
+    if any(r["record"]["delta"] for r in runs):
+        optional.add("delta")
+    if any(r["record"]["weight_grad"] for r in runs):
+        optional.add("weight_grad")
+    layout = StoreLayout(
+        n_runs=len(runs),
+        epochs=epochs,
+        n_layers=max_depth,
+        n_units=max_width,
+        n_fan_in=max(n_features, max_width),
+        n_classes=data.n_classes,
+        n_features=n_features,
+        n_samples=len(probes.x),
+        optional=frozenset(optional),
+    )
+    step = np.full((len(runs), len(epochs)), -1, dtype=np.int64)
+    width = np.zeros((len(runs), max_depth), dtype=np.int64)
+    for i, run in enumerate(runs):
+        for e, s in zip(run["record"]["epochs"], record_steps(run, len(data.x_train))):
+            step[i, epochs.index(e)] = s
+        width[i, : run["model"]["depth"]] = run["model"]["width"]
+    coords = {
+        "run": np.arange(len(runs)),
+        "epoch": np.asarray(epochs, dtype=np.float64),
+        "layer": np.arange(1, max_depth + 1),
+        "unit": np.arange(max_width),
+        "fan_in": np.arange(layout.n_fan_in),
+        "class": np.arange(data.n_classes),
+        "feature": np.arange(n_features),
+        "sample": np.arange(len(probes.x)),
+        "step": step,
+        "split": probes.split,
+        "label": probes.y,
+        "source_index": probes.source_index,
+        "width": width,
+        "depth": np.array([r["model"]["depth"] for r in runs]),
+        "activation_fn": np.array([r["model"]["activation"] for r in runs]),
+        "init": np.array([r["model"]["init"] for r in runs]),
+        "optimizer": np.array([r["train"]["optimizer"] for r in runs]),
+        "lr": np.array([float(r["train"]["lr"]) for r in runs]),
+        "batch_size": np.array([r["train"]["batch_size"] for r in runs]),
+        "seed": np.array([r["train"]["seed"] for r in runs]),
+        "dataset": np.array([r["dataset"]["name"] for r in runs]),
+        "config": np.array([canonical_json(r) for r in runs]),
+    }
+    return layout, coords, data, probes
+
+
+def _root_attributes(config: CaptureConfig) -> dict[str, Any]:
+    import torch
+
+    return {
+        "torch_version": torch.__version__,
+        "sweep": canonical_json(config.sweep),
+        "config_text": config.text,
+    }
+
+
+def capture(
+    config_path: str,
+    store_path: str,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    workers: int = 1,
+    progress: bool | None = None,
+    asynchronous: bool = True,
+) -> dict:
+    """Capture the sweep of `config_path` into `store_path`.
+
+    An existing store is refused unless `resume` (continue it: only records not yet marked
+    complete are trained and written; the config must be the one the store was made with)
+    or `overwrite` (replace it) is given. With `resume` and no store, a new one is made.
+
+    Returns a summary: runs, records written, records already complete.
+    """
+    import zarr
+
+    if resume and overwrite:
+        raise ActstatsError("--resume and --overwrite exclude each other")
+    if workers < 1:
+        raise ActstatsError(f"--workers {workers}: must be at least 1")
+    config = load_config(config_path)
+    store_path = os.fspath(store_path)
+    exists = os.path.exists(store_path)
+    if exists and not (resume or overwrite):
+        raise ActstatsError(f"{store_path}: store exists; use --resume to continue it or --overwrite to replace it")
+    if exists and resume:
+        try:
+            group = zarr.open_group(store_path, mode="r")
+            stored = group.attrs.get("sweep")
+        except Exception:
+            raise ActstatsError(f"{store_path}: exists but is not a readable store; refusing to resume into it") from None
+        if stored != canonical_json(config.sweep):
+            raise ActstatsError(
+                f"{store_path}: --resume with a different config than the store was made with ({_difference(stored, config.sweep)})"
+            )
+        layout, coords, data, probes = _layout_and_coordinates(config)
+        for leftover in glob.glob(os.path.join(store_path, "**", "*.partial"), recursive=True):
+            os.remove(leftover)  # temporary files of writes that a kill interrupted
+    else:
+        layout, coords, data, probes = _layout_and_coordinates(config)
+        if exists:  # --overwrite: build the new store first, then swap
+            aside = os.path.join(os.path.dirname(os.path.abspath(store_path)), f".{os.path.basename(store_path)}.old-{uuid.uuid4().hex[:8]}")
+            if not os.path.exists(os.path.join(store_path, "zarr.json")) and os.listdir(store_path):
+                raise ActstatsError(f"{store_path}: exists and is not a Zarr store; refusing to overwrite it")
+            os.rename(store_path, aside)
+            try:
+                create_store(store_path, layout, coords, _root_attributes(config), probes.x)
+            except BaseException:
+                os.rename(aside, store_path)
+                raise
+            shutil.rmtree(aside)
+        else:
+            create_store(store_path, layout, coords, _root_attributes(config), probes.x)
+
+    group = zarr.open_group(store_path, mode="r")
+    complete = np.asarray(group["complete"][...])
+    epochs = list(config.epochs)
+    jobs = []
+    for i, run in enumerate(config.runs):
+        indices = [epochs.index(e) for e in run["record"]["epochs"]]
+        if not complete[i, indices].all():
+            jobs.append((i, run, indices))
+    total = sum(int((~complete[i, idx]).sum()) for i, _, idx in jobs)
+    sizes = layout.sizes()
+    from tqdm.auto import tqdm
+
+    from actstats.store import _progress_disabled
+
+    with tqdm(total=total, desc="capture", unit="record", disable=_progress_disabled(progress)) as bar:
+        if workers == 1 or len(jobs) <= 1:
+            for i, run, indices in jobs:
+                bar.set_postfix_str(f"run {i}")
+                capture_run(store_path, i, run, data, probes, sizes, indices, complete[i], lambda: bar.update(1), asynchronous)
+        else:
+            _capture_parallel(config_path, store_path, jobs, complete, sizes, workers, bar, asynchronous)
+    written = total
+    return {"runs": len(config.runs), "written": written, "already_complete": int(complete.sum())}
+
+
+def _worker(args):
+    config_path, store_path, run_index, indices, complete_row, sizes, asynchronous, progress_queue = args
+    config = load_config(config_path)
+    run = config.runs[run_index]
+    data = load_dataset(run["dataset"], config.source)
+    probes = select_probes(data, run["dataset"])
+    return capture_run(
+        store_path, run_index, run, data, probes, sizes, indices, complete_row,
+        lambda: progress_queue.put(1), asynchronous,
+    )
+
+
+def _capture_parallel(config_path, store_path, jobs, complete, sizes, workers, bar, asynchronous):
+    """Runs in `workers` processes; each writes only its own runs' chunks (disjoint regions)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    progress_queue = manager.Queue()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {
+                pool.submit(_worker, (config_path, store_path, i, idx, complete[i], sizes, asynchronous, progress_queue))
+                for i, _, idx in jobs
+            }
+            while futures:
+                done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+                while not progress_queue.empty():
+                    bar.update(progress_queue.get())
+                for future in done:
+                    future.result()  # re-raises a worker's error
+            while not progress_queue.empty():
+                bar.update(progress_queue.get())
+    finally:
+        manager.shutdown()
+
+
+def _difference(stored: str | None, new: dict) -> str:
+    if stored is None:
+        return "the store has no config"
+    try:
+        old = json.loads(stored)
+    except ValueError:
+        return "the store's config is not readable"
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return f"{section}.{key}: store has {a.get(key)!r}, config has {b.get(key)!r}"
+    return "they differ"
