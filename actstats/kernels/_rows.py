@@ -185,7 +185,8 @@ def rows_quantile(sorted_rows: np.ndarray, counts: np.ndarray, probabilities: np
     if squeeze:
         probabilities = probabilities[:, None]
     n = counts[:, None].astype(float)
-    position = probabilities * (n - 1)
+    usable = (n > 0) & np.isfinite(probabilities)
+    position = np.where(usable, probabilities * (n - 1), 0.0)
     with np.errstate(invalid="ignore"):
         lower = np.clip(np.floor(position), 0, np.maximum(n - 1, 0)).astype(np.intp)
     upper = np.minimum(lower + 1, np.maximum(n - 1, 0).astype(np.intp))
@@ -193,5 +194,5 @@ def rows_quantile(sorted_rows: np.ndarray, counts: np.ndarray, probabilities: np
     low_values = np.take_along_axis(sorted_rows, lower, axis=1)
     high_values = np.take_along_axis(sorted_rows, upper, axis=1)
     result = low_values + fraction * (high_values - low_values)
-    result = np.where((n > 0) & np.isfinite(probabilities), result, np.nan)
+    result = np.where(usable, result, np.nan)
     return result[:, 0] if squeeze else result

@@ -253,7 +253,7 @@ def ks_distance_normal(x, axis: Axis = -1, *, ddof: int = 0) -> np.ndarray:
     >>> import numpy as np
     >>> from actstats.kernels import ks_distance_normal
     >>> print(round(float(ks_distance_normal(np.array([-1.0, 0.0, 1.0]))), 4))
-    0.1444
+    0.223
     """
     rows = as_rows(x, axis)
     z, counts, _, std = _standardized_sorted(rows, ddof)
@@ -304,7 +304,7 @@ def lilliefors(x, axis: Axis = -1) -> NormalityTestResult:
     >>> import numpy as np
     >>> from actstats.kernels import lilliefors
     >>> result = lilliefors(np.random.default_rng(0).uniform(size=2000))
-    >>> float(result.pvalue)
+    >>> print(round(float(result.pvalue), 3))
     0.001
     """
     rows = as_rows(x, axis)
@@ -499,7 +499,7 @@ def wasserstein_normal(
     >>> import numpy as np
     >>> from actstats.kernels import wasserstein_normal
     >>> print(round(float(wasserstein_normal(np.array([-1.0, 1.0]))), 4))
-    0.2034
+    0.5354
     """
     rows = as_rows(x, axis)
     z, counts, _, std = _standardized_sorted(rows, ddof)

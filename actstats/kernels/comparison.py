@@ -1,0 +1,193 @@
+"""Two-group comparison of per-sample values (training vs held-out probes).
+
+Each sample contributes one value (e.g. its saturated fraction); the two groups are
+independent sets of samples. The difference in means gets a stratified bootstrap
+interval and a permutation-test p-value, both seeded and vectorised over groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._rows import DEFAULT_SEED, Axis, as_rows, rows_quantile
+from .intervals import DEFAULT_RESAMPLES, _resampling_weights
+
+__all__ = ["DEFAULT_PERMUTATIONS", "GroupComparison", "compare_groups"]
+
+#: Default number of random permutations (p-values are multiples of 1/(9999 + 1)).
+DEFAULT_PERMUTATIONS = 9999
+_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class GroupComparison:
+    """Difference in means of two independent groups of per-sample values.
+
+    Attributes
+    ----------
+    statistic : ``mean_first - mean_second`` (also ``difference``).
+    pvalue : two-sided permutation p-value ``(1 + #{|T*| >= |T|}) / (1 + P)``.
+    ci_low, ci_high : stratified percentile bootstrap interval of the difference.
+    mean_first, mean_second, n_first, n_second : per group.
+    n_permutations, n_resamples, confidence_level, method : settings.
+    """
+
+    statistic: np.ndarray
+    pvalue: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    mean_first: np.ndarray
+    mean_second: np.ndarray
+    n_first: np.ndarray
+    n_second: np.ndarray
+    n_permutations: int
+    n_resamples: int
+    confidence_level: float
+    method: str
+
+    @property
+    def difference(self) -> np.ndarray:
+        return self.statistic
+
+    def confidence_interval(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ci_low, ci_high)`` at ``confidence_level``."""
+        return self.ci_low, self.ci_high
+
+
+def _permutation_exceedances(pooled, n_first, n_permutations, seed, observed):
+    """Count |T*| >= |T| over random splits of each row of ``pooled`` (no NaN)."""
+    size = pooled.shape[1]
+    n_second = size - n_first
+    total = pooled.sum(axis=1)
+    rng = np.random.default_rng(seed)
+    template = np.zeros(size)
+    template[:n_first] = 1.0
+    exceed = np.zeros(pooled.shape[0])
+    # relative tolerance so that ties up to round-off count as ties (as scipy does)
+    threshold = np.abs(observed) * (1 - 1e-12)
+    done = 0
+    while done < n_permutations:
+        batch = min(_BATCH, n_permutations - done)
+        indicators = rng.permuted(np.tile(template, (batch, 1)), axis=1)
+        first_sums = pooled @ indicators.T
+        permuted = first_sums / n_first - (total[:, None] - first_sums) / n_second
+        exceed += (np.abs(permuted) >= threshold[:, None]).sum(axis=1)
+        done += batch
+    return exceed
+
+
+def compare_groups(
+    first,
+    second,
+    axis: Axis = -1,
+    *,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence_level: float = 0.95,
+    seed: int = DEFAULT_SEED,
+) -> GroupComparison:
+    """Compare the means of two independent groups of per-sample values.
+
+    Parameters
+    ----------
+    first, second : array_like
+        Per-sample values (e.g. saturated fractions of training and of held-out probe
+        samples); ``axis`` holds the samples, the other axes must match.
+    axis : int, tuple of int or None, default -1
+    n_permutations : int, default 9999
+        Random permutations of the pooled samples (seeded).
+    n_resamples : int, default 2000
+        Bootstrap resamples (each group resampled separately).
+    confidence_level : float, default 0.95
+    seed : int, default 0
+
+    Returns
+    -------
+    GroupComparison
+
+    Notes
+    -----
+    p-value: the permutation test of exchangeability with statistic ``|mean_first -
+    mean_second|``, ``(1 + #{|T*| ≥ |T|}) / (1 + P)`` (Phipson & Smyth 2010), exact
+    under the null of equal distributions. Interval: the percentile interval of the
+    bootstrap distribution of the difference, resampling samples within each group.
+    Groups without NaN share the permutations and resamples (one matrix product);
+    groups with NaN are drawn separately with the same seed.
+
+    Verification: p-value agrees with ``scipy.stats.permutation_test`` within Monte
+    Carlo error; rejection rate under the null at α = 0.05 inside the binomial 99%
+    interval (``tests/test_kernels_calibration.py``); interval agrees with
+    ``scipy.stats.bootstrap`` (two samples, percentile).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import compare_groups
+    >>> rng = np.random.default_rng(0)
+    >>> result = compare_groups(rng.normal(0.5, 1, 200), rng.normal(0.0, 1, 150))
+    >>> bool(result.pvalue < 0.01), bool(result.ci_low < 0.5 < result.ci_high)
+    (True, True)
+    """
+    rows_first = as_rows(first, axis)
+    rows_second = as_rows(second, axis)
+    if rows_first.batch_shape != rows_second.batch_shape:
+        raise ValueError(
+            f"the kept axes of the two groups differ: {rows_first.batch_shape} and {rows_second.batch_shape}"
+        )
+    x, y = rows_first.values, rows_second.values
+    n_x, n_y = rows_first.counts, rows_second.counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x = rows_first.zeroed().sum(axis=1) / n_x
+        mean_y = rows_second.zeroed().sum(axis=1) / n_y
+    observed = mean_x - mean_y
+    n_rows = x.shape[0]
+
+    # permutation p-values
+    exceed = np.full(n_rows, np.nan)
+    full = (n_x == x.shape[1]) & (n_y == y.shape[1])
+    if full.any() and x.shape[1] > 0 and y.shape[1] > 0:
+        pooled = np.concatenate([x[full], y[full]], axis=1)
+        exceed[full] = _permutation_exceedances(pooled, x.shape[1], n_permutations, seed, observed[full])
+    for i in np.flatnonzero(~full & (n_x > 0) & (n_y > 0)):
+        pooled = np.concatenate([rows_first.row(i), rows_second.row(i)])[None, :]
+        exceed[i] = _permutation_exceedances(pooled, int(n_x[i]), n_permutations, seed, observed[i : i + 1])[0]
+    pvalue = (1 + exceed) / (1 + n_permutations)
+
+    # stratified bootstrap of the difference
+    differences = np.full((n_rows, n_resamples), np.nan)
+    rng_seeds = np.random.SeedSequence(seed).spawn(2)
+    if full.any() and x.shape[1] > 0 and y.shape[1] > 0:
+        weights_x = _resampling_weights(np.random.default_rng(rng_seeds[0]), x.shape[1], n_resamples)
+        weights_y = _resampling_weights(np.random.default_rng(rng_seeds[1]), y.shape[1], n_resamples)
+        differences[full] = x[full] @ weights_x.T / x.shape[1] - y[full] @ weights_y.T / y.shape[1]
+    for i in np.flatnonzero(~full & (n_x > 0) & (n_y > 0)):
+        row_x, row_y = rows_first.row(i), rows_second.row(i)
+        weights_x = _resampling_weights(np.random.default_rng(rng_seeds[0]), row_x.size, n_resamples)
+        weights_y = _resampling_weights(np.random.default_rng(rng_seeds[1]), row_y.size, n_resamples)
+        differences[i] = weights_x @ row_x / row_x.size - weights_y @ row_y / row_y.size
+    alpha = (1 - confidence_level) / 2
+    levels = np.tile([alpha, 1 - alpha], (n_rows, 1))
+    valid = (n_x > 0) & (n_y > 0)
+    interval = rows_quantile(
+        np.sort(differences, axis=1), np.where(valid, n_resamples, 0), levels
+    )
+    unflatten = rows_first.unflatten
+    return GroupComparison(
+        statistic=unflatten(observed),
+        pvalue=unflatten(np.where(valid, pvalue, np.nan)),
+        ci_low=unflatten(interval[:, 0]),
+        ci_high=unflatten(interval[:, 1]),
+        mean_first=unflatten(mean_x),
+        mean_second=unflatten(mean_y),
+        n_first=unflatten(n_x),
+        n_second=unflatten(n_y),
+        n_permutations=n_permutations,
+        n_resamples=n_resamples,
+        confidence_level=confidence_level,
+        method=(
+            f"permutation test ({n_permutations} permutations, two-sided |difference|); "
+            f"stratified percentile bootstrap ({n_resamples} resamples)"
+        ),
+    )
