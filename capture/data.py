@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,10 +36,7 @@ def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
     """Build the training and held-out splits that `spec` (the [dataset] table) describes."""
     name = spec["name"]
     if name == "digits":
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        x, y = bunch.data.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
+        x, y = load_digits()
         return _split(name, x, y, spec)
     if name == "mnist1d":
         from mnist1d.data import get_dataset_args, make_dataset
@@ -63,6 +61,25 @@ def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
     if name == "npz":
         return _load_npz(spec, source)
     raise ConfigError(f"{source}: dataset.name = {name!r}: unknown data set")
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits: x (1797, 64) in [0, 1], y (1797,) in 0..9.
+
+    Reads the CSV that scikit-learn ships, without importing sklearn.datasets (which takes
+    two seconds to import); the values are those of ``sklearn.datasets.load_digits()``
+    (checked in tests/test_capture.py).
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("dataset.name = 'digits' needs scikit-learn: install actstats[capture]")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    return (table[:, :-1] / 16.0).astype(np.float32), table[:, -1].astype(np.int64)
 
 
 def synthetic_teacher(n_samples: int, n_features: int, n_classes: int, teacher_width: int, seed: int):

@@ -13,6 +13,8 @@ from a checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
@@ -31,6 +33,10 @@ from capture.model import FeedForward, initialise, make_optimizer
 
 #: Rows per forward pass when a whole split is evaluated (bounds memory on large splits).
 EVAL_BATCH = 4096
+
+#: Records waiting for the writer thread. Recording moments cluster early in training
+#: ("log:N"), so a few records may queue while the writer catches up during training.
+MAX_QUEUED_RECORDS = 8
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 class Writer:
-    """A background thread that writes records in order; errors surface on the next call."""
+    """A background thread that computes and writes records in order; errors surface on the
+    next call. With ``asynchronous=False`` everything happens on the calling thread."""
 
     def __init__(self, store_path: str, *, asynchronous: bool = True):
         self.path = store_path
@@ -82,7 +89,7 @@ class Writer:
         }
         self.asynchronous = asynchronous
         self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.queue: queue.Queue = queue.Queue(maxsize=MAX_QUEUED_RECORDS)
         self.thread = None
         if asynchronous:
             self.thread = threading.Thread(target=self._loop, name="actstats-writer", daemon=True)
@@ -118,7 +125,9 @@ class Writer:
                 except BaseException as exc:  # handed to the training thread
                     self.error = exc
 
-    def _write(self, run: int, epoch_index: int, values: dict, checkpoint: dict, on_done: Callable | None) -> None:
+    def _write(self, run: int, epoch_index: int, values, checkpoint: dict, on_done: Callable | None) -> None:
+        if callable(values):  # a snapshot to record here, on the writer's thread
+            values = values()
         for name, value in values.items():
             array = self.arrays.get(name)
             if array is None:
@@ -163,8 +172,11 @@ class RunTrainer:
         self.y_train = torch.from_numpy(data.y_train)
         self.x_test = torch.from_numpy(data.x_test)
         self.y_test = torch.from_numpy(data.y_test)
+        # Probes are the first rows of each split (select_probes), so one pass over the
+        # splits yields the probes' values too.
+        self.n_probe_train = int((probes.split == "train").sum())
+        self.n_probe_test = len(probes.split) - self.n_probe_train
         self.x_probe = torch.from_numpy(probes.x)
-        self.y_probe = torch.from_numpy(probes.y)
         self.model = FeedForward(data.x_train.shape[1], list(model_spec["width"]), sizes["class"], model_spec["activation"])
         lsuv_rows = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(data.x_train))[:512])
         initialise(self.model, model_spec["init"], float(model_spec["init_scale"]), self.x_train[lsuv_rows])
@@ -212,61 +224,77 @@ class RunTrainer:
             self.step += 1
 
     # -- recording --------------------------------------------------------------------
-    def record(self) -> dict[str, np.ndarray]:
-        """Everything the store holds for this moment, as NaN-padded numpy blocks."""
+    def snapshot(self) -> FeedForward:
+        """A copy of the network as it is now, for recording while training goes on."""
+        return copy.deepcopy(self.model)
+
+    def record(self, model: FeedForward | None = None) -> dict[str, np.ndarray]:
+        """Everything the store holds for this moment, as NaN-padded numpy blocks.
+
+        One pass over every row of both splits, in blocks of EVAL_BATCH rows: a forward pass
+        keeping each layer's z and h, and one backward pass of the summed per-row losses to
+        the z's. Because rows do not interact, d(sum of losses)/dz_i = dl_i/dz_i: that is
+        each probe's own `delta`; and the gradient of the mean training loss w.r.t. W_l is
+        the sum over training rows of delta_l h_(l-1)^T divided by their count.
+        """
         options = self.record_options
-        model = self.model
+        model = self.model if model is None else model
         n_units, n_fan_in = self.sizes["unit"], self.sizes["fan_in"]
-        n_samples = len(self.x_probe)
-        out: dict[str, np.ndarray] = {}
-        logits, zs, hs = model(self.x_probe, keep=True)
-        if options["delta"]:
-            loss_sum = torch.nn.functional.cross_entropy(logits, self.y_probe, reduction="sum")
-            deltas = torch.autograd.grad(loss_sum, zs)
-            out["delta"] = _pad([d.numpy() for d in deltas], (n_samples, n_units))
-        out["activation"] = _pad([h.detach().numpy() for h in hs], (n_samples, n_units))
+        n_train, n_test = len(self.x_train), len(self.x_test)
+        n_probe_train, n_probe_test = self.n_probe_train, self.n_probe_test
+        depth = len(model.hidden)
+        need_grad = options["delta"] or options["weight_grad"]
+        keep = {k: [[] for _ in range(depth)] for k in ("z", "h", "delta")}
+        weight_grad = [torch.zeros_like(layer.weight) for layer in model.hidden]
+        totals = {"train": [0.0, 0], "test": [0.0, 0]}
+        finite = True
+        for split, x_all, y_all, n_probe in (
+            ("train", self.x_train, self.y_train, n_probe_train),
+            ("test", self.x_test, self.y_test, n_probe_test),
+        ):
+            for start in range(0, len(x_all), EVAL_BATCH):
+                x, y = x_all[start : start + EVAL_BATCH], y_all[start : start + EVAL_BATCH]
+                with torch.set_grad_enabled(need_grad):
+                    logits, zs, hs = model(x, keep=True)
+                    losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+                    deltas = torch.autograd.grad(losses.sum(), zs) if need_grad else None
+                totals[split][0] += float(losses.detach().sum())
+                totals[split][1] += int((logits.argmax(1) == y).sum())
+                finite = finite and all(bool(torch.isfinite(h).all()) for h in hs)
+                if split == "train" and options["weight_grad"]:
+                    inputs = [x, *hs[:-1]]
+                    for g, d, h_prev in zip(weight_grad, deltas, inputs):
+                        g.add_(d.T @ h_prev.detach())
+                rows = max(0, min(len(x), n_probe - start))
+                if rows:
+                    for layer in range(depth):
+                        keep["z"][layer].append(zs[layer][:rows].detach())
+                        keep["h"][layer].append(hs[layer][:rows].detach())
+                        if options["delta"]:
+                            keep["delta"][layer].append(deltas[layer][:rows])
+
+        def probe_block(name):
+            return _pad([torch.cat(parts).numpy() for parts in keep[name]], (n_probe_train + n_probe_test, n_units))
+
+        out: dict[str, np.ndarray] = {"activation": probe_block("h")}
         if options["preactivation"]:
-            out["preactivation"] = _pad([z.detach().numpy() for z in zs], (n_samples, n_units))
+            out["preactivation"] = probe_block("z")
+        if options["delta"]:
+            out["delta"] = probe_block("delta")
         out["weight"] = _pad([layer.weight.detach().numpy() for layer in model.hidden], (n_units, n_fan_in))
         out["bias"] = _pad([layer.bias.detach().numpy() for layer in model.hidden], (n_units,))
         readout_weight = np.full((self.sizes["class"], n_fan_in), np.nan, dtype=np.float32)
         readout_weight[:, : model.readout.in_features] = model.readout.weight.detach().numpy()
         out["readout_weight"] = readout_weight
         out["readout_bias"] = model.readout.bias.detach().numpy().copy()
-
-        weights = [layer.weight for layer in model.hidden]
-        train_loss, train_correct, grads = 0.0, 0, [torch.zeros_like(w) for w in weights]
-        n_train = len(self.x_train)
-        for start in range(0, n_train, EVAL_BATCH):
-            x, y = self.x_train[start : start + EVAL_BATCH], self.y_train[start : start + EVAL_BATCH]
-            if options["weight_grad"]:
-                logits, _, _ = model(x)
-                loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-                for g, part in zip(grads, torch.autograd.grad(loss, weights)):
-                    g += part
-            else:
-                with torch.no_grad():
-                    logits, _, _ = model(x)
-                    loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-            train_loss += float(loss.detach())
-            train_correct += int((logits.argmax(1) == y).sum())
         if options["weight_grad"]:
-            out["weight_grad"] = _pad([(g / n_train).numpy() for g in grads], (n_units, n_fan_in))
-        with torch.no_grad():
-            test_loss, test_correct = 0.0, 0
-            for start in range(0, len(self.x_test), EVAL_BATCH):
-                x, y = self.x_test[start : start + EVAL_BATCH], self.y_test[start : start + EVAL_BATCH]
-                logits, _, _ = model(x)
-                test_loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-                test_correct += int((logits.argmax(1) == y).sum())
-        out["train_loss"] = np.float32(train_loss / n_train)
-        out["train_accuracy"] = np.float32(train_correct / n_train)
-        out["test_loss"] = np.float32(test_loss / max(1, len(self.x_test)))
-        out["test_accuracy"] = np.float32(test_correct / max(1, len(self.x_test)))
-        out["diverged"] = np.bool_(
-            not all(bool(torch.isfinite(p).all()) for p in model.parameters())
-            or not all(bool(torch.isfinite(h).all()) for h in hs)
-        )
+            out["weight_grad"] = _pad([(g / n_train).numpy() for g in weight_grad], (n_units, n_fan_in))
+        out["train_loss"] = np.float32(totals["train"][0] / n_train)
+        out["train_accuracy"] = np.float32(totals["train"][1] / n_train)
+        out["test_loss"] = np.float32(totals["test"][0] / max(1, n_test))
+        out["test_accuracy"] = np.float32(totals["test"][1] / max(1, n_test))
+        finite = finite and all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        out["diverged"] = np.bool_(not finite)
         return out
 
 
@@ -326,8 +354,14 @@ def capture_run(
     try:
         for step, epoch_index in pending:
             trainer.train_until(step)
-            values = trainer.record()
+            # Record a copy of the network on the writer's thread (the second core) while
+            # this thread trains on; the copy holds exactly the state of this step.
+            snapshot = trainer.snapshot() if asynchronous else trainer.model
+            values = functools.partial(trainer.record, snapshot)
             writer.submit((run_index, epoch_index, values, trainer.checkpoint(epoch_index), on_record))
+        # Train to train.epochs even past the last record: the run is the run the config
+        # describes, whatever moments are recorded (and benchmarks compare like with like).
+        trainer.train_until(int(round(run["train"]["epochs"] * trainer.spe)))
     finally:
         writer.close()
     return len(pending)

@@ -71,7 +71,9 @@ def test_resume_with_a_different_config_is_refused(small_store, tmp_path):
 def test_overwrite_replaces_the_store(small_config, tmp_path):
     target = tmp_path / "o.zarr"
     cfg = write_config(tmp_path, small_config_text(**{'"model.width" = [12, 8]': '"model.width" = [5]'}), "one.toml")
-    assert run_cli("capture", cfg, "-o", target, "--no-progress").returncode == 0
+    from capture import capture
+
+    capture(cfg, str(target), progress=False)
     result = run_cli("capture", cfg, "-o", target, "--overwrite")
     assert result.returncode == 0, result.stderr
     assert actstats.open_store(target)["complete"].values.all()
@@ -132,6 +134,17 @@ def test_npz_dataset_with_its_own_test_split(tmp_path):
     assert (ds["split"].values == "train").sum() == 60 and (ds["split"].values == "test").sum() == 7
     np.testing.assert_array_equal(ds["input"].values[60:], x[:7] + 1)
     assert ds["source_index"].values[60:].tolist() == list(range(7))
+
+
+def test_digits_are_scikit_learns():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from capture.data import load_digits
+
+    x, y = load_digits()
+    bunch = sklearn_digits()
+    np.testing.assert_array_equal(x, (bunch.data / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(y, bunch.target)
 
 
 @pytest.mark.parametrize("name", ["synthetic", "mnist1d"])

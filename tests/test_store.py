@@ -263,3 +263,38 @@ def test_open_store_is_lazy_and_dask_backed(small_store):
     ds = actstats.open_store(small_store)
     assert isinstance(ds["activation"].data, da.Array)
     assert ds["activation"].data.chunksize == (1, 1, 1, 64, 12)
+
+
+def test_weight_grad_and_losses_match_autograd_on_the_recorded_network(small_store):
+    """Rebuild the network from the recorded weights and let autograd compute the gradient
+    of the mean training loss over the whole training split (an independent path)."""
+    import torch
+
+    from capture.config import parse_config
+    from capture.data import load_dataset
+    from capture.model import FeedForward
+
+    ds = actstats.open_store(small_store)
+    config = parse_config(ds.attrs["config_text"])
+    data = load_dataset(config.runs[0]["dataset"])
+    run = int(np.flatnonzero(ds["depth"].values == 3)[-1])
+    width = [int(w) for w in ds["width"].sel(run=run).values]
+    activation = str(ds["activation_fn"].sel(run=run).values)
+    e = 2
+    model = FeedForward(64, width, 10, activation).double()
+    fan_in = [64, *width[:-1]]
+    with torch.no_grad():
+        for i, layer in enumerate(model.hidden):
+            layer.weight.copy_(torch.from_numpy(ds["weight"].isel(run=run, epoch=e, layer=i).values[: width[i], : fan_in[i]].astype(np.float64)))
+            layer.bias.copy_(torch.from_numpy(ds["bias"].isel(run=run, epoch=e, layer=i).values[: width[i]].astype(np.float64)))
+        model.readout.weight.copy_(torch.from_numpy(ds["readout_weight"].isel(run=run, epoch=e).values[:, : width[-1]].astype(np.float64)))
+        model.readout.bias.copy_(torch.from_numpy(ds["readout_bias"].isel(run=run, epoch=e).values.astype(np.float64)))
+    logits, _, _ = model(torch.from_numpy(data.x_train).double())
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(data.y_train))
+    grads = torch.autograd.grad(loss, [layer.weight for layer in model.hidden])
+    for i, g in enumerate(grads):
+        recorded = ds["weight_grad"].isel(run=run, epoch=e, layer=i).values[: width[i], : fan_in[i]]
+        np.testing.assert_allclose(recorded, g.numpy(), rtol=1e-3, atol=1e-6)
+    assert float(ds["train_loss"].isel(run=run, epoch=e)) == pytest.approx(float(loss.detach()), rel=1e-5)
+    accuracy = float((logits.argmax(1).numpy() == data.y_train).mean())
+    assert float(ds["train_accuracy"].isel(run=run, epoch=e)) == pytest.approx(accuracy, abs=1e-6)

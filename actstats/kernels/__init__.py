@@ -40,6 +40,7 @@ from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, compare_groups
 from .fits import FAMILIES, SLOW_FIT_MAX_SIZE, FamilyFits, fit_families
 from .intervals import (
     DEFAULT_RESAMPLES,
+    MIN_INFORMATIVE_SAMPLES,
     FractionInterval,
     bootstrap_mean_interval,
     fraction_interval,
@@ -81,6 +82,7 @@ __all__ = [
     "DipTestResult",
     "FamilyFits",
     "FractionInterval",
+    "MIN_INFORMATIVE_SAMPLES",
     "GroupComparison",
     "LogitNormalFit",
     "MomentStatistics",

@@ -31,6 +31,12 @@ def normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...]:
 
     ``None`` means every axis. Duplicates and out-of-range axes raise
     :class:`numpy.exceptions.AxisError` naming the axis given.
+
+    Examples
+    --------
+    >>> from actstats.kernels import normalize_axis
+    >>> normalize_axis((-1, 0), 3)
+    (0, 2)
     """
     if axis is None:
         return tuple(range(ndim))
@@ -165,6 +171,13 @@ def deterministic_subsample(values: np.ndarray, max_size: int | None, seed: int 
     Otherwise the positions are ``np.random.default_rng(seed).choice(len(values),
     max_size, replace=False)``, sorted, so the subsample keeps the input order. The same
     input, ``max_size`` and ``seed`` always give the same subsample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import deterministic_subsample
+    >>> deterministic_subsample(np.arange(10.0), 3, seed=0)
+    array([5., 6., 9.])
     """
     values = np.asarray(values)
     if max_size is None or values.shape[0] <= max_size:

@@ -17,6 +17,7 @@ from ._rows import DEFAULT_SEED, Axis, as_rows, rows_quantile
 __all__ = [
     "DEFAULT_RESAMPLES",
     "FractionInterval",
+    "MIN_INFORMATIVE_SAMPLES",
     "bootstrap_mean_interval",
     "fraction_interval",
     "saturated_fractions",
@@ -202,6 +203,11 @@ def bootstrap_mean_interval(
     return rows.unflatten(estimate), rows.unflatten(low), rows.unflatten(high)
 
 
+#: Below this many samples with a nonzero fraction (or with a fraction below 1) the
+#: bootstrap is too discrete and :func:`fraction_interval` uses the Wilson interval.
+MIN_INFORMATIVE_SAMPLES = 10
+
+
 @dataclass(frozen=True, slots=True)
 class FractionInterval:
     """A fraction averaged over samples, with its confidence interval.
@@ -212,10 +218,9 @@ class FractionInterval:
     ci_low, ci_high : interval bounds.
     n_samples : number of samples (non-NaN fractions).
     n_nonzero : number of samples whose fraction is > 0.
-    n_one : number of samples whose fraction is 1.
-    interval_method : ndarray of str; "bootstrap-bca", "bootstrap-percentile",
-        "wilson-zero" (no sample has any saturated unit) or "wilson-one" (every sample
-        is saturated in every unit).
+    n_below_one : number of samples whose fraction is < 1.
+    interval_method : ndarray of str: "bootstrap-bca", "bootstrap-percentile" or
+        "wilson" (see :func:`fraction_interval`); "" where there are no samples.
     confidence_level : float.
     """
 
@@ -224,7 +229,7 @@ class FractionInterval:
     ci_high: np.ndarray
     n_samples: np.ndarray
     n_nonzero: np.ndarray
-    n_one: np.ndarray
+    n_below_one: np.ndarray
     interval_method: np.ndarray
     confidence_level: float
 
@@ -241,6 +246,7 @@ def fraction_interval(
     n_resamples: int = DEFAULT_RESAMPLES,
     method: str = "bca",
     seed: int = DEFAULT_SEED,
+    min_informative_samples: int = MIN_INFORMATIVE_SAMPLES,
 ) -> FractionInterval:
     """Interval for a saturated fraction with the sample as the independent unit.
 
@@ -255,6 +261,8 @@ def fraction_interval(
     n_resamples : int, default 2000
     method : {"bca", "percentile"}, default "bca"
     seed : int, default 0
+    min_informative_samples : int, default 10
+        See Notes.
 
     Returns
     -------
@@ -262,20 +270,24 @@ def fraction_interval(
 
     Notes
     -----
-    The estimate is the mean of the per-sample fractions. Its interval is a cluster
-    bootstrap (:func:`bootstrap_mean_interval`: samples resampled with replacement,
-    BCa by default). When no sample has a saturated unit the bootstrap collapses to
-    [0, 0]; then the interval is the Wilson score interval for the proportion of
-    samples that have any saturated unit, ``[0, z²/(S + z²)]`` (S samples; ≈ 3.84/S at
-    95%, the two-sided analogue of the rule of three 3/S). It bounds the mean fraction
-    because each sample's fraction is at most 1 when it has any saturated unit and 0
-    otherwise. Symmetrically, when every sample's fraction is 1 the interval is
-    ``[1 - z²/(S + z²), 1]``.
+    The estimate is the mean of the per-sample fractions ``f_s`` over the S samples.
+
+    * Usually its interval is a cluster bootstrap (:func:`bootstrap_mean_interval`:
+      samples resampled with replacement, BCa by default).
+    * When fewer than ``min_informative_samples`` samples have ``f_s > 0`` (or fewer
+      have ``f_s < 1``) the bootstrap distribution is too discrete and undercovers
+      (it collapses to [0, 0] when no sample has a saturated unit). Then the interval
+      is the Wilson score interval with ``Σ f_s`` successes in ``S`` trials. A
+      variable in [0, 1] with mean μ has variance at most μ(1-μ), the Bernoulli
+      variance the score interval assumes, so this is conservative; with ``f_s`` all
+      0 or 1 it is the ordinary Wilson interval for the proportion of saturated
+      samples. With no saturated unit at all it is ``[0, z²/(S + z²)]``: ≈ 3.84/S at
+      95%, the two-sided analogue of the rule of three (3/S).
 
     Verification: coverage by simulation of hierarchical data (sample-level
-    propensities, units within samples), 200 datasets per case, within the binomial
-    99% band around 95%, and 100% with upper bound ≈ 3.84/S when the true fraction is
-    0 (``tests/test_kernels_intervals.py``).
+    propensities, units within samples), 200 datasets per case, inside the binomial
+    99% band around 95% for moderate, sparse and near-1 fractions, and 100% with upper
+    bound ≈ 3.84/S when the true fraction is 0 (``tests/test_kernels_intervals.py``).
 
     Examples
     --------
@@ -283,25 +295,26 @@ def fraction_interval(
     >>> from actstats.kernels import fraction_interval
     >>> result = fraction_interval(np.zeros(100))
     >>> print(float(result.ci_low), round(float(result.ci_high), 4), result.interval_method)
-    0.0 0.037 wilson-zero
+    0.0 0.037 wilson
     """
     rows = as_rows(fractions, axis)
     counts = rows.counts
     values = rows.values
-    with np.errstate(invalid="ignore"):
-        n_nonzero = (rows.valid & (values > 0)).sum(axis=1)
-        n_one = (rows.valid & (values >= 1)).sum(axis=1)
+    present = rows.valid
+    if np.any(values[present] < 0) or np.any(values[present] > 1):
+        raise ValueError("fractions must lie in [0, 1]")
+    n_nonzero = (present & (values > 0)).sum(axis=1)
+    n_below_one = (present & (values < 1)).sum(axis=1)
     estimate, low, high = bootstrap_mean_interval(
         values, confidence_level=confidence_level, n_resamples=n_resamples, method=method, seed=seed
     )
-    zero = (counts > 0) & (n_nonzero == 0)
-    one = (counts > 0) & (n_one == counts)
-    _, wilson_high = wilson_interval(0, counts, confidence_level)
-    low = np.where(zero, 0.0, np.where(one, 1 - wilson_high, low))
-    high = np.where(zero, wilson_high, np.where(one, 1.0, high))
-    interval_method = np.where(
-        zero, "wilson-zero", np.where(one, "wilson-one", f"bootstrap-{method}")
-    ).astype(object).astype(str)
+    sparse = (counts > 0) & (
+        (n_nonzero < min_informative_samples) | (n_below_one < min_informative_samples)
+    )
+    wilson_low, wilson_high = wilson_interval(rows.zeroed().sum(axis=1), counts, confidence_level)
+    low = np.where(sparse, wilson_low, low)
+    high = np.where(sparse, wilson_high, high)
+    interval_method = np.where(sparse, "wilson", f"bootstrap-{method}")
     interval_method = np.where(counts > 0, interval_method, "")
     return FractionInterval(
         estimate=rows.unflatten(estimate),
@@ -309,7 +322,7 @@ def fraction_interval(
         ci_high=rows.unflatten(high),
         n_samples=rows.unflatten(counts),
         n_nonzero=rows.unflatten(n_nonzero),
-        n_one=rows.unflatten(n_one),
+        n_below_one=rows.unflatten(n_below_one),
         interval_method=rows.unflatten(interval_method),
         confidence_level=confidence_level,
     )

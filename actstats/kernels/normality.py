@@ -263,8 +263,19 @@ def ks_distance_normal(x, axis: Axis = -1, *, ddof: int = 0) -> np.ndarray:
 
 
 def _lilliefors_pvalues(statistic: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """p-values from statsmodels' Lilliefors table (10⁷ simulations), per distinct n."""
-    from statsmodels.stats._lilliefors import get_lilliefors_table
+    """p-values from statsmodels' Lilliefors table (10⁷ simulations), per distinct n.
+
+    The table object is what ``statsmodels.stats.diagnostic.lilliefors`` uses internally
+    (``pvalmethod="table"``); it is reached through a private module, so the kernel
+    checks for it and says so if a statsmodels release moves it.
+    """
+    try:
+        from statsmodels.stats._lilliefors import get_lilliefors_table
+    except ImportError as error:  # pragma: no cover - depends on the statsmodels release
+        raise ImportError(
+            "actstats.kernels.lilliefors needs statsmodels.stats._lilliefors.get_lilliefors_table "
+            "(statsmodels >= 0.14)"
+        ) from error
 
     table = get_lilliefors_table(dist="norm")
     pvalue = np.full(statistic.shape, np.nan)

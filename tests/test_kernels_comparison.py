@@ -1,0 +1,100 @@
+"""Two-group comparison (scipy permutation_test / bootstrap) and Benjamini–Hochberg."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from statsmodels.stats.multitest import multipletests
+
+from actstats.kernels import benjamini_hochberg, compare_groups
+
+REFERENCE = json.loads((Path(__file__).parent / "reference" / "multiple.json").read_text())
+
+
+def test_permutation_pvalue_agrees_with_scipy():
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(0.25, 1, 80), rng.normal(0.0, 1, 60)
+    result = compare_groups(first, second, n_permutations=9999, seed=1)
+    reference = scipy.stats.permutation_test(
+        (first, second),
+        lambda a, b, axis: np.abs(np.mean(a, axis=axis) - np.mean(b, axis=axis)),
+        n_resamples=9999,
+        alternative="greater",
+        rng=np.random.default_rng(2),
+    )
+    # Monte Carlo standard error of either p-value: sqrt(p(1-p)/10^4) < 0.005
+    assert result.pvalue == pytest.approx(reference.pvalue, abs=0.02)
+    assert result.statistic == pytest.approx(first.mean() - second.mean())
+    assert result.difference == result.statistic
+
+
+def test_bootstrap_interval_agrees_with_scipy():
+    rng = np.random.default_rng(3)
+    first, second = rng.exponential(1.0, 70), rng.exponential(1.5, 90)
+    result = compare_groups(first, second, n_resamples=20_000, seed=4)
+    reference = scipy.stats.bootstrap(
+        (first, second),
+        lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        method="percentile",
+        n_resamples=20_000,
+        rng=np.random.default_rng(5),
+    ).confidence_interval
+    width = reference.high - reference.low
+    assert result.ci_low == pytest.approx(reference.low, abs=0.03 * width)
+    assert result.ci_high == pytest.approx(reference.high, abs=0.03 * width)
+
+
+def test_groups_with_padding_equal_groups_alone():
+    rng = np.random.default_rng(6)
+    first = rng.normal(size=(3, 40))
+    second = rng.normal(0.5, 1, size=(3, 30))
+    first[2, 35:] = np.nan
+    second[2, :4] = np.nan
+    result = compare_groups(first, second, n_permutations=999, n_resamples=500, seed=7)
+    alone = compare_groups(first[2, :35], second[2, 4:], n_permutations=999, n_resamples=500, seed=7)
+    assert result.pvalue[2] == alone.pvalue
+    assert result.ci_low[2] == pytest.approx(alone.ci_low)
+    assert result.n_first.tolist() == [40, 40, 35]
+    with pytest.raises(ValueError, match="kept axes"):
+        compare_groups(first, second[:2])
+
+
+def test_equal_groups_give_pvalue_one():
+    x = np.ones(20)
+    result = compare_groups(x, x, n_permutations=99)
+    assert result.pvalue == 1.0 and result.statistic == 0
+
+
+@pytest.mark.parametrize("case", REFERENCE["cases"], ids=lambda c: c["name"])
+def test_benjamini_hochberg_against_stored_statsmodels(case):
+    adjusted = benjamini_hochberg(np.array(case["input"]))
+    np.testing.assert_allclose(adjusted, case["expected"]["adjusted"], rtol=1e-12)
+    np.testing.assert_array_equal(adjusted <= 0.05, case["expected"]["reject_at_0.05"])
+
+
+def test_benjamini_hochberg_published_example():
+    example = REFERENCE["published"][0]
+    adjusted = benjamini_hochberg(np.array(example["input"]))
+    assert (adjusted <= 0.05).sum() == example["rejected_at_q_0.05"]
+
+
+def test_benjamini_hochberg_axis_and_nan_live():
+    rng = np.random.default_rng(8)
+    p = rng.uniform(size=(4, 6, 5)) ** 3
+    p[1, 2, :] = np.nan
+    p[3, 0, 1] = np.nan
+    adjusted = benjamini_hochberg(p, axis=(0, 1))
+    assert adjusted.shape == p.shape
+    for j in range(5):
+        family = p[:, :, j]
+        present = ~np.isnan(family)
+        expected = multipletests(family[present], method="fdr_bh")[1]
+        np.testing.assert_allclose(adjusted[:, :, j][present], expected, rtol=1e-12)
+        assert np.isnan(adjusted[:, :, j][~present]).all()
+    whole = benjamini_hochberg(p)
+    present = ~np.isnan(p)
+    np.testing.assert_allclose(whole[present], multipletests(p[present], method="fdr_bh")[1], rtol=1e-12)
+    with pytest.raises(ValueError):
+        benjamini_hochberg(np.array([0.5, 1.2]))

@@ -1,0 +1,121 @@
+"""Distribution-family fits against scipy, and recognition of known families."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from actstats import kernels
+from actstats.kernels import FAMILIES, fit_families
+
+REFERENCE = json.loads((Path(__file__).parent / "reference" / "fits.json").read_text())
+CASES = REFERENCE["cases"]
+SCIPY = {
+    "normal": scipy.stats.norm,
+    "t": scipy.stats.t,
+    "laplace": scipy.stats.laplace,
+    "logistic": scipy.stats.logistic,
+    "uniform": scipy.stats.uniform,
+    "gennorm": scipy.stats.gennorm,
+}
+# gennorm nests the normal (beta = 2) and the Laplace (beta = 1) and tends to the uniform
+# as beta -> infinity; t tends to the normal as df -> infinity
+NESTING = {"normal": {"t", "gennorm"}, "laplace": {"gennorm"}, "uniform": {"gennorm"}}
+
+
+def parameters(fits, k, index=()):
+    family = fits.families[k]
+    values = [fits.loc[index + (k,)], fits.scale[index + (k,)]]
+    return ([fits.shape[index + (k,)]] if family in ("t", "gennorm") else []) + values
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_against_stored_scipy_fits(case):
+    x = np.array(case["input"])
+    fits = fit_families(x)
+    assert fits.families == FAMILIES
+    for k, family in enumerate(FAMILIES):
+        expected = case["expected"][family]
+        ours = np.array(parameters(fits, k))
+        theirs = np.array(expected["parameters"])
+        if family in ("t", "gennorm"):
+            # numerical optimisation: compare where the shape is identified (df, beta finite)
+            if theirs[0] < 1e3:
+                np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-6)
+            assert fits.log_likelihood[k] == pytest.approx(expected["log_likelihood"], rel=1e-6)
+        else:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+            assert fits.log_likelihood[k] == pytest.approx(expected["log_likelihood"], rel=1e-10)
+            assert fits.ks_statistic[k] == pytest.approx(expected["ks_statistic"], rel=1e-9)
+        n_parameters = 3 if family in ("t", "gennorm") else 2
+        assert fits.aic[k] == pytest.approx(2 * n_parameters - 2 * fits.log_likelihood[k])
+        assert fits.bic[k] == pytest.approx(n_parameters * np.log(x.size) - 2 * fits.log_likelihood[k])
+
+
+def test_live_scipy_on_groups_with_padding():
+    rng = np.random.default_rng(0)
+    x = rng.logistic(1.0, 2.0, size=(2, 3, 200))
+    x[1, 2, 150:] = np.nan
+    fits = fit_families(x, axis=-1)
+    assert fits.log_likelihood.shape == (2, 3, len(FAMILIES))
+    for index in [(0, 0), (1, 2)]:
+        row = x[index][~np.isnan(x[index])]
+        for k, family in enumerate(FAMILIES):
+            theta = parameters(fits, k, index)
+            if family not in ("t", "gennorm"):
+                np.testing.assert_allclose(theta, SCIPY[family].fit(row), rtol=1e-7)
+            assert fits.log_likelihood[index + (k,)] == pytest.approx(SCIPY[family].logpdf(row, *theta).sum(), rel=1e-12)
+            assert fits.ks_statistic[index + (k,)] == pytest.approx(
+                scipy.stats.kstest(row, SCIPY[family].cdf, args=tuple(theta)).statistic, rel=1e-9
+            )
+    assert fits.n[1, 2] == 150
+
+
+@pytest.mark.parametrize(
+    "family, draw, excess_kurtosis, tolerance",
+    [
+        ("uniform", lambda rng, size: rng.uniform(-1, 1, size), -1.2, 0.05),
+        ("laplace", lambda rng, size: rng.laplace(0, 1, size), 3.0, 0.5),
+        ("normal", lambda rng, size: rng.normal(0, 1, size), 0.0, 0.15),
+    ],
+)
+def test_recognises_known_families(family, draw, excess_kurtosis, tolerance):
+    rng = np.random.default_rng(2026)
+    x = draw(rng, (3, 20_000))
+    statistics = kernels.moment_statistics(kernels.moments(x))
+    np.testing.assert_allclose(statistics.excess_kurtosis, excess_kurtosis, atol=tolerance)
+    fits = fit_families(x[:, :4000])
+    index = FAMILIES.index(family)
+    for group in range(3):
+        best = fits.best_family[group]
+        # A family that nests the true one (gennorm contains normal and Laplace, t the
+        # normal) gains a little likelihood by chance and can win by AIC by less than 2;
+        # the non-nesting families must lose clearly.
+        assert best == family or (best in NESTING[family] and fits.aic[group, index] - fits.aic[group].min() < 2)
+        for k, other in enumerate(FAMILIES):
+            if other != family and other not in NESTING[family]:
+                assert fits.aic[group, k] - fits.aic[group, index] > 10, other
+    assert (fits.best_family == family).sum() >= 2
+
+
+def test_subsample_for_slow_families_is_reported():
+    x = np.random.default_rng(1).normal(size=(1, 3000))
+    fits = fit_families(x, families=("normal", "t", "gennorm"), max_fit_size=500, seed=3)
+    assert fits.fit_size.tolist() == [[3000, 500, 500]]
+    assert fits.subsampled.tolist() == [[False, True, True]]
+    subsample = kernels.deterministic_subsample(x[0], 500, 3)
+    df, loc, scale = scipy.stats.t.fit(subsample)
+    assert fits.loc[0, 1] == pytest.approx(loc, rel=1e-10)
+    # the likelihood is still that of all 3000 values
+    assert fits.log_likelihood[0, 1] == pytest.approx(scipy.stats.t.logpdf(x[0], df, loc, scale).sum(), rel=1e-12)
+
+
+def test_unknown_family_and_degenerate_groups():
+    with pytest.raises(ValueError, match="unknown family 'cauchy'"):
+        fit_families(np.ones(10), families=("normal", "cauchy"))
+    fits = fit_families(np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, np.nan, np.nan]]), families=("normal", "uniform"))
+    assert np.isnan(fits.aic).all()
+    assert fits.best_family.tolist() == ["", ""]
+    assert fits.best_family_index.tolist() == [-1, -1]

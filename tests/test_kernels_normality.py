@@ -1,0 +1,167 @@
+"""Normality tests and effect sizes against scipy, statsmodels and quadrature."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from statsmodels.stats.diagnostic import lilliefors as statsmodels_lilliefors
+from statsmodels.stats.diagnostic import normal_ad
+
+from actstats import kernels
+from actstats.kernels import deterministic_subsample
+
+REFERENCE = json.loads((Path(__file__).parent / "reference" / "normality.json").read_text())
+CASES = REFERENCE["cases"]
+ids = [c["name"] for c in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_against_stored_references(case):
+    x = np.array(case["input"])
+    expected = case["expected"]
+    k2 = kernels.dagostino_pearson(x=x)
+    assert k2.statistic == pytest.approx(expected["normaltest_statistic"], rel=1e-10)
+    assert k2.pvalue == pytest.approx(expected["normaltest_pvalue"], rel=1e-10)
+    assert k2.skewness_z == pytest.approx(expected["skewtest_statistic"], rel=1e-10)
+    assert k2.kurtosis_z == pytest.approx(expected["kurtosistest_statistic"], rel=1e-10)
+    jb = kernels.jarque_bera(x=x)
+    assert jb.statistic == pytest.approx(expected["jarque_bera_statistic"], rel=1e-10)
+    assert jb.pvalue == pytest.approx(expected["jarque_bera_pvalue"], rel=1e-10)
+    ad = kernels.anderson_darling(x)
+    assert ad.statistic == pytest.approx(expected["anderson_statistic_scipy"], rel=1e-10)
+    # statsmodels takes log(cdf), log(1 - cdf) (scipy and we: logcdf, logsf): ~1e-9 apart
+    assert ad.statistic == pytest.approx(expected["anderson_statistic_statsmodels"], rel=1e-8)
+    assert ad.pvalue == pytest.approx(expected["anderson_pvalue_statsmodels"], rel=1e-8)
+    lf = kernels.lilliefors(x)
+    assert lf.statistic == pytest.approx(expected["lilliefors_statistic"], rel=1e-10)
+    assert lf.pvalue == pytest.approx(expected["lilliefors_pvalue"], rel=1e-10)
+    sw = kernels.shapiro_wilk(x)
+    assert sw.statistic == pytest.approx(expected["shapiro_statistic"], rel=1e-12)
+    assert sw.pvalue == pytest.approx(expected["shapiro_pvalue"], rel=1e-12)
+    assert kernels.ks_distance_normal(x) == pytest.approx(expected["ks_statistic_fitted_normal_ddof0"], rel=1e-12)
+    assert kernels.wasserstein_normal(x) == pytest.approx(
+        expected["wasserstein1_fitted_normal_quadrature"], rel=1e-10
+    )
+
+
+def test_moment_tests_from_merged_chunks_equal_scipy_live():
+    rng = np.random.default_rng(10)
+    x = rng.gamma(5.0, size=(3, 2000))
+    merged = kernels.merge_moments(kernels.moments(x[:, :700]), kernels.moments(x[:, 700:]))
+    k2 = kernels.dagostino_pearson(merged)
+    jb = kernels.jarque_bera(merged)
+    scipy_k2 = scipy.stats.normaltest(x, axis=1)
+    scipy_jb = scipy.stats.jarque_bera(x, axis=1)
+    np.testing.assert_allclose(k2.statistic, scipy_k2.statistic, rtol=1e-10)
+    np.testing.assert_allclose(k2.pvalue, scipy_k2.pvalue, rtol=1e-10)
+    np.testing.assert_allclose(jb.statistic, scipy_jb.statistic, rtol=1e-10)
+    np.testing.assert_allclose(jb.pvalue, scipy_jb.pvalue, rtol=1e-10)
+
+
+def test_data_or_moments_exactly_one():
+    with pytest.raises(TypeError):
+        kernels.jarque_bera()
+    with pytest.raises(TypeError):
+        kernels.dagostino_pearson(kernels.moments(np.ones(10)), x=np.ones(10))
+
+
+def test_small_samples_give_nan():
+    x = np.random.default_rng(0).normal(size=(2, 7))
+    assert np.isnan(kernels.dagostino_pearson(x=x).statistic).all()
+    assert np.isnan(kernels.anderson_darling(x).statistic).all()
+    assert np.isnan(kernels.lilliefors(x[:, :3]).statistic).all()
+
+
+def test_edf_tests_live_with_nan_rows():
+    rng = np.random.default_rng(11)
+    x = rng.standard_t(6, size=(4, 250))
+    x[2, 200:] = np.nan
+    ad = kernels.anderson_darling(x)
+    lf = kernels.lilliefors(x)
+    ks = kernels.ks_distance_normal(x, ddof=1)
+    for i, row in enumerate(x):
+        row = row[~np.isnan(row)]
+        statistic, pvalue = normal_ad(row)
+        assert ad.statistic[i] == pytest.approx(statistic, rel=1e-8)
+        assert ad.pvalue[i] == pytest.approx(pvalue, rel=1e-8)
+        assert ad.statistic[i] == pytest.approx(
+            scipy.stats.anderson(row, method="interpolate").statistic, rel=1e-10
+        )
+        statistic, pvalue = statsmodels_lilliefors(row, pvalmethod="table")
+        assert lf.statistic[i] == pytest.approx(statistic, rel=1e-10)
+        assert lf.pvalue[i] == pytest.approx(pvalue, rel=1e-10)
+        assert ks[i] == pytest.approx(
+            scipy.stats.kstest(row, "norm", args=(row.mean(), row.std(ddof=1))).statistic, rel=1e-12
+        )
+    assert lf.n[2] == 200
+
+
+def test_anderson_darling_pvalue_pieces_against_statsmodels():
+    # exercise every branch of the D'Agostino-Stephens formula
+    statistics = np.array([0.1, 0.25, 0.45, 2.0, 20.0])
+    from actstats.kernels.normality import _anderson_darling_pvalue
+
+    n = np.full(statistics.shape, 1e9)
+    ours = _anderson_darling_pvalue(statistics, n)
+    assert ours[-1] == 0.0
+    for a2, p in zip(statistics[:-1], ours[:-1]):
+        adjusted = a2  # n is huge: no small-sample modification
+        if adjusted < 0.2:
+            expected = 1 - np.exp(-13.436 + 101.14 * adjusted - 223.73 * adjusted**2)
+        elif adjusted < 0.34:
+            expected = 1 - np.exp(-8.318 + 42.796 * adjusted - 59.938 * adjusted**2)
+        elif adjusted < 0.6:
+            expected = np.exp(0.9177 - 4.279 * adjusted - 1.38 * adjusted**2)
+        else:
+            expected = np.exp(1.2937 - 5.709 * adjusted + 0.0186 * adjusted**2)
+        assert p == pytest.approx(expected, rel=1e-8)
+
+
+def test_shapiro_wilk_subsample_documented_and_reproducible():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(2, 12_000))
+    x[1, :3000] = np.nan
+    result = kernels.shapiro_wilk(x, seed=5)
+    assert result.n_used.tolist() == [5000, 5000]
+    assert result.n.tolist() == [12_000, 9000]
+    for i in range(2):
+        row = x[i][~np.isnan(x[i])]
+        positions = np.sort(np.random.default_rng(5).choice(row.size, 5000, replace=False))
+        expected = scipy.stats.shapiro(row[positions])
+        assert result.statistic[i] == expected.statistic
+        assert result.pvalue[i] == expected.pvalue
+        np.testing.assert_array_equal(deterministic_subsample(row, 5000, 5), row[positions])
+    again = kernels.shapiro_wilk(x, seed=5)
+    np.testing.assert_array_equal(again.statistic, result.statistic)
+
+
+def test_wasserstein_against_large_normal_sample():
+    rng = np.random.default_rng(13)
+    x = rng.standard_t(4, size=300)
+    reference = scipy.stats.norm.rvs(x.mean(), x.std(), size=2_000_000, random_state=rng)
+    # Monte Carlo error of W1(F_n, G_m) ~ 1/sqrt(m) in units of sd: ~1e-3 here
+    assert kernels.wasserstein_normal(x) == pytest.approx(
+        scipy.stats.wasserstein_distance(x, reference), abs=3e-3 * x.std()
+    )
+
+
+def test_wasserstein_scale_and_standardize():
+    rng = np.random.default_rng(14)
+    x = rng.laplace(size=(3, 500))
+    distance = kernels.wasserstein_normal(x)
+    np.testing.assert_allclose(kernels.wasserstein_normal(7.0 * x + 3.0), 7.0 * distance, rtol=1e-10)
+    np.testing.assert_allclose(kernels.wasserstein_normal(x, standardize=True), distance / x.std(axis=1), rtol=1e-12)
+    # normal data: W1/sd shrinks like n^(-1/2); Laplace does not
+    normal = kernels.wasserstein_normal(rng.normal(size=100_000), standardize=True)
+    laplace = kernels.wasserstein_normal(rng.laplace(size=100_000), standardize=True)
+    assert normal < 0.01 < laplace
+
+
+def test_constant_group_gives_nan():
+    x = np.ones((1, 50))
+    assert np.isnan(kernels.ks_distance_normal(x)).all()
+    assert np.isnan(kernels.wasserstein_normal(x)).all()
+    assert np.isnan(kernels.lilliefors(x).statistic).all()
+    assert np.isnan(kernels.shapiro_wilk(x).statistic).all()
