@@ -298,3 +298,22 @@ def test_weight_grad_and_losses_match_autograd_on_the_recorded_network(small_sto
     assert float(ds["train_loss"].isel(run=run, epoch=e)) == pytest.approx(float(loss.detach()), rel=1e-5)
     accuracy = float((logits.argmax(1).numpy() == data.y_train).mean())
     assert float(ds["train_accuracy"].isel(run=run, epoch=e)) == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_a_store_written_by_another_program_opens(tmp_path):
+    """docs/examples/write_store_without_actstats.py follows docs/store-format.md with plain zarr."""
+    from conftest import ROOT
+
+    script = os.path.join(ROOT, "docs", "examples", "write_store_without_actstats.py")
+    target = tmp_path / "other.zarr"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['actstats'] = None; "
+                             f"sys.argv = ['x', {str(target)!r}]; exec(open({script!r}).read())"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ds = actstats.open_store(target)
+    assert ds.sizes["run"] == 2 and ds["activation_fn"].values.tolist() == ["sigmoid", "sigmoid"]
+    h, z = ds["activation"].values, ds["preactivation"].values
+    np.testing.assert_allclose(h, expit(z), rtol=1e-6, equal_nan=True)
+    assert np.isnan(h[1, :, 1]).all() and np.isnan(h[0, :, 1, :, 6:]).all()
+    assert run_cli("verify", target).returncode == 0
