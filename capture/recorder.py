@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import zarr
 
-from actstats.store import canonical_json
+from actstats.store import RECORD_VARIABLES, canonical_json
+from capture.chunks import ChunkWriter
 from capture.data import Dataset
 from capture.model import FeedForward, initialise, make_optimizer
 
@@ -81,11 +82,11 @@ class Writer:
 
     def __init__(self, store_path: str, *, asynchronous: bool = True):
         self.path = store_path
-        self.group = zarr.open_group(store_path, mode="r+")
-        # Every chunk of a record is written, even one equal to the fill value (an all-False
-        # `diverged`), so that `verify` can tell a missing chunk from an unwritten one.
+        group = zarr.open_group(store_path, mode="r")
         self.arrays = {
-            name: array.with_config({"write_empty_chunks": True}) for name, array in self.group.arrays()
+            name: ChunkWriter(store_path, name, array)
+            for name, array in group.arrays()
+            if name in RECORD_VARIABLES or name == "complete"
         }
         self.asynchronous = asynchronous
         self.error: BaseException | None = None
@@ -129,18 +130,18 @@ class Writer:
         if callable(values):  # a snapshot to record here, on the writer's thread
             values = values()
         for name, value in values.items():
-            array = self.arrays.get(name)
-            if array is None:
+            writer = self.arrays.get(name)
+            if writer is None:
                 continue
-            if np.ndim(value) == 0:
-                array[run, epoch_index] = value
+            if np.ndim(value) == 0:  # a (run, epoch) scalar: chunks hold one run's epochs
+                writer.update((run, 0), (0, epoch_index), value)
             else:
-                array[(run, epoch_index) + tuple(slice(0, n) for n in np.shape(value)[:1])] = value
+                writer.write_block((run, epoch_index), value[None, None])
         path = checkpoint_path(self.path, run)
         tmp = f"{path}.{os.getpid()}.partial"
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
-        self.arrays["complete"][run, epoch_index] = True
+        self.arrays["complete"].update((run, 0), (0, epoch_index), True)
         if on_done is not None:
             on_done()
 
