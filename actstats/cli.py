@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("verify", "read every chunk; exit 3 listing damaged or incomplete parts")
     p.add_argument("store", metavar="STORE")
+
+    from actstats import cli_queries
+
+    cli_queries.register(add, COMMANDS)
     return parser
 
 
