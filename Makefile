@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 venv: $(VENV)/.installed
 
 report: venv
-	$(VENV)/bin/actstats capture $(CONFIG) -o $(STORE) --if-complete-skip
+	$(VENV)/bin/actstats capture $(CONFIG) -o $(STORE) --resume --workers 2
 	$(VENV)/bin/actstats report $(STORE) -o report
 	@echo "report: $$(pwd)/report/index.html"
 

@@ -268,24 +268,40 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
 
     sweep = raw.get("sweep", {})
     valid_keys = [f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys]
+    axes: list[tuple[tuple[str, ...], list[tuple]]] = []  # (keys, one tuple of values per point)
     for key, values in sweep.items():
-        if key not in valid_keys:
-            raise ConfigError(f"{source}: unknown sweep key {key!r}{_suggest(key, valid_keys)}")
-        if key in _NOT_SWEEPABLE:
-            raise ConfigError(
-                f"{source}: sweep key {key!r} is not allowed: one store holds the probes of one data set"
-            )
+        keys = tuple(k.strip() for k in key.split(","))
+        for k in keys:
+            if k not in valid_keys:
+                raise ConfigError(f"{source}: unknown sweep key {k!r}{_suggest(k, valid_keys)}")
+            if k in _NOT_SWEEPABLE:
+                raise ConfigError(
+                    f"{source}: sweep key {k!r} is not allowed: one store holds the probes of one data set"
+                )
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: sweep.{key!r} must be a non-empty list of values")
+        if len(keys) == 1:
+            points = [(v,) for v in values]
+        else:  # linked keys vary together: "train.optimizer, train.lr" = [["sgd", 0.1], ["adam", 0.001]]
+            for v in values:
+                if not isinstance(v, list) or len(v) != len(keys):
+                    raise ConfigError(
+                        f"{source}: sweep.{key!r}: each value must be a list of {len(keys)} values, one per key, got {_show(v)}"
+                    )
+            points = [tuple(v) for v in values]
+        axes.append((keys, points))
 
-    sweep_keys = tuple(sweep)
+    sweep_keys = tuple(k for keys, _ in axes for k in keys)
     runs = []
-    for combo in itertools.product(*(sweep[k] for k in sweep_keys)):
+    for combo in itertools.product(*(points for _, points in axes)):
         run = copy.deepcopy(base)
-        for key, value in zip(sweep_keys, combo):
-            section, name = key.split(".")
-            run[section][name] = value
-        label = ", ".join(f"{k} = {v!r}" for k, v in zip(sweep_keys, combo))
+        assigned = []
+        for (keys, _), values in zip(axes, combo):
+            for key, value in zip(keys, values):
+                section, name = key.split(".")
+                run[section][name] = value
+                assigned.append(f"{key} = {value!r}")
+        label = ", ".join(assigned)
         _validate_run(run, source, f" (run {len(runs)}: {label})" if sweep_keys else "")
         runs.append(run)
 

@@ -111,3 +111,15 @@ def _toml_value(value):
     if isinstance(value, list):
         return "[" + ", ".join(str(v) for v in value) + "]"
     return None
+
+
+def test_linked_sweep_keys_vary_together():
+    config = parse_config(
+        '[sweep]\n"train.optimizer, train.lr" = [["sgd", 0.1], ["adam", 0.001]]\n"train.seed" = [0, 1]'
+    )
+    got = [(r["train"]["optimizer"], r["train"]["lr"], r["train"]["seed"]) for r in config.runs]
+    assert got == [("sgd", 0.1, 0), ("sgd", 0.1, 1), ("adam", 0.001, 0), ("adam", 0.001, 1)]
+    with pytest.raises(ConfigError, match="each value must be a list of 2 values"):
+        parse_config('[sweep]\n"train.optimizer, train.lr" = [["sgd"]]')
+    with pytest.raises(ConfigError, match="unknown sweep key 'train.lrr'"):
+        parse_config('[sweep]\n"train.optimizer, train.lrr" = [["sgd", 1]]')
