@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", "read every chunk; exit 3 listing damaged or incomplete parts")
     p.add_argument("store", metavar="STORE")
 
+    p = add("report", "a verdict on each claim C1-C6 with the numbers and figures behind it")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("-o", "--output", metavar="DIR", required=True, help="directory for index.html, findings.*, figures/")
+    p.add_argument("--eps", type=float, default=0.05, help="saturation: within eps (share of the range) of a bound")
+
     from actstats import cli_queries
 
     cli_queries.register(add, COMMANDS)
@@ -178,7 +183,22 @@ def _cmd_verify(args) -> int:
     return EXIT_INTEGRITY
 
 
-COMMANDS = {"capture": _cmd_capture, "info": _cmd_info, "verify": _cmd_verify}
+def _cmd_report(args) -> int:
+    from actstats.options import OPTIONS
+    from actstats.report import build_report
+
+    if not 0 < args.eps < 0.5:
+        raise ActstatsError(f"--eps {args.eps:g}: must be between 0 and 0.5")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ActstatsError(f"-o {args.output}: exists and is not a directory")
+    findings = build_report(args.store, args.output, eps=args.eps, progress=OPTIONS["progress"])
+    for claim in findings["claims"]:
+        print(f"{claim['id']}: {claim['verdict']}")
+    print(os.path.join(args.output, "index.html"))
+    return EXIT_OK
+
+
+COMMANDS = {"capture": _cmd_capture, "info": _cmd_info, "verify": _cmd_verify, "report": _cmd_report}
 
 
 if __name__ == "__main__":  # pragma: no cover
