@@ -29,6 +29,7 @@ test: venv
 	$(PY) -m pytest -q
 
 bench: venv
+	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
 
 clean:

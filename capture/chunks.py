@@ -9,7 +9,7 @@ training thread 2.6x through the GIL, where the same bytes written with plain fi
 The format's codec chain is fixed and simple (actstats.store: ``bytes`` little-endian, then
 ``crc32c``; no compressor), so a chunk is its C-order bytes followed by their CRC-32C,
 little-endian. This module writes exactly that, atomically (a temporary file, then a
-rename, as zarr's LocalStore does), and refuses any array whose metadata differs from what it
+rename, as zarr's LocalStore does; fsync'd before the rename), and refuses any array whose metadata differs from what it
 can encode. tests/test_chunks.py checks the bytes are identical to zarr's own encoding and
 that zarr reads them back.
 """
@@ -26,7 +26,7 @@ import numpy as np
 class ChunkWriter:
     """Write whole chunks of one local Zarr 3 array (regular grid, bytes+crc32c codecs)."""
 
-    def __init__(self, store_path: str, name: str, array):
+    def __init__(self, store_path: str, name: str, array, *, fsync: bool = True):
         from zarr.codecs import BytesCodec, Crc32cCodec
 
         meta = array.metadata
@@ -40,6 +40,9 @@ class ChunkWriter:
         self.encode_key = meta.encode_chunk_key
         self.directory = os.path.join(store_path, name)
         self.name = name
+        # fsync each chunk before its rename: a record's data reaches the disk before the
+        # `complete` flag that vouches for it (which is written, and synced, last).
+        self.fsync = fsync
 
     def _path(self, index: tuple[int, ...]) -> str:
         return os.path.join(self.directory, *self.encode_key(index).split("/"))
@@ -94,6 +97,9 @@ class ChunkWriter:
             with open(tmp, "wb") as f:
                 f.write(body)
                 f.write(crc32c.crc32c(body).to_bytes(4, "little"))
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             try:

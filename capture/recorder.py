@@ -139,7 +139,10 @@ class Writer:
                 writer.write_block((run, epoch_index), value[None, None])
         path = checkpoint_path(self.path, run)
         tmp = f"{path}.{os.getpid()}.partial"
-        torch.save(checkpoint, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
         self.arrays["complete"].update((run, 0), (0, epoch_index), True)
         if on_done is not None:
