@@ -36,8 +36,10 @@ from capture.model import FeedForward, initialise, make_optimizer
 EVAL_BATCH = 4096
 
 #: Records waiting for the writer thread. Recording moments cluster early in training
-#: ("log:N"), so a few records may queue while the writer catches up during training.
-MAX_QUEUED_RECORDS = 8
+#: ("log:N": half of them fall in the first epoch), so records queue while the writer
+#: catches up during later training. A queued record is only a copy of the network and a
+#: checkpoint (the record itself is computed on the writer thread), so the queue is cheap.
+MAX_QUEUED_RECORDS = 32
 
 
 @dataclass(frozen=True)
