@@ -4,17 +4,35 @@ The analysis half of the project: open stores written by capture (or by any prog
 follows docs/store-format.md) and answer statistical queries on them.
 """
 
-from actstats.errors import ActstatsError, IntegrityError, StoreFormatError
+from actstats.errors import ActstatsError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
 from actstats.store import SCHEMA, open_store, verify_store
+from actstats.queries import (
+    bimodality,
+    compare_splits,
+    fit,
+    gradient_flow,
+    saturation,
+    to_records,
+    weight_normality,
+)
+from actstats import accessor as _accessor  # registers ds.actstats
 
 __all__ = [
     "SCHEMA",
     "OPTIONS",
     "ActstatsError",
+    "ActstatsWarning",
     "IntegrityError",
     "StoreFormatError",
+    "bimodality",
+    "compare_splits",
+    "fit",
+    "gradient_flow",
     "open_store",
+    "saturation",
     "set_options",
+    "to_records",
     "verify_store",
+    "weight_normality",
 ]

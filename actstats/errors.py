@@ -17,3 +17,7 @@ class IntegrityError(ActstatsError):
     """Damaged or incomplete data: a checksum mismatch, a truncated chunk. Exit code 3."""
 
     exit_code = 3
+
+
+class ActstatsWarning(UserWarning):
+    """Something a query excluded or could not do, e.g. non-finite values from a diverged run."""

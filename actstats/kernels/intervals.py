@@ -119,9 +119,16 @@ def _bootstrap_means(values, counts, n_resamples, seed):
 
 
 def _percentile_of_score(bootstrap, estimate):
-    """Mid-rank fraction of bootstrap values below the estimate (as scipy's BCa)."""
-    below = (bootstrap < estimate[:, None]).sum(axis=1)
-    at_or_below = (bootstrap <= estimate[:, None]).sum(axis=1)
+    """Mid-rank fraction of bootstrap values below the estimate (as scipy's BCa).
+
+    Bootstrap means within 1e-12 (relative) of the estimate count as ties: with discrete
+    data (fractions of units) many resamples equal the estimate exactly in real numbers,
+    and their round-off depends on how many rows share the matrix product, which must not
+    change a row's interval.
+    """
+    tolerance = 1e-12 * np.abs(estimate)[:, None]
+    below = (bootstrap < estimate[:, None] - tolerance).sum(axis=1)
+    at_or_below = (bootstrap <= estimate[:, None] + tolerance).sum(axis=1)
     return (below + at_or_below) / (2 * bootstrap.shape[1])
 
 
