@@ -7,16 +7,22 @@ follows docs/store-format.md) and answer statistical queries on them.
 from actstats.errors import ActstatsError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
 from actstats.store import SCHEMA, open_store, verify_store
-from actstats.queries import (
-    bimodality,
-    compare_splits,
-    fit,
-    gradient_flow,
-    saturation,
-    to_records,
-    weight_normality,
-)
 from actstats import accessor as _accessor  # registers ds.actstats
+
+_QUERIES = ("bimodality", "compare_splits", "fit", "gradient_flow", "saturation", "to_records", "weight_normality")
+
+
+def __getattr__(name: str):
+    # The queries load scipy.stats and statsmodels (about a second): only when first used.
+    if name in _QUERIES:
+        from actstats import queries
+
+        return getattr(queries, name)
+    raise AttributeError(f"module 'actstats' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_QUERIES))
 
 __all__ = [
     "SCHEMA",

@@ -15,21 +15,21 @@ True
 
 from __future__ import annotations
 
-import functools
-
 import xarray as xr
-
-from actstats import queries
 
 __all__ = ["ActstatsAccessor"]
 
 
-def _forward(function):
-    @functools.wraps(function)
+def _forward(name: str):
+    # actstats.queries (scipy.stats, statsmodels) is imported at the first call, not when
+    # `import actstats` registers the accessor: capture and `actstats info` never need it.
     def method(self, *args, **kwargs):
-        return function(self._ds, *args, **kwargs)
+        from actstats import queries
 
-    method.__doc__ = f"Same as :func:`actstats.{function.__name__}` with this Dataset as ``ds``.\n\n{function.__doc__}"
+        return getattr(queries, name)(self._ds, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"Same as :func:`actstats.{name}` with this Dataset as ``ds``."
     return method
 
 
@@ -40,9 +40,9 @@ class ActstatsAccessor:
     def __init__(self, ds: xr.Dataset):
         self._ds = ds
 
-    saturation = _forward(queries.saturation)
-    bimodality = _forward(queries.bimodality)
-    fit = _forward(queries.fit)
-    weight_normality = _forward(queries.weight_normality)
-    gradient_flow = _forward(queries.gradient_flow)
-    compare_splits = _forward(queries.compare_splits)
+    saturation = _forward("saturation")
+    bimodality = _forward("bimodality")
+    fit = _forward("fit")
+    weight_normality = _forward("weight_normality")
+    gradient_flow = _forward("gradient_flow")
+    compare_splits = _forward("compare_splits")
