@@ -117,15 +117,21 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
         step("figures")
         reps = _representative_runs(ds, usable)
         main_run = next((r for r in reps if bounded[r]), reps[0])
+        heat_runs = _heatmap_runs(saturation_last, bounded, main_run)
         paths = {
             "mean_std": figures.mean_std_over_training(ds, reps, directory),
             "histograms": figures.histograms(ds, main_run, directory),
-            "heatmap": figures.saturation_heatmap(saturation, ds, _heatmap_runs(saturation_last, bounded, main_run), directory),
-            "trajectories": figures.trajectories(ds, main_run, eps, directory),
+            "heatmap": figures.saturation_heatmap(saturation, ds, heat_runs, directory),
+            "trajectories": figures.trajectories(ds, heat_runs[-1], eps, directory),
             "qq": figures.weight_qq(ds, main_run, directory),
             "kurtosis": figures.weight_kurtosis(normality, ds, reps, directory),
             "gradients": figures.gradient_flow(gradients, ds, reps, directory) if gradients is not None else None,
-            "sweep": figures.sweep_comparison(run_fraction, factors, directory),
+            "sweep": figures.sweep_comparison(
+                run_fraction, {k: v for k, v in factors.items() if k != "activation_fn"}, directory
+            ),
+            "activation": figures.sweep_comparison(
+                run_fraction, {"activation_fn": factors["activation_fn"]}, directory, "activation_comparison.png"
+            ),
         }
         bar.update()
     claim_figures = {
@@ -134,7 +140,7 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
         "C3": ["qq", "kurtosis"],
         "C4": ["gradients"],
         "C5": ["sweep"],
-        "C6": ["sweep", "mean_std"],
+        "C6": ["activation"],
     }
     step("write")
     findings = {"store": store, "claims": [c.as_dict() for c in found]}

@@ -36,6 +36,7 @@ def _epoch_axis(ax, epochs):
     positive = epochs[epochs > 0]
     if len(positive) and positive.max() / max(positive.min(), 1e-12) > 50:
         ax.set_xscale("symlog", linthresh=float(positive.min()))
+        ax.set_xlim(0, float(positive.max()) * 1.3)  # no negative epochs from the margins
     ax.set_xlabel("epoch")
 
 
@@ -234,10 +235,11 @@ def gradient_flow(gradients, ds, runs, directory):
         axes[0][column].legend()
         for ax in axes[:, column]:
             _epoch_axis(ax, epochs)
+    fig.tight_layout()
     return _save(fig, directory, "gradient_flow.png")
 
 
-def sweep_comparison(run_fraction, factors: dict[str, np.ndarray], directory):
+def sweep_comparison(run_fraction, factors: dict[str, np.ndarray], directory, name="sweep_comparison.png"):
     """Last-epoch saturated fraction per run (mean over layers), by each swept factor."""
     plt = _plt()
     names = [n for n, v in factors.items() if len(np.unique(np.asarray(v).astype(str))) > 1]
@@ -245,8 +247,8 @@ def sweep_comparison(run_fraction, factors: dict[str, np.ndarray], directory):
         return None
     fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 0.6, 3.0), squeeze=False, sharey=True)
     rng = np.random.default_rng(0)
-    for ax, name in zip(axes[0], names):
-        levels = np.asarray(factors[name]).astype(str)
+    for ax, factor in zip(axes[0], names):
+        levels = np.asarray(factors[factor]).astype(str)
         unique = sorted(np.unique(levels), key=lambda v: (len(v), v))
         for i, level in enumerate(unique):
             values = run_fraction[levels == level]
@@ -254,7 +256,7 @@ def sweep_comparison(run_fraction, factors: dict[str, np.ndarray], directory):
             ax.plot([i - 0.25, i + 0.25], [np.nanmean(values)] * 2, "k-", lw=1.5)
         ax.set_xticks(range(len(unique)))
         ax.set_xticklabels(unique, rotation=30)
-        ax.set_title(name)
+        ax.set_title(factor)
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("saturated fraction, last epoch\n(training probes, mean over layers)")
-    return _save(fig, directory, "sweep_comparison.png")
+    return _save(fig, directory, name)

@@ -22,11 +22,12 @@ FIGURE_CAPTIONS = {
     "mean_std": "Mean ± std of each layer's activations on training probes over training (Glorot & Bengio 2010, Fig. 2 style), one panel per activation function.",
     "histograms": "Activation histograms per layer at several epochs; bins even in logit space so that both bounds are resolved.",
     "heatmap": "Saturated fraction on training probes, layer × epoch.",
-    "trajectories": "Tracked probes: training (solid) and held-out (dashed) samples' top-layer hidden vectors over training.",
+    "trajectories": "Tracked probes of the most saturated run: training (solid) and held-out (dashed) samples' top-layer hidden vectors over training.",
     "qq": "Each layer's weights at the last epoch against the fitted normal (QQ plot).",
     "kurtosis": "Excess kurtosis of each layer's weights over training, from the initialisation (0 = normal, −1.2 = uniform).",
     "gradients": "Weight-gradient norm ‖∂L/∂W‖ and mean f′(z) per layer over training.",
     "sweep": "Saturated fraction at the last epoch per run (training probes, mean over layers), by each swept factor; bars are means.",
+    "activation": "Saturated fraction at the last epoch per run (training probes, mean over layers), by activation function; bars are means.",
 }
 
 CSS = """
