@@ -31,6 +31,7 @@ test: venv
 bench: venv
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
+	$(PY) tests/benchmarks/bench_queries.py
 
 clean:
 	rm -rf report .pytest_cache
