@@ -6,6 +6,10 @@ atomically) -> `complete[run, epoch] = True`. zarr's LocalStore replaces each ch
 atomically (a temporary file, then a rename), so a kill at any moment leaves old or new
 chunks, never half a chunk. `--resume` trusts only records marked complete.
 
+One process writes a run at a time: :func:`capture_run` holds the run's lock
+(resume/run-NNNNN.lock) while it trains and records it, and removes the temporary files
+that a killed write of that run left behind.
+
 Determinism: one intra-op thread, the weights seeded by `train.seed`, and each epoch's
 mini-batch order drawn from a generator seeded by (seed, epoch) alone, so a run resumed
 from a checkpoint continues exactly as if it had never stopped.
@@ -13,8 +17,12 @@ from a checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import functools
+import glob
+import io
 import json
 import math
 import os
@@ -34,6 +42,10 @@ from capture.model import FeedForward, initialise, make_optimizer
 
 #: Rows per forward pass when a whole split is evaluated (bounds memory on large splits).
 EVAL_BATCH = 4096
+
+#: fsync every chunk and checkpoint before its rename, so that `complete` never vouches for
+#: data still in the page cache (power loss). Costs ~8 ms per chunk here (docs/benchmarks.md).
+FSYNC = True
 
 #: Records waiting for the writer thread. Recording moments cluster early in training
 #: ("log:N": half of them fall in the first epoch), so records queue while the writer
@@ -86,7 +98,7 @@ class Writer:
         self.path = store_path
         group = zarr.open_group(store_path, mode="r")
         self.arrays = {
-            name: ChunkWriter(store_path, name, array)
+            name: ChunkWriter(store_path, name, array, fsync=FSYNC)
             for name, array in group.arrays()
             if name in RECORD_VARIABLES or name == "complete"
         }
@@ -139,13 +151,24 @@ class Writer:
                 writer.update((run, 0), (0, epoch_index), value)
             else:
                 writer.write_block((run, epoch_index), value[None, None])
+        # Serialise in memory first: torch.save on a full disk raises a RuntimeError without
+        # the file's name, where a plain write raises OSError (ENOSPC) naming it.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         path = checkpoint_path(self.path, run)
         tmp = f"{path}.{os.getpid()}.partial"
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
         self.arrays["complete"].update((run, 0), (0, epoch_index), True)
         if on_done is not None:
             on_done()
@@ -153,6 +176,56 @@ class Writer:
 
 def checkpoint_path(store_path: str, run: int) -> str:
     return os.path.join(store_path, "resume", f"run-{run:05d}.pt")
+
+
+@contextlib.contextmanager
+def run_lock(store_path: str, run: int, *, blocking: bool = True):
+    """Hold run `run`'s lock (an flock on resume/run-NNNNN.lock) while it is captured.
+
+    Yields True when held, False when another process holds it and `blocking` is false.
+    Captures of one store in several processes (``--workers``, or separate ``--resume``
+    commands started together) thereby write each run from one process at a time; the
+    kernel drops the lock of a killed process. Where the file system has no locks, goes on
+    unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform
+        yield True
+        return
+    directory = os.path.join(store_path, "resume")
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, f"run-{run:05d}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            held = True
+        except BlockingIOError:
+            held = False
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            held = True
+        yield held
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_complete(store_path: str, run: int) -> np.ndarray:
+    """`complete[run, :]` as it is in the store now."""
+    return np.asarray(zarr.open_group(store_path, mode="r")["complete"][run], dtype=bool)
+
+
+def _remove_leftovers(store_path: str, run: int, writer: "Writer") -> None:
+    """Temporary files of run `run` that a killed capture left (its lock is held)."""
+    for chunk_writer in writer.arrays.values():
+        chunk_writer.remove_leftovers(run)
+    pattern = glob.escape(checkpoint_path(store_path, run)) + ".*.partial"
+    for leftover in glob.glob(pattern):
+        try:
+            os.remove(leftover)
+        except FileNotFoundError:
+            pass
 
 
 def _pad(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
@@ -334,14 +407,28 @@ def capture_run(
     probes: Probes,
     sizes: dict,
     epoch_indices: list[int],
-    complete: np.ndarray,
+    complete: np.ndarray | None = None,
     on_record: Callable[[], None] | None = None,
     asynchronous: bool = True,
-) -> int:
+    *,
+    wait: bool = True,
+) -> int | None:
     """Train run `run_index` and write every record that is not complete yet.
 
-    Returns the number of records written.
+    Holds the run's lock (:func:`run_lock`) throughout, and reads which records are
+    complete once it holds it (`complete` is not used: another process may have written
+    records since). With ``wait=False`` returns None at once if another process holds the
+    lock. Returns the number of records written.
     """
+    with run_lock(store_path, run_index, blocking=wait) as held:
+        if not held:
+            return None
+        complete = read_complete(store_path, run_index)
+        return _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete,
+                            on_record, asynchronous)
+
+
+def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete, on_record, asynchronous):
     torch.set_num_threads(1)
     steps = record_steps(run, len(data.x_train))
     schedule = sorted(zip(steps, epoch_indices))
@@ -357,6 +444,7 @@ def capture_run(
     ):
         trainer.restore(checkpoint)
     writer = Writer(store_path, asynchronous=asynchronous)
+    _remove_leftovers(store_path, run_index, writer)
     try:
         for step, epoch_index in pending:
             trainer.train_until(step)

@@ -6,6 +6,7 @@ Measured side by side in one process, same network (5 x 256 sigmoid, default ini
 - ``init only``       record.epochs = [0]  (the baseline: training plus one record)
 - ``log:16``          the default schedule, every variable
 - ``every epoch``     record.epochs = [0, 1, ..., E], every variable
+- ``every epoch, no fsync``  the same without an fsync per chunk (durability against power loss)
 - ``every epoch, sync``  the same with the writer thread off (writes on the training thread)
 - ``tensorboard``     the same training, and at every epoch the activations and
                       pre-activations of every layer logged as TensorBoard histograms
@@ -58,8 +59,11 @@ def _config(directory, epochs, schedule):
     return path
 
 
-def run_capture(directory, epochs, schedule, asynchronous=True):
+def run_capture(directory, epochs, schedule, asynchronous=True, fsync=True):
     from capture import capture
+    from capture import recorder
+
+    recorder.FSYNC = fsync
 
     store = os.path.join(directory, "store.zarr")
     shutil.rmtree(store, ignore_errors=True)
@@ -193,6 +197,7 @@ def main(argv=None):
         "init only": lambda d: run_capture(d, epochs, "[0]")[0],
         "log:16": lambda d: run_capture(d, epochs, '"log:16"')[0],
         "every epoch": lambda d: run_capture(d, epochs, every)[0],
+        "every epoch, no fsync": lambda d: run_capture(d, epochs, every, fsync=False)[0],
         "every epoch, sync writes": lambda d: run_capture(d, epochs, every, asynchronous=False)[0],
         "tensorboard histograms": lambda d: run_tensorboard(d, epochs),
         "plain zarr (sync, zstd)": lambda d: run_plain_zarr(d, epochs),
