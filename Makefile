@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 STORE ?= data/default.zarr
 CONFIG ?= data/configs/default.toml
 
-.PHONY: all report test bench venv clean
+.PHONY: all report test bench stress venv clean
 
 all: test
 
@@ -27,6 +27,9 @@ report: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+stress: venv
+	$(PY) -m pytest -q -m stress
 
 bench: venv
 	$(PY) tests/benchmarks/bench_codecs.py

@@ -17,9 +17,15 @@ from actstats.errors import ActstatsError, IntegrityError
 EXIT_OK, EXIT_USAGE, EXIT_INTEGRITY = 0, 2, 3
 
 
+def _one_line(message: str) -> str:
+    """A message as one line: control characters from user input (a newline in an
+    argument or a key) are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)}\n")
 
 
 def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -82,17 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         with set_options(**options):
             return COMMANDS[args.command](args)
     except IntegrityError as exc:
-        print(f"actstats {args.command}: {exc}", file=sys.stderr)
+        print(f"actstats {args.command}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_INTEGRITY
     except ActstatsError as exc:
-        print(f"actstats {args.command}: {exc}", file=sys.stderr)
+        print(f"actstats {args.command}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"actstats {args.command}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permissions: say what and where
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"actstats {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"actstats {args.command}: {_one_line(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -177,7 +183,7 @@ def _cmd_verify(args) -> int:
     for line in report.lines():
         print(line)
     print(
-        f"{args.store}: {len(report.damaged)} damaged or missing, {len(report.incomplete)} incomplete",
+        _one_line(f"{args.store}: {len(report.damaged)} damaged or missing, {len(report.incomplete)} incomplete"),
         file=sys.stderr,
     )
     return EXIT_INTEGRITY

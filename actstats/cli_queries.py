@@ -122,6 +122,8 @@ def _cmd_saturation(args) -> int:
 
     eps = _check_eps(args.eps)
     by = _parse_by(args.by, ACTIVATION_BY)
+    if "sample" in by and "unit" in by:
+        raise ActstatsError(f"--by {args.by}: sample and unit together make each group a single activation; keep one")
     return _run(args, "saturation", lambda ds: saturation(ds, eps=eps, by=by))
 
 

@@ -459,7 +459,7 @@ def _bh(pvalues) -> np.ndarray:
     values = np.asarray(pvalues, dtype=float)
     if values.size == 0:
         return values
-    return kernels.benjamini_hochberg(values, axis=None)
+    return kernels.benjamini_hochberg(values, axis=None).reshape(values.shape)  # 0-d (by=()) stays 0-d
 
 
 def _family_description(dims: Sequence[str], count: int, what: str) -> str:
@@ -782,6 +782,8 @@ def saturation(
     eps = _check_eps(eps)
     confidence_level = _check_confidence_level(confidence_level)
     by = _normalize_by(by, ACTIVATION_DIMS, split=True)
+    if "sample" in by and "unit" in by:
+        raise ValueError("by: sample and unit together make each group a single activation; keep one of them")
     _require(ds, ["activation"], "saturation")
     layout = _layout(ds)
     layout.check_activations(ds["run"].values)

@@ -8,10 +8,13 @@ languages.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
@@ -175,6 +178,7 @@ def create_store(
 
     The store is built in a temporary directory beside `path` and renamed into place, so a
     store at `path` is either absent or fully laid out, whatever moment a capture is killed.
+    If another process put a store at `path` first, raises FileExistsError and leaves it.
     Record variables start as missing chunks (read as NaN/False) until capture fills them.
     """
     import zarr
@@ -234,9 +238,16 @@ def create_store(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp)
-        os.rename(tmp, path)
-    except BaseException:
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):  # another process created it first
+                raise FileExistsError(errno.EEXIST, "store exists", path) from None
+            raise
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
 
 
@@ -249,28 +260,133 @@ def _version() -> str:
         return "0+unknown"
 
 
-class _CheckedArray:
-    """A zarr array whose read errors name the variable and chunk (for dask.from_array)."""
+@dataclass(frozen=True)
+class _Expected:
+    """Which chunks must exist: those of complete records, for the layers (and units) a run
+    has, and the probe inputs. Any other chunk may be absent (it then reads as the fill
+    value: NaN padding, or False for a record not yet written). ``complete`` None: unknown
+    (damaged), so no record chunk is required."""
 
-    def __init__(self, array, name: str, location: str):
+    complete: np.ndarray | None  # (run, epoch) bool
+    depth: np.ndarray | None  # (run,)
+    width: np.ndarray | None  # (run, layer)
+    epochs: np.ndarray | None  # (epoch,)
+
+    def reason(self, dims: tuple[str, ...], chunks: tuple[int, ...], index: tuple[int, ...]) -> str | None:
+        """Why chunk `index` of an array with `dims` must exist, or None if it may be absent."""
+        if dims == VARIABLES["input"][0]:
+            return "the probe inputs are always written"
+        if dims[:2] != RECORD_DIMS or self.complete is None:
+            return None
+        r = index[0]
+        if r >= self.complete.shape[0]:
+            return None
+        if dims == RECORD_DIMS:
+            return f"run {r} has complete records" if self.complete[r].any() else None
+        e = index[1]
+        if e >= self.complete.shape[1] or not self.complete[r, e]:
+            return None
+        if dims[2] == "layer":
+            first = index[2] * chunks[2]
+            layers = range(first, first + chunks[2])
+            if self.depth is not None:
+                layers = [layer for layer in layers if layer < self.depth[r]]
+            if not layers:
+                return None
+            if "unit" in dims and self.width is not None:
+                axis = dims.index("unit")
+                first_unit = index[axis] * chunks[axis]
+                if not any(layer < self.width.shape[1] and self.width[r, layer] > first_unit for layer in layers):
+                    return None
+        epoch = f"{self.epochs[e]:g}" if self.epochs is not None and e < len(self.epochs) else f"#{e}"
+        return f"run {r}, epoch {epoch} is complete"
+
+
+def _covered_chunks(key, shape, chunks) -> list[tuple[int, ...]] | None:
+    """Indices of the chunks that an ``array[key]`` selection touches (None: cannot tell)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis or k is None for k in key):
+        return None
+    key = key + (slice(None),) * (len(shape) - len(key))
+    ranges = []
+    for k, n, c in zip(key, shape, chunks):
+        if isinstance(k, slice):
+            positions = range(*k.indices(n))
+            if positions.step == 1:
+                ranges.append(list(range(positions.start // c, -(-positions.stop // c))) if positions else [])
+                continue
+        elif isinstance(k, (int, np.integer)):
+            positions = [int(k) % n] if n else []
+        else:
+            try:
+                positions = [int(i) % n for i in np.asarray(k).ravel()]
+            except (TypeError, ValueError):
+                return None
+        ranges.append(sorted({p // c for p in positions}))
+    return [tuple(int(i) for i in index) for index in itertools.product(*ranges)]
+
+
+class _CheckedArray:
+    """A zarr array whose read errors name the variable and chunk (for dask.from_array).
+
+    zarr reads an absent chunk as the fill value; when the chunk belongs to a complete record
+    (see :class:`_Expected`), that is a deleted chunk, not padding, and reading it raises
+    IntegrityError instead of handing NaN to a statistic.
+    """
+
+    def __init__(self, array, name: str, location: str, expected: _Expected | None = None):
         self.array = array
         self.name = name
         self.location = location
         self.shape = array.shape
         self.dtype = array.dtype
         self.ndim = array.ndim
+        self.dims = VARIABLES[name][0] if name in VARIABLES else ()
+        self.expected = expected
+        self._present: set[tuple[int, ...]] = set()
 
     def __dask_tokenize__(self):
         return (type(self).__name__, self.location, self.name, self.shape, str(self.dtype))
 
     def __getitem__(self, key):
         try:
-            return self.array[key]
+            values = self.array[key]
         except Exception as exc:  # any decode failure: checksum, truncation, codec
             where = _describe_selection(key, self.array.chunks)
             raise IntegrityError(
                 f"{self.location}: variable {self.name!r} {where} is damaged ({type(exc).__name__}: {exc})"
             ) from None
+        if self.expected is not None and _holds_fill(values):
+            self._check_present(key)
+        return values
+
+    def _check_present(self, key) -> None:
+        covered = _covered_chunks(key, self.shape, self.array.chunks)
+        for index in covered or ():
+            if index in self._present:
+                continue
+            reason = self.expected.reason(self.dims, self.array.chunks, index)
+            if reason is None:
+                continue
+            if not _chunk_exists(self.array, self.array.metadata.encode_chunk_key(index)):
+                raise IntegrityError(
+                    f"{self.location}: variable {self.name!r} chunk {index} is missing although {reason}"
+                )
+            self._present.add(index)
+
+
+def _holds_fill(values) -> bool:
+    """Whether a read block has any fill value in it (NaN, or False): the only blocks that
+    can come from an absent chunk."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return False
+    if values.dtype.kind == "f":
+        return bool(np.isnan(values).any())
+    if values.dtype.kind == "b":
+        return not bool(values.all())
+    return False
 
 
 def _describe_selection(key, chunks) -> str:
@@ -291,28 +407,31 @@ def _open_group(path):
     import zarr
 
     location = os.fspath(path) if not isinstance(path, str) else path
-    if _is_local(location) and not os.path.exists(_local_path(location)):
-        raise StoreFormatError(f"{location}: no such store")
     try:
+        if _is_local(location) and not os.path.exists(_local_path(location)):
+            raise StoreFormatError(f"{location}: no such store")
         group = zarr.open_group(_local_path(location) if _is_local(location) else location, mode="r")
+        if group.metadata.zarr_format != 3:
+            raise StoreFormatError(f"{location}: Zarr format {group.metadata.zarr_format}, expected 3")
+        attrs = dict(group.attrs)
+        arrays = dict(group.arrays())
+    except StoreFormatError:
+        raise
     except Exception as exc:
         raise StoreFormatError(f"{location}: not a Zarr group ({type(exc).__name__}: {exc})") from None
-    if group.metadata.zarr_format != 3:
-        raise StoreFormatError(f"{location}: Zarr format {group.metadata.zarr_format}, expected 3")
-    return location, group
+    return location, group, attrs, arrays
 
 
-def _check_array(location, name, array, expected_dims, expected_dtype):
+def _array_problem(name, array, expected_dims, expected_dtype) -> str | None:
+    """What is wrong with one array's metadata (dimension names, checksum codec, data type)."""
     from zarr.codecs import Crc32cCodec
 
     dims = tuple(array.metadata.dimension_names or ())
     if dims != tuple(expected_dims):
-        raise StoreFormatError(
-            f"{location}: variable {name!r} has dimension_names {list(dims)}, expected {list(expected_dims)}"
-        )
+        return f"variable {name!r} has dimension_names {list(dims)}, expected {list(expected_dims)}"
     codecs = getattr(array.metadata, "codecs", ())
     if not any(isinstance(c, Crc32cCodec) for c in codecs):
-        raise StoreFormatError(f"{location}: variable {name!r} has no crc32c checksum codec")
+        return f"variable {name!r} has no crc32c checksum codec"
     if expected_dtype is not None:
         kind = np.dtype(array.dtype).kind if not _is_string(array.dtype) else "U"
         ok = {
@@ -323,9 +442,60 @@ def _check_array(location, name, array, expected_dims, expected_dtype):
             "str": kind in "UTO",
         }[expected_dtype]
         if not ok:
-            raise StoreFormatError(
-                f"{location}: variable {name!r} has data type {array.dtype}, expected {expected_dtype}"
-            )
+            return f"variable {name!r} has data type {array.dtype}, expected {expected_dtype}"
+    return None
+
+
+def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
+    """Every way a group departs from the format, in the order :func:`open_store` checks,
+    and the names of the arrays whose metadata is wrong."""
+    problems: list[str] = []
+    bad: set[str] = set()
+    schema = attrs.get("schema")
+    if schema is None:
+        problems.append("root attribute 'schema' is missing (not an actstats store)")
+    elif schema != SCHEMA:
+        problems.append(f"schema {schema!r} is not supported (expected {SCHEMA!r})")
+    for key in ROOT_ATTRIBUTES:
+        if key != "schema" and key not in attrs:
+            problems.append(f"root attribute {key!r} is missing")
+    for name, (dims, dtype, required) in VARIABLES.items():
+        if name not in arrays:
+            if required:
+                problems.append(f"required variable {name!r} is missing")
+            continue
+        problem = _array_problem(name, arrays[name], dims, dtype)
+        if problem:
+            problems.append(problem)
+            bad.add(name)
+    for name, (dims, kind) in COORDINATES.items():
+        if name not in arrays:
+            problems.append(f"coordinate {name!r} is missing")
+            continue
+        problem = _array_problem(name, arrays[name], dims, kind)
+        if problem:
+            problems.append(problem)
+            bad.add(name)
+    # each dimension's size is the one most arrays agree on, so that an edited array is
+    # named, not the arrays that agree with each other
+    checked = [n for n in arrays if (n in VARIABLES or n in COORDINATES) and n not in bad]
+    votes: dict[str, Counter] = {}
+    for name in checked:
+        for dim, size in zip(arrays[name].metadata.dimension_names, arrays[name].shape):
+            votes.setdefault(dim, Counter())[size] += 1
+    sizes = {}
+    for dim, counts in votes.items():
+        ranked = counts.most_common()
+        # a tie names no size: every array with that dimension is then suspect
+        sizes[dim] = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else None
+    for name in checked:
+        for dim, size in zip(arrays[name].metadata.dimension_names, arrays[name].shape):
+            if size != sizes[dim]:
+                others = sizes[dim] if sizes[dim] is not None else " or ".join(str(s) for s in votes[dim] if s != size)
+                problems.append(f"variable {name!r} has {dim}={size}, but other variables have {dim}={others}")
+                bad.add(name)
+                break
+    return problems, bad
 
 
 def _is_string(dtype) -> bool:
@@ -349,12 +519,16 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     -------
     xarray.Dataset
         Data variables as dask arrays whose read errors name the variable and the chunk
-        (:class:`~actstats.errors.IntegrityError`); coordinates loaded in memory.
+        (:class:`~actstats.errors.IntegrityError`), including a chunk of a complete record
+        that is absent; coordinates and ``complete`` loaded in memory (``complete`` as it
+        was at opening: records completed later by a running capture stay masked).
 
     Raises
     ------
     StoreFormatError
         With a message naming what is missing or wrong.
+    IntegrityError
+        When a coordinate or ``complete`` cannot be read.
 
     Examples
     --------
@@ -365,37 +539,10 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     import dask.array as da
     import xarray as xr
 
-    location, group = _open_group(path)
-    attrs = dict(group.attrs)
-    schema = attrs.get("schema")
-    if schema is None:
-        raise StoreFormatError(f"{location}: root attribute 'schema' is missing (not an actstats store)")
-    if schema != SCHEMA:
-        raise StoreFormatError(f"{location}: schema {schema!r} is not supported (expected {SCHEMA!r})")
-    for key in ROOT_ATTRIBUTES:
-        if key not in attrs:
-            raise StoreFormatError(f"{location}: root attribute {key!r} is missing")
-    arrays = {name: array for name, array in group.arrays()}
-    for name, (dims, dtype, required) in VARIABLES.items():
-        if name not in arrays:
-            if required:
-                raise StoreFormatError(f"{location}: required variable {name!r} is missing")
-            continue
-        _check_array(location, name, arrays[name], dims, dtype)
-    for name, (dims, kind) in COORDINATES.items():
-        if name not in arrays:
-            raise StoreFormatError(f"{location}: coordinate {name!r} is missing")
-        _check_array(location, name, arrays[name], dims, kind)
-
-    sizes: dict[str, int] = {}
-    for name, array in arrays.items():
-        if name not in VARIABLES and name not in COORDINATES:
-            continue
-        for dim, size in zip(array.metadata.dimension_names, array.shape):
-            if sizes.setdefault(dim, size) != size:
-                raise StoreFormatError(
-                    f"{location}: variable {name!r} has {dim}={size}, but other variables have {dim}={sizes[dim]}"
-                )
+    location, group, attrs, arrays = _open_group(path)
+    problems, _ = _format_problems(attrs, arrays)
+    if problems:
+        raise StoreFormatError(f"{location}: {problems[0]}")
 
     coords = {}
     for name, (dims, kind) in COORDINATES.items():
@@ -406,18 +553,21 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
         if kind == "str":
             values = np.asarray(values, dtype=object).astype(str)
         coords[name] = (dims, values)
+    try:
+        complete = np.asarray(arrays["complete"][...])
+    except Exception as exc:
+        raise IntegrityError(f"{location}: variable 'complete' is damaged ({type(exc).__name__}: {exc})") from None
+    expected = _Expected(complete, np.asarray(coords["depth"][1]), np.asarray(coords["width"][1]),
+                         np.asarray(coords["epoch"][1]))
     data_vars = {}
     for name, (dims, _, _) in VARIABLES.items():
         if name not in arrays:
             continue
         array = arrays[name]
-        checked = _CheckedArray(array, name, location)
         if name == "complete":
-            try:
-                data = np.asarray(array[...])
-            except Exception as exc:
-                raise IntegrityError(f"{location}: variable 'complete' is damaged ({type(exc).__name__}: {exc})") from None
+            data = complete
         else:
+            checked = _CheckedArray(array, name, location, expected)
             data = da.from_array(
                 checked,
                 chunks=array.chunks,
@@ -450,65 +600,135 @@ class VerifyReport:
         return out
 
 
-def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
-    """Read every chunk of every array; list damaged and missing chunks and incomplete records.
+#: The metadata fields that decide how an array's bytes are read.
+_LAYOUT_FIELDS = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "codecs", "fill_value", "dimension_names")
 
-    A chunk is damaged when it fails to decode (checksum mismatch, truncation). A chunk is
-    missing when a (run, epoch) is marked complete but a chunk that should hold its data
-    (a layer the run has) is absent. A record is incomplete when its step is scheduled
-    (step >= 0) but `complete` is false.
+
+def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
+    """Read every chunk of every array; list damaged and missing chunks, damaged metadata and
+    incomplete records.
+
+    Metadata is damaged when the group departs from the format (a wrong schema version, a
+    missing variable, another data type or shape than the other variables say) or when an
+    array's own ``zarr.json`` disagrees with the consolidated copy in the root ``zarr.json``
+    (readers that use one or the other would read different data). A chunk is damaged when
+    it fails to decode (checksum mismatch, truncation). A chunk is missing when a (run, epoch)
+    is marked complete but a chunk that should hold its data (a layer the run has) is absent.
+    A record is incomplete when its step is scheduled (step >= 0) but `complete` is false.
+
+    Raises StoreFormatError only when `path` is not an actstats store at all (no Zarr group,
+    or no ``schema`` root attribute); everything else is listed in the report.
     """
     from tqdm.auto import tqdm
 
-    location, group = _open_group(path)
+    location, group, attrs, arrays = _open_group(path)
+    if "schema" not in attrs:
+        raise StoreFormatError(f"{location}: root attribute 'schema' is missing (not an actstats store)")
     report = VerifyReport(location)
-    try:
-        ds = open_store(path)
-    except IntegrityError as exc:
-        report.damaged.append(str(exc))
-        return report
-    complete = np.asarray(ds["complete"].values)
-    steps = np.asarray(ds["step"].values)
-    depth = np.asarray(ds["depth"].values)
-    epochs = ds["epoch"].values
-    arrays = dict(group.arrays())
-    names = [n for n in VARIABLES if n in arrays]
+    problems, bad = _format_problems(attrs, arrays)
+    report.damaged += problems
+    report.damaged += _metadata_mismatches(group, arrays)
+
+    def read(name):
+        if name not in arrays or name in bad:
+            return None
+        try:
+            return np.asarray(arrays[name][...])
+        except Exception:  # listed as damaged by the chunk loop below
+            return None
+
+    complete = read("complete")
+    if complete is not None:
+        complete = complete.astype(bool)
+    steps, depth, width, epochs = read("step"), read("depth"), read("width"), read("epoch")
+    expected = _Expected(complete, depth, width, epochs)
+    names = [n for n in list(VARIABLES) + list(COORDINATES) if n in arrays and n not in bad]
     total = sum(int(np.prod(arrays[n].cdata_shape)) for n in names)
     with tqdm(total=total, desc="verify", unit="chunk", disable=_progress_disabled(progress)) as bar:
         for name in names:
             array = arrays[name]
-            dims = VARIABLES[name][0]
+            kind = "variable" if name in VARIABLES else "coordinate"
+            dims = VARIABLES[name][0] if name in VARIABLES else COORDINATES[name][0]
             for index in np.ndindex(*array.cdata_shape):
                 bar.update(1)
-                key = array.metadata.encode_chunk_key(index)
-                exists = _chunk_exists(array, key)
-                if not exists:
-                    if dims[:2] == RECORD_DIMS and dims != RECORD_DIMS:
-                        r, e = index[0], index[1]
-                        layer_ok = len(dims) < 3 or dims[2] != "layer" or index[2] < depth[r]
-                        if complete[r, e] and layer_ok:
-                            report.damaged.append(
-                                f"variable {name!r} chunk {index} is missing although run {r}, epoch {epochs[e]:g} is complete"
-                            )
-                    elif dims == RECORD_DIMS and complete[index[0]].any():
-                        report.damaged.append(f"variable {name!r} chunk {index} is missing")
-                    continue
                 try:
-                    array.get_block_selection(index)
-                    report.chunks_read += 1
+                    exists = _chunk_exists(array, array.metadata.encode_chunk_key(index))
+                    if exists:
+                        array.get_block_selection(index)
+                        report.chunks_read += 1
                 except Exception as exc:
-                    report.damaged.append(f"variable {name!r} chunk {index}: {type(exc).__name__}: {exc}")
-    for r, e in zip(*np.nonzero((steps >= 0) & ~complete)):
-        report.incomplete.append((int(r), float(epochs[e])))
+                    report.damaged.append(f"{kind} {name!r} chunk {index}: {type(exc).__name__}: {exc}")
+                    continue
+                if not exists:
+                    reason = expected.reason(dims, tuple(array.chunks), index)
+                    if reason is not None:
+                        report.damaged.append(f"{kind} {name!r} chunk {index} is missing although {reason}")
+    if complete is not None and epochs is not None and complete.shape[1:] == epochs.shape:
+        scheduled = steps >= 0 if steps is not None and steps.shape == complete.shape else np.ones_like(complete)
+        for r, e in zip(*np.nonzero(scheduled & ~complete)):
+            report.incomplete.append((int(r), float(epochs[e])))
     return report
+
+
+def _metadata_mismatches(group, arrays: dict) -> list[str]:
+    """Arrays whose own zarr.json is missing, unreadable or differs from the consolidated copy."""
+    consolidated = getattr(group.metadata, "consolidated_metadata", None)
+    if consolidated is None:
+        return []
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    out = []
+    store, prefix = group.store_path.store, group.store_path.path
+    for name in arrays:
+        what = f"{'coordinate' if name in COORDINATES else 'variable'} {name!r}"
+        key = f"{prefix}/{name}/zarr.json" if prefix else f"{name}/zarr.json"
+        try:
+            buffer = sync(store.get(key, prototype=default_buffer_prototype()))
+            if buffer is None:
+                out.append(f"{what}: its zarr.json is missing")
+                continue
+            own = json.loads(buffer.to_bytes())
+            if not isinstance(own, dict):
+                raise ValueError("not a JSON object")
+        except Exception as exc:
+            out.append(f"{what}: its zarr.json is not readable ({type(exc).__name__}: {exc})")
+            continue
+        listed = arrays[name].metadata.to_dict()
+        listed = json.loads(json.dumps(listed, default=_json_default))
+        differing = [k for k in _LAYOUT_FIELDS if own.get(k) != listed.get(k)]
+        if differing:
+            k = differing[0]
+            out.append(
+                f"{what}: its zarr.json says {k} = {_brief(own.get(k))}, the consolidated metadata "
+                f"in the root zarr.json says {_brief(listed.get(k))}"
+            )
+    return out
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def _brief(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _chunk_exists(array, key: str) -> bool:
     from zarr.core.sync import sync
+    from zarr.storage import LocalStore
 
     store = array.store_path.store
     prefix = array.store_path.path
-    return sync(store.exists(f"{prefix}/{key}" if prefix else key))
+    full = f"{prefix}/{key}" if prefix else key
+    if isinstance(store, LocalStore):  # a stat, without a round trip through zarr's event loop
+        return os.path.isfile(os.path.join(store.root, *full.split("/")))
+    return sync(store.exists(full))
 
 
 def _progress_disabled(progress: bool | None) -> bool | None:

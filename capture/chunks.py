@@ -12,15 +12,34 @@ little-endian. This module writes exactly that, atomically (a temporary file, th
 rename, as zarr's LocalStore does; fsync'd before the rename), and refuses any array whose metadata differs from what it
 can encode. tests/test_chunks.py checks the bytes are identical to zarr's own encoding and
 that zarr reads them back.
+
+Fault injection (tests only): with ``ACTSTATS_FAULT_KILL_AFTER_PUTS=N`` in the environment
+when this module is imported, the process sends itself SIGKILL during its N-th chunk
+write, after the temporary file is written and synced and before the rename: the moment
+that leaves a ``*.partial`` file and an old chunk behind. tests/test_reliability.py uses it
+to kill captures at chosen points; unset (the default) it costs one comparison per chunk.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import signal
 import uuid
 
 import crc32c
 import numpy as np
+
+
+def _fault_kill_after_puts() -> int:
+    try:
+        return max(0, int(os.environ.get("ACTSTATS_FAULT_KILL_AFTER_PUTS", "0")))
+    except ValueError:
+        return 0
+
+
+_KILL_AFTER_PUTS = _fault_kill_after_puts()
+_puts = 0
 
 
 class ChunkWriter:
@@ -100,10 +119,36 @@ class ChunkWriter:
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
+            if _KILL_AFTER_PUTS:
+                _count_put_and_maybe_die()
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.remove(tmp)
             except FileNotFoundError:
                 pass
+            if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
+                raise OSError(exc.errno, exc.strerror, path) from None
             raise
+
+    def remove_leftovers(self, run: int) -> None:
+        """Delete temporary files that a killed write left among run `run`'s chunks."""
+        shape = [-(-n // c) for n, c in zip(self.shape, self.chunks)]
+        if self.shape[0] == 0 or run >= shape[0]:
+            return
+        own = {self._path((run, *rest)) for rest in np.ndindex(*shape[1:])}
+        base = os.path.commonpath([os.path.dirname(p) for p in own])  # the run's own subtree
+        for leftover in glob.glob(os.path.join(glob.escape(base), "**", "*.partial"), recursive=True):
+            chunk = leftover[: -len(".partial")].rsplit(".", 1)[0]
+            if chunk in own:
+                try:
+                    os.remove(leftover)
+                except FileNotFoundError:
+                    pass
+
+
+def _count_put_and_maybe_die() -> None:
+    global _puts
+    _puts += 1
+    if _puts >= _KILL_AFTER_PUTS:
+        os.kill(os.getpid(), signal.SIGKILL)

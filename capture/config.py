@@ -51,6 +51,16 @@ def _positive_int(v):
     return None if _is_int(v) and v > 0 else "must be a positive integer"
 
 
+#: Upper bounds on values whose size the parser itself would spend memory or time on.
+MAX_DEPTH = 10_000
+MAX_LOG_POINTS = 1_000
+MAX_RUNS = 100_000
+
+
+def _depth(v):
+    return None if _is_int(v) and 0 < v <= MAX_DEPTH else f"must be a positive integer (at most {MAX_DEPTH})"
+
+
 def _nonnegative_int(v):
     return None if _is_int(v) and v >= 0 else "must be an integer >= 0"
 
@@ -98,7 +108,9 @@ def _layer_lr(v):
 
 def _record_epochs(v):
     if isinstance(v, str):
-        return None if _parse_log_schedule(v) is not None else 'must be a list of epochs or "log:N" with N >= 2'
+        if _parse_log_schedule(v) is not None:
+            return None
+        return f'must be a list of epochs or "log:N" with 2 <= N <= {MAX_LOG_POINTS}'
     if isinstance(v, list) and v and all(_is_number(x) and x >= 0 for x in v):
         return None
     return 'must be a non-empty list of epochs >= 0, or "log:N"'
@@ -132,7 +144,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
         "data_seed": (0, _int),
     },
     "model": {
-        "depth": (5, _positive_int),
+        "depth": (5, _depth),
         "width": (256, _width),
         "activation": ("sigmoid", _one_of(tuple(ACTIVATIONS))),
         "init": ("default", _one_of(INITS)),
@@ -163,13 +175,11 @@ _NOT_SWEEPABLE = {f"dataset.{k}" for k in SCHEMA["dataset"]}
 
 
 def _parse_log_schedule(text: str) -> int | None:
-    if not text.startswith("log:"):
+    digits = text[4:] if text.startswith("log:") else ""
+    if not (digits.isascii() and digits.isdigit()):
         return None
-    try:
-        n = int(text[4:])
-    except ValueError:
-        return None
-    return n if n >= 2 else None
+    n = int(digits)
+    return n if 2 <= n <= MAX_LOG_POINTS else None
 
 
 def log_schedule(n: int, epochs: float) -> list[float]:
@@ -180,6 +190,8 @@ def log_schedule(n: int, epochs: float) -> list[float]:
     >>> log_schedule(4, 10)
     [0.0, 0.01, 0.3162, 10.0]
     """
+    if not epochs / 1000 > 0:  # underflows: no log-spaced points (the config check says so)
+        return [0.0] * n
     points = np.geomspace(epochs / 1000, epochs, n - 1)
     rounded = [float(f"{p:.4g}") for p in points]
     rounded[-1] = float(epochs)
@@ -248,9 +260,9 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
     sections = set(SCHEMA) | {"sweep"}
     for section, body in raw.items():
         if section not in sections:
-            raise ConfigError(f"{source}: unknown section [{section}]{_suggest(section, sections)}")
+            raise ConfigError(f"{source}: unknown section [{_printable(section)}]{_suggest(section, sections)}")
         if not isinstance(body, dict):
-            raise ConfigError(f"{source}: [{section}] must be a table, not a value")
+            raise ConfigError(f"{source}: [{_printable(section)}] must be a table, not a value")
     base: dict[str, dict[str, Any]] = {}
     for section, keys in SCHEMA.items():
         given = raw.get(section, {})
@@ -258,7 +270,7 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
             if key not in keys:
                 valid = [f"{section}.{k}" for k in keys]
                 raise ConfigError(
-                    f"{source}: unknown key '{section}.{key}'{_suggest(f'{section}.{key}', valid)}"
+                    f"{source}: unknown key '{section}.{_printable(key)}'{_suggest(f'{section}.{key}', valid)}"
                 )
         base[section] = {}
         for key, (default, _) in keys.items():
@@ -292,6 +304,9 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
         axes.append((keys, points))
 
     sweep_keys = tuple(k for keys, _ in axes for k in keys)
+    n_runs = math.prod(len(points) for _, points in axes)
+    if n_runs > MAX_RUNS:
+        raise ConfigError(f"{source}: [sweep] gives {n_runs} runs; at most {MAX_RUNS} are supported")
     runs = []
     for combo in itertools.product(*(points for _, points in axes)):
         run = copy.deepcopy(base)
@@ -339,7 +354,13 @@ def _validate_run(run: dict, source: str, where: str) -> None:
         raise ConfigError(f"{source}: train.momentum = {_show(train['momentum'])}: not used by adam (set betas){where}")
     epochs = record["epochs"]
     if isinstance(epochs, str):
-        record["epochs"] = log_schedule(_parse_log_schedule(epochs), train["epochs"])
+        schedule = log_schedule(_parse_log_schedule(epochs), train["epochs"])
+        if schedule[1] <= 0 or len(set(schedule)) != len(schedule):
+            raise ConfigError(
+                f"{source}: record.epochs = {_show(epochs)}: train.epochs = {_show(train['epochs'])} is too small "
+                f"for that many distinct log-spaced epochs{where}"
+            )
+        record["epochs"] = schedule
     else:
         for e in epochs:
             if e > train["epochs"]:
@@ -350,6 +371,11 @@ def _validate_run(run: dict, source: str, where: str) -> None:
             raise ConfigError(f"{source}: record.epochs = {_show(epochs)}: contains a repeated epoch{where}")
         record["epochs"] = sorted(float(e) for e in epochs)
     model["width"] = model["width"] if isinstance(model["width"], list) else [model["width"]] * depth
+
+
+def _printable(name: str) -> str:
+    """A key or section name as it can stand in a one-line message (newlines escaped)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def _show(value) -> str:

@@ -163,11 +163,13 @@ class Writer:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.remove(tmp)
             except OSError:
                 pass
+            if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
+                raise OSError(exc.errno, exc.strerror, path) from None
             raise
         self.arrays["complete"].update((run, 0), (0, epoch_index), True)
         if on_done is not None:

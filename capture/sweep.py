@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import multiprocessing
 import os
@@ -102,6 +101,14 @@ def capture(
     complete are trained and written; the config must be the one the store was made with)
     or `overwrite` (replace it) is given. With `resume` and no store, a new one is made.
 
+    Several captures of one store may run at once (``--resume`` each; also what `workers`
+    does): the store is created by one of them (atomically, see
+    :func:`actstats.store.create_store`) and the others join it; each run is captured by
+    one process at a time under its lock (:func:`capture.recorder.run_lock`), and a
+    process returns once every run is complete, finishing any run whose capturing
+    process died. Without `resume`, a capture that finds the store created meanwhile is
+    refused like one that found it at the start.
+
     Returns a summary: runs, records written, records already complete.
     """
     import zarr
@@ -113,36 +120,30 @@ def capture(
     config = load_config(config_path)
     store_path = os.fspath(store_path)
     exists = os.path.exists(store_path)
+    refusal = f"{store_path}: store exists; use --resume to continue it or --overwrite to replace it"
     if exists and not (resume or overwrite):
-        raise ActstatsError(f"{store_path}: store exists; use --resume to continue it or --overwrite to replace it")
+        raise ActstatsError(refusal)
     if exists and resume:
+        _check_resumable(store_path, config)
+    layout, coords, data, probes = _layout_and_coordinates(config)
+    if not exists:
         try:
-            group = zarr.open_group(store_path, mode="r")
-            stored = group.attrs.get("sweep")
-        except Exception:
-            raise ActstatsError(f"{store_path}: exists but is not a readable store; refusing to resume into it") from None
-        if stored != canonical_json(config.sweep):
-            raise ActstatsError(
-                f"{store_path}: --resume with a different config than the store was made with ({_difference(stored, config.sweep)})"
-            )
-        layout, coords, data, probes = _layout_and_coordinates(config)
-        for leftover in glob.glob(os.path.join(store_path, "**", "*.partial"), recursive=True):
-            os.remove(leftover)  # temporary files of writes that a kill interrupted
-    else:
-        layout, coords, data, probes = _layout_and_coordinates(config)
-        if exists:  # --overwrite: build the new store first, then swap
-            aside = os.path.join(os.path.dirname(os.path.abspath(store_path)), f".{os.path.basename(store_path)}.old-{uuid.uuid4().hex[:8]}")
-            if not os.path.exists(os.path.join(store_path, "zarr.json")) and os.listdir(store_path):
-                raise ActstatsError(f"{store_path}: exists and is not a Zarr store; refusing to overwrite it")
-            os.rename(store_path, aside)
-            try:
-                create_store(store_path, layout, coords, _root_attributes(config), probes.x)
-            except BaseException:
-                os.rename(aside, store_path)
-                raise
-            shutil.rmtree(aside)
-        else:
             create_store(store_path, layout, coords, _root_attributes(config), probes.x)
+        except FileExistsError:  # another capture created it meanwhile
+            if not resume:
+                raise ActstatsError(refusal) from None
+            _check_resumable(store_path, config)  # and join it: the run locks share out its runs
+    elif overwrite:  # build the new store first, then swap
+        aside = os.path.join(os.path.dirname(os.path.abspath(store_path)), f".{os.path.basename(store_path)}.old-{uuid.uuid4().hex[:8]}")
+        if not os.path.exists(os.path.join(store_path, "zarr.json")) and os.listdir(store_path):
+            raise ActstatsError(f"{store_path}: exists and is not a Zarr store; refusing to overwrite it")
+        os.rename(store_path, aside)
+        try:
+            create_store(store_path, layout, coords, _root_attributes(config), probes.x)
+        except BaseException:
+            os.rename(aside, store_path)
+            raise
+        shutil.rmtree(aside)
 
     group = zarr.open_group(store_path, mode="r")
     complete = np.asarray(group["complete"][...])
@@ -158,40 +159,67 @@ def capture(
 
     from actstats.store import _progress_disabled
 
+    written = 0
     with tqdm(total=total, desc="capture", unit="record", disable=_progress_disabled(progress)) as bar:
         if workers == 1 or len(jobs) <= 1:
-            for i, run, indices in jobs:
-                bar.set_postfix_str(f"run {i}")
-                capture_run(store_path, i, run, data, probes, sizes, indices, complete[i], lambda: bar.update(1), asynchronous)
+            # Runs that another process is capturing (its lock is held) are left for later,
+            # then waited for; a run that process left unfinished (killed) is finished here.
+            for wait in (False, True):
+                deferred = []
+                for i, run, indices in jobs:
+                    bar.set_postfix_str(f"run {i}")
+                    count = capture_run(store_path, i, run, data, probes, sizes, indices, None,
+                                        lambda: bar.update(1), asynchronous, wait=wait)
+                    if count is None:
+                        deferred.append((i, run, indices))
+                    else:
+                        written += count
+                jobs = deferred
         else:
-            _capture_parallel(config_path, store_path, jobs, complete, sizes, workers, bar, asynchronous)
-    written = total
+            written = _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous)
     return {"runs": len(config.runs), "written": written, "already_complete": int(complete.sum())}
 
 
+def _check_resumable(store_path: str, config: CaptureConfig) -> None:
+    import zarr
+
+    try:
+        group = zarr.open_group(store_path, mode="r")
+        stored = group.attrs.get("sweep")
+    except Exception:
+        raise ActstatsError(f"{store_path}: exists but is not a readable store; refusing to resume into it") from None
+    if stored != canonical_json(config.sweep):
+        raise ActstatsError(
+            f"{store_path}: --resume with a different config than the store was made with ({_difference(stored, config.sweep)})"
+        )
+
+
 def _worker(args):
-    config_path, store_path, run_index, indices, complete_row, sizes, asynchronous, progress_queue = args
+    config_path, store_path, run_index, indices, sizes, asynchronous, progress_queue = args
     config = load_config(config_path)
     run = config.runs[run_index]
     data = load_dataset(run["dataset"], config.source)
     probes = select_probes(data, run["dataset"])
     return capture_run(
-        store_path, run_index, run, data, probes, sizes, indices, complete_row,
+        store_path, run_index, run, data, probes, sizes, indices, None,
         lambda: progress_queue.put(1), asynchronous,
     )
 
 
-def _capture_parallel(config_path, store_path, jobs, complete, sizes, workers, bar, asynchronous):
-    """Runs in `workers` processes; each writes only its own runs' chunks (disjoint regions)."""
+def _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous) -> int:
+    """Runs in `workers` processes; each writes only its own runs' chunks (disjoint regions).
+    Returns the number of records written."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
     manager = context.Manager()
     progress_queue = manager.Queue()
+    written = 0
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_worker, (config_path, store_path, i, idx, complete[i], sizes, asynchronous, progress_queue))
+                pool.submit(_worker, (config_path, store_path, i, idx, sizes, asynchronous, progress_queue))
                 for i, _, idx in jobs
             }
             while futures:
@@ -199,11 +227,21 @@ def _capture_parallel(config_path, store_path, jobs, complete, sizes, workers, b
                 while not progress_queue.empty():
                     bar.update(progress_queue.get())
                 for future in done:
-                    future.result()  # re-raises a worker's error
+                    if future.exception() is not None:  # e.g. a full disk: start no other run
+                        for other in futures:
+                            other.cancel()
+                    try:
+                        written += future.result()  # re-raises a worker's error
+                    except BrokenProcessPool:
+                        raise ActstatsError(
+                            f"{store_path}: a capture worker process died (killed, or out of memory); records "
+                            "marked complete are kept: run the capture again with --resume to finish"
+                        ) from None
             while not progress_queue.empty():
                 bar.update(progress_queue.get())
     finally:
         manager.shutdown()
+    return written
 
 
 def _difference(stored: str | None, new: dict) -> str:
