@@ -7,7 +7,11 @@ TORCH_PIN := torch==2.13.0
 STORE ?= data/default.zarr
 CONFIG ?= data/configs/default.toml
 
-.PHONY: all report test bench stress venv clean
+# The experiments behind docs/findings.md (issue "findings"), cheapest first; each capture
+# resumes where an interrupted one stopped.
+FINDINGS := saxe2018 glorot2010 init_scale answer answer_mnist1d
+
+.PHONY: all report test bench stress venv clean findings findings-data
 
 all: test
 
@@ -35,6 +39,11 @@ bench: venv
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
 	$(PY) tests/benchmarks/bench_queries.py
+
+findings-data: venv
+	for name in $(FINDINGS); do \
+	    $(VENV)/bin/actstats capture data/configs/$$name.toml -o data/$$name.zarr --resume --workers 2 || exit $$?; \
+	done
 
 clean:
 	rm -rf report .pytest_cache

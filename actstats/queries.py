@@ -34,7 +34,8 @@ Computation
     combined in numpy. numpy-backed data go through the same per-chunk function, once,
     on the whole array. The graph is computed once, with a progress bar on stderr when
     ``OPTIONS["progress"]`` allows it (``None``: only when stderr is a terminal), on the
-    dask.distributed scheduler named by ``OPTIONS["scheduler"]`` if any.
+    dask.distributed scheduler named by ``OPTIONS["scheduler"]`` or ``$ACTSTATS_SCHEDULER``
+    if any (:mod:`actstats.cluster`: one client per address, reused across queries).
 
 Verification is described in each function's docstring and in docs/queries.md; the
 tests are ``tests/test_queries*.py``.
@@ -99,6 +100,11 @@ NORMALITY_FAMILIES = ("normal", "laplace", "logistic", "uniform")
 #: mixtures moved by up to 0.35, as the kernel warns they may (docs/queries.md).
 QUERY_MIXTURE_MAX_SIZE = 5000
 #: The effect-size verdict ``gaussian`` of :func:`weight_normality`.
+#: Groups of more values than this are not loaded whole: their CDF statistics come from
+#: fixed fine histograms with stated error bounds (``method="auto"`` of
+#: :func:`weight_normality`). 2**25 values are 256 MiB as float64.
+EXACT_GROUP_MAX_SIZE = 2**25
+
 GAUSSIAN_THRESHOLDS = {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1}
 #: Non-dimension coordinates that :func:`to_records` adds to each record when present.
 RECORD_COORDINATES = ("split", "activation_fn")
@@ -377,20 +383,15 @@ def _compute(*objects):
     """Compute xarray objects together (one graph: every chunk is read once)."""
     import dask
 
-    from actstats.options import OPTIONS
+    from actstats.cluster import get_client
 
     if not any(_is_dask(o) for o in objects):
         return objects
-    scheduler = OPTIONS["scheduler"]
-    if scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ActstatsError(
-                f"scheduler {scheduler!r}: dask.distributed is not installed (install actstats[distributed])"
-            ) from None
-        with Client(scheduler, set_as_default=False) as client:
-            return dask.compute(*objects, scheduler=client)
+    client = get_client()  # None: no scheduler named (option or $ACTSTATS_SCHEDULER, read now)
+    if client is not None:
+        # The workers read the chunks themselves; an IntegrityError raised there is
+        # re-raised here with its type and message.
+        return dask.compute(*objects, scheduler=client)
     if _progress_enabled():
         from dask.diagnostics import ProgressBar
 
@@ -672,6 +673,52 @@ _NORMALITY_FIELDS = (
     "ad_statistic", "ad_pvalue", "lilliefors_statistic", "lilliefors_pvalue",
     "shapiro_statistic", "shapiro_pvalue", "shapiro_n_used", "ks_d", "w1_normal", "best_family_index",
 )
+
+
+_CDF_ERROR_FIELDS = ("ks_d_error", "w1_normal_error", "ad_statistic_error")
+
+
+def _group_values(per_group: np.ndarray, grid, n_group: int, shape) -> np.ndarray:
+    """A per-group array (dims = the kept dims) picked out for the groups of a block."""
+    index = tuple(np.ravel(grid[d]) for d in list(grid)[:n_group])
+    return per_group[np.ix_(*index)].reshape(shape) if n_group else np.asarray(per_group).reshape(shape)
+
+
+def _histogram_function(values, *, grid, n_reduce, layout, mean, std, n_group):
+    keep_shape = values.shape[: values.ndim - n_reduce]
+    return kernels.standardized_histogram(
+        _flat(values, n_reduce),
+        _group_values(mean, grid, n_group, keep_shape),
+        _group_values(std, grid, n_group, keep_shape),
+    )
+
+
+def _histogram_normality(histogram: np.ndarray, statistics, families) -> np.ndarray:
+    """The fields of ``_NORMALITY_FIELDS`` + ``_CDF_ERROR_FIELDS`` from summed histograms."""
+    n = np.asarray(statistics.n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt(n / (n - 1))  # std(ddof=1) / std(ddof=0): the Lilliefors/AD normal
+    fitted = kernels.histogram_cdf_statistics(histogram)
+    sample = kernels.histogram_cdf_statistics(histogram, scale=ratio)
+    small_ad = ~(n >= 8)
+    small_lilliefors = ~(n >= 4)
+    ad = np.where(small_ad, np.nan, sample.ad_statistic)
+    lilliefors = np.where(small_lilliefors, np.nan, sample.ks_d)
+    median = kernels.histogram_quantiles(histogram, [0.5])[0][..., 0]
+    bins = histogram.shape[-1] - 4
+    edges = kernels.histogram_edges(bins)
+    middles = (edges[:-1] + edges[1:]) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mad = (histogram[..., :bins] * np.abs(middles - median[..., None])).sum(axis=-1) / n
+    best = kernels.histogram_best_family(histogram, median, mad, families=families)
+    fields = [
+        ad, kernels.anderson_darling_pvalue(ad, n),
+        lilliefors, kernels.lilliefors_pvalue(lilliefors, n),
+        np.full(n.shape, np.nan), np.full(n.shape, np.nan), np.zeros(n.shape),
+        fitted.ks_d, fitted.w1, best,
+        fitted.ks_d_error, fitted.w1_error, sample.ad_statistic_error,
+    ]
+    return _stack(fields)
 
 
 def _normality_function(values, *, grid, n_reduce, layout, families, max_fit_size, shapiro_max_size, seed):
@@ -1237,6 +1284,8 @@ def weight_normality(
     max_fit_size: int = kernels.SLOW_FIT_MAX_SIZE,
     shapiro_max_size: int = kernels.SHAPIRO_MAX_SIZE,
     seed: int = kernels.DEFAULT_SEED,
+    method: str = "auto",
+    exact_max_size: int = EXACT_GROUP_MAX_SIZE,
 ) -> xr.Dataset:
     """Are the weights Gaussian? Moments, tests, effect sizes, best family, a verdict.
 
@@ -1256,6 +1305,16 @@ def weight_normality(
         ``sort(default_rng(seed).choice(n, size, replace=False))`` of the group's
         non-NaN values in C order of the pooled dims, ``unit`` before ``fan_in``).
     seed : int, default 0
+    method : {"auto", "exact", "histogram"}, default "auto"
+        How the CDF-based statistics (KS, W1, Anderson–Darling, Lilliefors, best family)
+        are computed. "exact": each group is loaded whole. "histogram": one streaming
+        pass of fixed fine histograms of the standardised weights
+        (:mod:`actstats.kernels.histogram`: 8192 bins on ±10 std), with error bounds in
+        ``ks_d_error``, ``w1_normal_error`` and ``ad_statistic_error``; Shapiro–Wilk is
+        then NaN and ``best_family`` ranks moment-matched families by binned likelihood.
+        "auto": exact when a group holds at most ``exact_max_size`` values.
+    exact_max_size : int, default 2**25
+        The largest group loaded whole by ``method="auto"``.
 
     Returns
     -------
@@ -1324,23 +1383,38 @@ def weight_normality(
     by = _normalize_by(by, WEIGHT_DIMS, split=False)
     families = _families(tuple(families), "weight")
     _require(ds, ["weight"], "weight_normality")
+    if method not in ("auto", "exact", "histogram"):
+        raise ValueError(f"weight_normality: method must be 'auto', 'exact' or 'histogram', got {method!r}")
     layout = _layout(ds)
     group = list(by)
     core = [d for d in WEIGHT_DIMS if d not in group]
     weight = ds["weight"]
-    lazy = {
-        "moments": _map_chunks(weight, _moments_function, group, core, 5, layout),
-        "cdf": _map_chunks(weight, _normality_function, group, core, len(_NORMALITY_FIELDS), layout, whole=True,
-                           families=families, max_fit_size=max_fit_size, shapiro_max_size=shapiro_max_size,
-                           seed=seed),
-    }
+    group_size = int(np.prod([weight.sizes[d] for d in core], dtype=np.int64))
+    if method == "auto":
+        method = "exact" if group_size <= exact_max_size else "histogram"
+    if method == "histogram":
+        unsupported = [f for f in families if f not in kernels.HISTOGRAM_FAMILIES]
+        if unsupported:
+            raise ValueError(
+                f"weight_normality: families {', '.join(unsupported)} need the values in memory; with "
+                f"groups of {group_size} values (method='histogram') choose among {', '.join(kernels.HISTOGRAM_FAMILIES)}"
+            )
+    lazy = {"moments": _map_chunks(weight, _moments_function, group, core, 5, layout)}
+    if method == "exact":
+        lazy["cdf"] = _map_chunks(weight, _normality_function, group, core, len(_NORMALITY_FIELDS), layout,
+                                  whole=True, families=families, max_fit_size=max_fit_size,
+                                  shapiro_max_size=shapiro_max_size, seed=seed)
     epochs = np.asarray(ds["epoch"].values, dtype=float)
     initial_epoch = int(np.flatnonzero(epochs == 0)[0]) if np.any(epochs == 0) else None
     if initial_epoch is not None:
         initial = _broadcast_epoch(weight, initial_epoch)
         lazy["distance"] = _map_chunks(weight, _distance_function, group, core, 3, layout, others=[initial],
                                        initial_epoch=initial_epoch)
-    computed = dict(zip(lazy, _compute(*lazy.values())))
+    if method == "histogram":  # the moments first: they standardise the histograms' values
+        computed = dict(zip(["moments"], _compute(lazy.pop("moments"))))
+    else:
+        computed = dict(zip(lazy, _compute(*lazy.values())))
+        lazy = {}
 
     block_moments = computed["moments"].transpose(*group, *[f"{d}_chunk" for d in core], _FIELD).values
     chunk_axes = tuple(range(len(group), len(group) + len(core)))
@@ -1349,8 +1423,21 @@ def weight_normality(
     statistics = kernels.moment_statistics(merged, ddof=1, bias=False)
     k2 = kernels.dagostino_pearson(merged)
     jb = kernels.jarque_bera(merged)
-    cdf = _single(computed["cdf"]).transpose(*group, _FIELD)
-    template = _field(cdf, 0)
+    if method == "histogram":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            std0 = statistics.std * np.sqrt((statistics.n - 1) / statistics.n)
+        lazy["histogram"] = _merge_sum(_map_chunks(
+            weight, _histogram_function, group, core, kernels.HISTOGRAM_BINS + 4, layout,
+            mean=np.asarray(statistics.mean, dtype=float), std=np.asarray(std0, dtype=float), n_group=len(group),
+        ))
+        computed.update(zip(lazy, _compute(*lazy.values())))
+        histogram = computed["histogram"].transpose(*group, _FIELD)
+        template = _field(histogram, 0)
+        cdf = _histogram_normality(histogram.values[..., :-1], statistics, families)
+        cdf = xr.DataArray(cdf, dims=histogram.dims, coords=template.coords)
+    else:
+        cdf = _single(computed["cdf"]).transpose(*group, _FIELD)
+        template = _field(cdf, 0)
     result = xr.Dataset(coords=template.coords)
     result["n"] = _like(template, statistics.n.astype(np.int64))
     for name in ("mean", "std", "skewness", "excess_kurtosis", "skewness_standard_error",
@@ -1362,7 +1449,9 @@ def weight_normality(
     result["jb_pvalue"] = _like(template, jb.pvalue)
     for i, name in enumerate(_NORMALITY_FIELDS[:-1]):
         result[name] = _field(cdf, i)
-    result["shapiro_n_used"] = _to_int(result["shapiro_n_used"])
+    result["shapiro_n_used"] = _to_int(result["shapiro_n_used"].fillna(0))
+    for i, name in enumerate(_CDF_ERROR_FIELDS):
+        result[name] = _field(cdf, len(_NORMALITY_FIELDS) + i) if method == "histogram" else xr.zeros_like(template)
     names = np.array(list(families) + [""])
     best = _field(cdf, len(_NORMALITY_FIELDS) - 1).fillna(-1).astype(int).values
     result["best_family"] = _like(template, names[best])
@@ -1401,15 +1490,29 @@ def weight_normality(
         "distance_from_init": "||W_e - W_0||_F / ||W_0||_F (NaN without epoch 0)",
         "pvalue_adjusted": family,
         "best_family": f"lowest AIC among {', '.join(families)}",
+        "ks_d_error": "|ks_d - exact| is at most this (0 when computed on the values)",
+        "w1_normal_error": "|w1_normal - exact| is at most this (0 when computed on the values)",
+        "ad_statistic_error": "|ad_statistic - exact| is at most this (0 when computed on the values)",
     })
+    if method == "exact":
+        cdf_method = (
+            f"Anderson-Darling, Lilliefors, Shapiro-Wilk (deterministic subsample of at most {shapiro_max_size}, "
+            f"seed {seed}), KS and W1 on each group in memory"
+        )
+    else:
+        cdf_method = (
+            f"KS, W1, Anderson-Darling and Lilliefors from a streamed histogram of the standardised weights "
+            f"({kernels.HISTOGRAM_BINS} bins on +-{kernels.HISTOGRAM_LIMIT:g} std; groups of {group_size} values), "
+            f"with exact error bounds in *_error; no Shapiro-Wilk; best_family by binned likelihood of "
+            f"moment-matched families (kernels.histogram)"
+        )
     result.attrs = _attrs(
         "weight_normality", by, core,
         method=(
             "moments merged exactly across chunks (kernels.moments, combine_moments); skewness and excess "
-            "kurtosis are the adjusted G1, G2; K2 and JB from the merged moments; Anderson-Darling, "
-            f"Lilliefors, Shapiro-Wilk (deterministic subsample of at most {shapiro_max_size}, seed {seed}), "
-            "KS and W1 on each group in memory"
+            "kurtosis are the adjusted G1, G2; K2 and JB from the merged moments; " + cdf_method
         ),
+        cdf_method=method,
         gaussian_criterion=criterion,
         best_family=f"lowest AIC among {', '.join(families)} (kernels.fit_families)",
         pvalue_adjustment=family,

@@ -9,7 +9,7 @@ matplotlib; the xarray layer maps ``dim=`` onto these functions.
 Modules: ``moments`` (mergeable moments), ``normality`` (tests and effect sizes),
 ``bounded`` (saturation, bimodality, Beta fits), ``fits`` (distribution families),
 ``intervals`` (sample-level intervals), ``comparison`` (two groups), ``multiple``
-(Benjamini–Hochberg).
+(Benjamini–Hochberg), ``histogram`` (CDF statistics of groups too large for memory).
 """
 
 from ._rows import DEFAULT_SEED, deterministic_subsample, normalize_axis
@@ -47,6 +47,17 @@ from .intervals import (
     saturated_fractions,
     wilson_interval,
 )
+from .histogram import (
+    HISTOGRAM_BINS,
+    HISTOGRAM_FAMILIES,
+    HISTOGRAM_LIMIT,
+    HistogramCDFStatistics,
+    histogram_best_family,
+    histogram_cdf_statistics,
+    histogram_edges,
+    histogram_quantiles,
+    standardized_histogram,
+)
 from .moments import MOMENT_FIELDS, MomentStatistics, combine_moments, merge_moments, moment_statistics, moments
 from .multiple import benjamini_hochberg
 from .normality import (
@@ -54,15 +65,28 @@ from .normality import (
     DAgostinoPearsonResult,
     NormalityTestResult,
     anderson_darling,
+    anderson_darling_pvalue,
     dagostino_pearson,
     jarque_bera,
     ks_distance_normal,
     lilliefors,
+    lilliefors_pvalue,
     shapiro_wilk,
     wasserstein_normal,
 )
 
 __all__ = [
+    "HISTOGRAM_BINS",
+    "HISTOGRAM_FAMILIES",
+    "HISTOGRAM_LIMIT",
+    "HistogramCDFStatistics",
+    "anderson_darling_pvalue",
+    "histogram_best_family",
+    "histogram_cdf_statistics",
+    "histogram_edges",
+    "histogram_quantiles",
+    "lilliefors_pvalue",
+    "standardized_histogram",
     "BETA_STATISTIC_FIELDS",
     "BIMODALITY_COEFFICIENT_THRESHOLD",
     "DEFAULT_DELTA",

@@ -535,3 +535,18 @@ def wasserstein_normal(
         distance = distance * std
     distance = np.where((counts >= 2) & (std > 0), distance, np.nan)
     return rows.unflatten(distance)
+
+
+def lilliefors_pvalue(statistic, n) -> np.ndarray:
+    """The Lilliefors p-value of a KS statistic (std with ddof=1) for samples of size n
+    (statsmodels' table, as :func:`lilliefors`); for statistics computed elsewhere, e.g.
+    from histograms (:mod:`actstats.kernels.histogram`)."""
+    statistic = np.asarray(statistic, dtype=np.float64)
+    return _lilliefors_pvalues(statistic, np.broadcast_to(np.asarray(n, dtype=np.float64), statistic.shape))
+
+
+def anderson_darling_pvalue(statistic, n) -> np.ndarray:
+    """The p-value of an Anderson–Darling A² (mean and std estimated) for samples of size
+    n, as :func:`anderson_darling` gives it (D'Agostino & Stephens 1986)."""
+    statistic = np.asarray(statistic, dtype=np.float64)
+    return _anderson_darling_pvalue(statistic, np.broadcast_to(np.asarray(n, dtype=np.float64), statistic.shape))
