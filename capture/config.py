@@ -371,6 +371,24 @@ def _validate_run(run: dict, source: str, where: str) -> None:
             raise ConfigError(f"{source}: record.epochs = {_show(epochs)}: contains a repeated epoch{where}")
         record["epochs"] = sorted(float(e) for e in epochs)
     model["width"] = model["width"] if isinstance(model["width"], list) else [model["width"]] * depth
+    if max(model["width"]) > MAX_WIDTH:
+        raise ConfigError(
+            f"{source}: model.width = {_show(max(model['width']))}: more than the {MAX_WIDTH} units a layer "
+            f"capture allows{where}"
+        )
+    hidden = sum(a * b for a, b in zip(model["width"][:-1], model["width"][1:]))
+    if hidden > MAX_HIDDEN_WEIGHTS:
+        raise ConfigError(
+            f"{source}: model.width = {_show(model['width'] if len(set(model['width'])) > 1 else model['width'][0])}: "
+            f"the hidden layers would hold {hidden:.3g} weights ({4 * hidden / 2**30:.3g} GiB as float32), more than "
+            f"the {MAX_HIDDEN_WEIGHTS:.3g} capture allows{where}"
+        )
+
+
+#: At most this many hidden-to-hidden weights (16 GiB as float32): a bound on what a config
+#: can make capture allocate, so that a typo in model.width is a config error.
+MAX_HIDDEN_WEIGHTS = 2**32
+MAX_WIDTH = 2**20
 
 
 def _printable(name: str) -> str:

@@ -123,3 +123,13 @@ def test_linked_sweep_keys_vary_together():
         parse_config('[sweep]\n"train.optimizer, train.lr" = [["sgd"]]')
     with pytest.raises(ConfigError, match="unknown sweep key 'train.lrr'"):
         parse_config('[sweep]\n"train.optimizer, train.lrr" = [["sgd", 1]]')
+
+
+@pytest.mark.parametrize("width, depth, expected", [
+    (10**9, 1, "more than the 1048576 units a layer"),
+    (70_000, 3, r"9\.8e\+09 weights \(36\.5 GiB as float32\)"),
+])
+def test_absurd_widths_are_config_errors_not_allocator_failures(width, depth, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(f"[model]\ndepth = {depth}\nwidth = {width}\n")
+    assert parse_config("[model]\ndepth = 3\nwidth = 4096\n").runs[0]["model"]["width"] == [4096] * 3
