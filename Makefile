@@ -9,7 +9,7 @@ CONFIG ?= data/configs/default.toml
 
 # The experiments behind docs/findings.md (issue "findings"), cheapest first; each capture
 # resumes where an interrupted one stopped.
-FINDINGS := saxe2018 glorot2010 init_scale answer answer_mnist1d
+FINDINGS := saxe2018 init_scale answer answer_mnist1d glorot2010
 
 .PHONY: all report test bench stress venv clean findings findings-data
 
