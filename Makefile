@@ -41,9 +41,16 @@ bench: venv
 	$(PY) tests/benchmarks/bench_queries.py
 
 findings-data: venv
+	mkdir -p data/timings
 	for name in $(FINDINGS); do \
-	    $(VENV)/bin/actstats capture data/configs/$$name.toml -o data/$$name.zarr --resume --workers 2 || exit $$?; \
+	    start=$$(date +%s); \
+	    out=$$($(VENV)/bin/actstats capture data/configs/$$name.toml -o data/$$name.zarr --resume --workers 2) || exit $$?; \
+	    echo "$$out"; \
+	    case "$$out" in *" 0 records written"*) ;; *) echo $$(( $$(date +%s) - start )) > data/timings/$$name.seconds ;; esac; \
 	done
+
+findings: findings-data
+	$(PY) -m actstats.report.findings --data data --out docs
 
 clean:
 	rm -rf report .pytest_cache

@@ -33,6 +33,26 @@ def _at_last(result, last):
     return result.isel(epoch=xr.DataArray(np.maximum(last, 0), dims="run"))
 
 
+def init_labels(ds) -> np.ndarray:
+    """Each run's ``init``, with its ``init_scale`` (from the run's ``config``) appended where
+    runs of one init differ in scale: ``normal(0.01)`` and ``normal(1)`` are two levels."""
+    names = np.asarray(ds["init"].values).astype(str)
+    scales = []
+    for text in np.asarray(ds["config"].values).astype(str):
+        try:
+            scale = json.loads(text).get("model", {}).get("init_scale")
+        except (ValueError, AttributeError):
+            scale = None
+        scales.append(scale if isinstance(scale, (int, float)) else None)
+    labels = names.astype(object)
+    for name in np.unique(names):
+        runs = np.flatnonzero(names == name)
+        if len({scales[r] for r in runs}) > 1:
+            for r in runs:
+                labels[r] = f"{name}({scales[r]:g})" if scales[r] is not None else name
+    return labels.astype(str)
+
+
 def _representative_runs(ds, usable):
     """One run per activation function: the deepest, then the first in sweep order."""
     picks = []
@@ -97,6 +117,7 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
         saturation_last = _at_last(saturation, last)
         run_fraction = saturation_last["fraction"].sel(split="train").mean("layer", skipna=True).values
         factors = {name: ds[name].values for name in FACTOR_NAMES}
+        factors["init"] = init_labels(ds)
         effects = claim_rules.factor_effects(np.where(bounded, run_fraction, np.nan) if bounded.any() else run_fraction, factors)
         effects_all = claim_rules.factor_effects(run_fraction, {"activation_fn": ds["activation_fn"].values})
         effects["activation_fn"] = effects_all.get("activation_fn") if "activation_fn" in effects_all else effects.get("activation_fn")
