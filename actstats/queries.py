@@ -331,6 +331,12 @@ def _map_chunks(
 
         data = x.data
         if whole and reduce:
+            group_size = int(np.prod(data.shape[n_keep:], dtype=np.int64))
+            if group_size > EXACT_GROUP_MAX_SIZE:
+                raise ActstatsError(
+                    f"groups of {group_size} values (pooled over {', '.join(reduce)}) are too large to load whole "
+                    f"(at most {EXACT_GROUP_MAX_SIZE}): keep more dimensions in --by / by="
+                )
             data = data.rechunk({axis: -1 for axis in range(n_keep, ndim)})
         other_data = [da.asarray(o.transpose(*dims).data).rechunk(data.chunks) for o in others]
         chunks = data.chunks[:n_keep] + tuple((1,) * len(c) for c in data.chunks[n_keep:]) + ((n_fields + 1,),)

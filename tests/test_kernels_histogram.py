@@ -150,3 +150,18 @@ def test_histogram_path_on_a_store_streams_and_matches(small_store):
     assert np.all(np.abs(lazy.w1_normal - exact.w1_normal) <= lazy.w1_normal_error + 1e-12)
     assert np.all(np.abs(lazy.ks_d - exact.ks_d) <= lazy.ks_d_error + 1e-12)
     np.testing.assert_array_equal(lazy.n, exact.n)
+
+
+def test_queries_that_load_whole_groups_refuse_groups_beyond_the_limit(small_store, monkeypatch):
+    from actstats import queries
+    from actstats.errors import ActstatsError
+
+    ds = actstats.open_store(small_store)
+    monkeypatch.setattr(queries, "EXACT_GROUP_MAX_SIZE", 1000)
+    with pytest.raises(ActstatsError, match="too large to load whole"):
+        actstats.bimodality(ds, by=("layer",))
+    with pytest.raises(ActstatsError, match="too large to load whole"):
+        actstats.weight_normality(ds, by=("layer",), method="exact")
+    # the histogram path and the streamed queries do not need whole groups
+    assert actstats.weight_normality(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
+    assert np.isfinite(actstats.saturation(ds, by=("layer",)).fraction.values).all()
