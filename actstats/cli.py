@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         options = {}
         if args.no_progress:
             options["progress"] = False
-        scheduler = args.scheduler or os.environ.get("ACTSTATS_SCHEDULER")
-        if scheduler:
-            options["scheduler"] = scheduler
+        if args.scheduler is not None:  # else OPTIONS' default: $ACTSTATS_SCHEDULER, read when work starts
+            if not args.scheduler.strip():
+                raise ActstatsError("--scheduler: empty address (expected e.g. tcp://127.0.0.1:8786)")
+            options["scheduler"] = args.scheduler.strip()
         with set_options(**options):
             return COMMANDS[args.command](args)
     except IntegrityError as exc:

@@ -8,19 +8,78 @@ from typing import Any, Callable
 OPTIONS: dict[str, Any] = {
     # None: a bar on stderr only when stderr is a terminal; False: never; True: always.
     "progress": None,
-    # Address of a dask.distributed scheduler, or None for the local threaded scheduler.
-    "scheduler": os.environ.get("ACTSTATS_SCHEDULER") or None,
+    # Address of a dask.distributed scheduler; None: $ACTSTATS_SCHEDULER, read when a query
+    # computes (local threads if it is unset or empty); False: local threads regardless.
+    "scheduler": None,
+    # Seconds to wait for the scheduler to answer before failing; None: $ACTSTATS_SCHEDULER_TIMEOUT,
+    # else 10.
+    "scheduler_timeout": None,
 }
 
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "progress": lambda v: v is None or isinstance(v, bool),
-    "scheduler": lambda v: v is None or (isinstance(v, str) and bool(v)),
+    "scheduler": lambda v: v is None or v is False or (isinstance(v, str) and bool(v.strip())),
+    "scheduler_timeout": lambda v: v is None or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
+    ),
 }
 
 _DESCRIPTIONS = {
     "progress": "None, True or False",
-    "scheduler": "None or a scheduler address such as 'tcp://127.0.0.1:8786'",
+    "scheduler": "None, False or a scheduler address such as 'tcp://127.0.0.1:8786'",
+    "scheduler_timeout": "None or a positive number of seconds",
 }
+
+#: Seconds to wait for a scheduler when neither the option nor $ACTSTATS_SCHEDULER_TIMEOUT says.
+DEFAULT_SCHEDULER_TIMEOUT = 10.0
+
+
+def scheduler_address() -> str | None:
+    """The dask.distributed scheduler to compute on, or None for local threads.
+
+    ``OPTIONS["scheduler"]`` if it is an address; if it is None, ``$ACTSTATS_SCHEDULER`` as
+    it is now (read at each call, so setting the variable after ``import actstats`` takes
+    effect); if it is False, None whatever the environment says.
+
+    Examples
+    --------
+    >>> with set_options(scheduler="tcp://127.0.0.1:8786"):
+    ...     scheduler_address()
+    'tcp://127.0.0.1:8786'
+    >>> with set_options(scheduler=False):
+    ...     scheduler_address() is None
+    True
+    """
+    value = OPTIONS["scheduler"]
+    if value is False:
+        return None
+    if value is None:
+        value = os.environ.get("ACTSTATS_SCHEDULER", "")
+    return value.strip() or None
+
+
+def scheduler_timeout() -> float:
+    """Seconds to wait for the scheduler to answer: ``OPTIONS["scheduler_timeout"]``, else
+    ``$ACTSTATS_SCHEDULER_TIMEOUT``, else :data:`DEFAULT_SCHEDULER_TIMEOUT`.
+
+    Raises :class:`~actstats.errors.ActstatsError` naming the variable when ``$ACTSTATS_SCHEDULER_TIMEOUT`` is not a
+    positive number.
+    """
+    value = OPTIONS["scheduler_timeout"]
+    if value is not None:
+        return float(value)
+    text = os.environ.get("ACTSTATS_SCHEDULER_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_SCHEDULER_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        from actstats.errors import ActstatsError
+
+        raise ActstatsError(f"ACTSTATS_SCHEDULER_TIMEOUT={text!r}: expected a positive number of seconds")
+    return value
 
 
 class set_options:

@@ -35,7 +35,7 @@ Computation
     on the whole array. The graph is computed once, with a progress bar on stderr when
     ``OPTIONS["progress"]`` allows it (``None``: only when stderr is a terminal), on the
     dask.distributed scheduler named by ``OPTIONS["scheduler"]`` or ``$ACTSTATS_SCHEDULER``
-    if any (:mod:`actstats.cluster`: one client per address, reused across queries).
+    if any (:mod:`actstats.cluster`: a client for each computation).
 
 Verification is described in each function's docstring and in docs/queries.md; the
 tests are ``tests/test_queries*.py``.
@@ -389,15 +389,15 @@ def _compute(*objects):
     """Compute xarray objects together (one graph: every chunk is read once)."""
     import dask
 
-    from actstats.cluster import get_client
+    from actstats.cluster import scheduler_client
 
     if not any(_is_dask(o) for o in objects):
         return objects
-    client = get_client()  # None: no scheduler named (option or $ACTSTATS_SCHEDULER, read now)
-    if client is not None:
-        # The workers read the chunks themselves; an IntegrityError raised there is
-        # re-raised here with its type and message.
-        return dask.compute(*objects, scheduler=client)
+    with scheduler_client() as client:  # None: no scheduler named (option or $ACTSTATS_SCHEDULER, read now)
+        if client is not None:
+            # The workers read the chunks themselves; an IntegrityError raised there is
+            # re-raised here with its type and message.
+            return dask.compute(*objects, scheduler=client)
     if _progress_enabled():
         from dask.diagnostics import ProgressBar
 

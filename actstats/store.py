@@ -410,6 +410,9 @@ def _open_group(path):
     try:
         if _is_local(location) and not os.path.exists(_local_path(location)):
             raise StoreFormatError(f"{location}: no such store")
+        # A URL goes to zarr's FsspecStore (read-only), through whatever fsspec back end its
+        # protocol names (memory://, s3:// with s3fs, gs:// with gcsfs, ...); file:// and
+        # plain paths go to zarr's LocalStore.
         group = zarr.open_group(_local_path(location) if _is_local(location) else location, mode="r")
         if group.metadata.zarr_format != 3:
             raise StoreFormatError(f"{location}: Zarr format {group.metadata.zarr_format}, expected 3")
@@ -418,8 +421,28 @@ def _open_group(path):
     except StoreFormatError:
         raise
     except Exception as exc:
+        if not _is_local(location):
+            problem = _url_problem(location, exc)
+            if problem:
+                raise StoreFormatError(f"{location}: {problem}") from None
         raise StoreFormatError(f"{location}: not a Zarr group ({type(exc).__name__}: {exc})") from None
     return location, group, attrs, arrays
+
+
+def _url_problem(url: str, exc: Exception) -> str | None:
+    """Why a URL could not be opened, when the reason is the URL rather than its content:
+    no fsspec back end for its protocol (or the back end is not installed), or nothing there."""
+    if isinstance(exc, ImportError) or (isinstance(exc, ValueError) and "protocol" in str(exc).lower()):
+        return f"cannot open this URL ({exc})"
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(url)
+        if not fs.exists(root):
+            return "no such store"
+    except Exception:  # the original error says more
+        return None
+    return None
 
 
 def _array_problem(name, array, expected_dims, expected_dtype) -> str | None:

@@ -109,16 +109,38 @@ def capture(
     process died. Without `resume`, a capture that finds the store created meanwhile is
     refused like one that found it at the start.
 
+    With a dask.distributed scheduler named (``--scheduler``, ``$ACTSTATS_SCHEDULER`` or
+    ``actstats.set_options(scheduler=...)``), each run is one task on that cluster
+    (``client.submit``) instead of a local process, and `workers` is not used: the cluster's
+    workers and threads decide how many runs train at once. The run locks, resuming and
+    skipping of complete runs are the same. The workers must have ``actstats[capture]``
+    installed and see `config_path` and `store_path` at the same absolute paths (the same
+    machine, or a shared file system whose locks work).
+
+    `store_path` is a local path (or a ``file://`` URL): capture does not write to other
+    fsspec URLs; capture locally and copy the store there.
+
     Returns a summary: runs, records written, records already complete.
     """
     import zarr
+
+    from actstats.cluster import check_scheduler, scheduler_address
+    from actstats.store import _is_local, _local_path
 
     if resume and overwrite:
         raise ActstatsError("--resume and --overwrite exclude each other")
     if workers < 1:
         raise ActstatsError(f"--workers {workers}: must be at least 1")
-    config = load_config(config_path)
     store_path = os.fspath(store_path)
+    if not _is_local(store_path):
+        raise ActstatsError(
+            f"{store_path}: capture writes to a local path or a file:// URL only; capture locally, then copy the store"
+        )
+    store_path = _local_path(store_path)
+    config = load_config(config_path)
+    scheduler = scheduler_address()
+    if scheduler:
+        check_scheduler(scheduler)  # before any store is made: an absent scheduler fails here
     exists = os.path.exists(store_path)
     refusal = f"{store_path}: store exists; use --resume to continue it or --overwrite to replace it"
     if exists and not (resume or overwrite):
@@ -161,7 +183,9 @@ def capture(
 
     written = 0
     with tqdm(total=total, desc="capture", unit="record", disable=_progress_disabled(progress)) as bar:
-        if workers == 1 or len(jobs) <= 1:
+        if scheduler:
+            written = _capture_on_cluster(scheduler, config_path, store_path, jobs, sizes, bar, asynchronous)
+        elif workers == 1 or len(jobs) <= 1:
             # Runs that another process is capturing (its lock is held) are left for later,
             # then waited for; a run that process left unfinished (killed) is finished here.
             for wait in (False, True):
@@ -202,8 +226,69 @@ def _worker(args):
     probes = select_probes(data, run["dataset"])
     return capture_run(
         store_path, run_index, run, data, probes, sizes, indices, None,
-        lambda: progress_queue.put(1), asynchronous,
+        None if progress_queue is None else lambda: progress_queue.put(1), asynchronous,
     )
+
+
+def _cluster_worker(args):
+    """:func:`_worker` as a task on a dask.distributed worker, which may be on another host."""
+    store_path = args[1]
+    if not os.path.isfile(os.path.join(store_path, "zarr.json")):
+        import socket
+
+        raise ActstatsError(
+            f"{store_path}: not found by the cluster worker on {socket.gethostname()}; capture on a "
+            "cluster needs the store on a file system that every worker sees at the same path"
+        )
+    return _worker(args)
+
+
+def _capture_on_cluster(scheduler, config_path, store_path, jobs, sizes, bar, asynchronous) -> int:
+    """One task per run on the cluster at `scheduler`; each task takes its run's lock as a
+    local worker process does. Returns the number of records written; the first failed run
+    raises (one line) and the runs not yet started are cancelled."""
+    from actstats.cluster import scheduler_client
+
+    with scheduler_client(scheduler) as client:
+        return _submit_runs(client, config_path, store_path, jobs, sizes, bar, asynchronous)
+
+
+def _submit_runs(client, config_path, store_path, jobs, sizes, bar, asynchronous) -> int:
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    config_path, store_path = os.path.abspath(config_path), os.path.abspath(store_path)
+    tag = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(_cluster_worker, (config_path, store_path, i, idx, sizes, asynchronous, None),
+                      key=f"actstats-capture-{tag}-run-{i}", pure=False, retries=0): i
+        for i, _, idx in jobs
+    }
+    written = 0
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            run = futures[future]
+            try:
+                count = future.result()
+            except (ActstatsError, OSError):
+                raise
+            except KilledWorker:
+                raise ActstatsError(
+                    f"{store_path}: the cluster worker capturing run {run} died (killed, or out of memory); records "
+                    "marked complete are kept: run the capture again with --resume to finish"
+                ) from None
+            except ImportError as exc:
+                raise ActstatsError(
+                    f"run {run}: the cluster's workers cannot import capture ({exc}); install actstats[capture] where they run"
+                ) from None
+            except Exception as exc:
+                raise ActstatsError(f"{store_path}: run {run} failed on the cluster ({type(exc).__name__}: {exc})") from exc
+            written += count
+            bar.update(count)
+    except BaseException:
+        client.cancel(list(futures))  # the runs not started yet (a running task goes on until its run ends)
+        raise
+    return written
 
 
 def _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous) -> int:
