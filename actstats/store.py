@@ -187,8 +187,12 @@ def create_store(
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(path)}.creating-{uuid.uuid4().hex[:8]}")
+    lock = None
     try:
-        group = zarr.open_group(tmp, mode="w-", zarr_format=3)
+        os.mkdir(tmp)
+        # Held while the store is built: tidy_beside() leaves a locked directory alone.
+        lock = hold_directory_lock(tmp)
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)
         root_attrs = {
             "schema": SCHEMA,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -249,6 +253,75 @@ def create_store(
         if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
             raise OSError(exc.errno, exc.strerror, path) from None
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+#: A directory left beside a store (``.NAME.creating-*``, ``.NAME.old-*``) is taken as
+#: abandoned only when no process holds its lock and it is at least this old.
+ABANDONED_AFTER_SECONDS = 60.0
+
+
+def hold_directory_lock(path: str) -> int:
+    """An exclusive flock on directory `path`; returns the descriptor (close it to release).
+
+    Where the file system has no locks the descriptor is returned unlocked."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:  # no locks on this file system
+        pass
+    return fd
+
+
+def tidy_beside(path: str | os.PathLike) -> list[str]:
+    """Deal with what killed captures left beside the store at `path`; returns what was done.
+
+    ``.NAME.creating-*`` (a store being built when its capture was killed) is removed.
+    ``.NAME.old-*`` (the old store of an ``--overwrite`` killed before it finished) is put
+    back at `path` when nothing is there (nothing is lost), and removed when the new store
+    is in place. A directory is touched only when no running capture holds its lock and it
+    is older than :data:`ABANDONED_AFTER_SECONDS`.
+    """
+    import time
+
+    path = os.path.abspath(_local_path(os.fspath(path)))
+    parent, base = os.path.dirname(path), os.path.basename(path)
+    try:
+        entries = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    done = []
+    for entry in entries:
+        creating = entry.startswith(f".{base}.creating-")
+        old = entry.startswith(f".{base}.old-")
+        if not (creating or old):
+            continue
+        full = os.path.join(parent, entry)
+        try:
+            if time.time() - os.stat(full).st_mtime < ABANDONED_AFTER_SECONDS:
+                continue
+            lock = hold_directory_lock(full)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # in use by a running capture, or gone meanwhile
+        try:
+            if old and not os.path.exists(path):
+                os.rename(full, path)
+                done.append(f"restored {entry} as {base} (an --overwrite was interrupted)")
+            else:
+                shutil.rmtree(full)
+                done.append(f"removed {entry} (left by an interrupted capture)")
+        except OSError as exc:  # e.g. a read-only file system: leave it, say so
+            done.append(f"could not tidy {entry} ({exc.strerror})")
+        finally:
+            os.close(lock)
+    return done
 
 
 def _version() -> str:

@@ -6,13 +6,14 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import uuid
 from typing import Any
 
 import numpy as np
 
 from actstats.errors import ActstatsError
-from actstats.store import StoreLayout, canonical_json, create_store
+from actstats.store import StoreLayout, canonical_json, create_store, hold_directory_lock, tidy_beside
 from capture.config import CaptureConfig, load_config
 from capture.data import load_dataset
 from capture.recorder import capture_run, record_steps, select_probes
@@ -141,6 +142,8 @@ def capture(
     scheduler = scheduler_address()
     if scheduler:
         check_scheduler(scheduler)  # before any store is made: an absent scheduler fails here
+    for line in tidy_beside(store_path):
+        print(f"{store_path}: {line}", file=sys.stderr)
     exists = os.path.exists(store_path)
     refusal = f"{store_path}: store exists; use --resume to continue it or --overwrite to replace it"
     if exists and not (resume or overwrite):
@@ -159,13 +162,20 @@ def capture(
         aside = os.path.join(os.path.dirname(os.path.abspath(store_path)), f".{os.path.basename(store_path)}.old-{uuid.uuid4().hex[:8]}")
         if not os.path.exists(os.path.join(store_path, "zarr.json")) and os.listdir(store_path):
             raise ActstatsError(f"{store_path}: exists and is not a Zarr store; refusing to overwrite it")
-        os.rename(store_path, aside)
         try:
-            create_store(store_path, layout, coords, _root_attributes(config), probes.x)
-        except BaseException:
-            os.rename(aside, store_path)
-            raise
-        shutil.rmtree(aside)
+            lock = hold_directory_lock(store_path)  # held until the old store is gone: see tidy_beside
+        except BlockingIOError:
+            raise ActstatsError(f"{store_path}: another capture is replacing this store right now") from None
+        try:
+            os.rename(store_path, aside)
+            try:
+                create_store(store_path, layout, coords, _root_attributes(config), probes.x)
+            except BaseException:
+                os.rename(aside, store_path)
+                raise
+            shutil.rmtree(aside)
+        finally:
+            os.close(lock)
 
     group = zarr.open_group(store_path, mode="r")
     complete = np.asarray(group["complete"][...])

@@ -651,3 +651,54 @@ def test_a_checkpoint_holding_code_is_not_run(tmp_path, tiny_config, tiny_refere
         pickle.dump(Payload(), f, protocol=2)
     assert load_checkpoint(store, 0) is None
     assert not (tmp_path / "ran").exists()
+
+
+# ------------------------------------------------- what killed captures leave beside a store
+
+
+def _age(path, seconds=3600):
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_leftovers_of_killed_captures_are_tidied_and_an_interrupted_overwrite_restored(
+    tiny_config, tiny_reference, tmp_path
+):
+    from actstats.store import hold_directory_lock, tidy_beside
+
+    store = tmp_path / "s.zarr"
+    # a store being created when its capture was killed: removed once old and unlocked
+    stale = tmp_path / ".s.zarr.creating-0000dead"
+    (stale / "activation").mkdir(parents=True)
+    _age(stale)
+    fresh = tmp_path / ".s.zarr.creating-0000beef"  # may be another capture's, just started
+    fresh.mkdir()
+    locked = tmp_path / ".s.zarr.creating-0000cafe"  # held by a running capture
+    locked.mkdir()
+    _age(locked)
+    fd = hold_directory_lock(str(locked))
+    try:
+        # an --overwrite killed after moving the old store aside, before the new one was in place
+        aside = tmp_path / ".s.zarr.old-00000001"
+        shutil.copytree(tiny_reference, aside)
+        _age(aside)
+        done = tidy_beside(store)
+        assert sorted(done) == sorted([
+            "removed .s.zarr.creating-0000dead (left by an interrupted capture)",
+            "restored .s.zarr.old-00000001 as s.zarr (an --overwrite was interrupted)",
+        ])
+        assert not stale.exists() and fresh.exists() and locked.exists() and not aside.exists()
+        assert_stores_identical(tiny_reference, str(store))  # nothing of the old store was lost
+        # once the new store is in place, an old one left aside is removed
+        shutil.copytree(tiny_reference, aside)
+        _age(aside)
+        assert tidy_beside(store) == ["removed .s.zarr.old-00000001 (left by an interrupted capture)"]
+    finally:
+        os.close(fd)
+    # capture tidies before it starts, and says so on stderr
+    _age(fresh)
+    code, _, err = cli("capture", tiny_config, "-o", str(store), "--resume", "--no-progress")
+    assert code == 0, err
+    assert "removed .s.zarr.creating-0000beef" in err
+    assert not fresh.exists() and not locked.exists()
+    assert_stores_identical(tiny_reference, str(store))
