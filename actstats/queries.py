@@ -308,6 +308,7 @@ def _map_chunks(
     whole: bool = False,
     rescale: bool = False,
     others: Sequence[xr.DataArray] = (),
+    block_function=None,
     **kwargs,
 ) -> xr.DataArray:
     """``function`` on each chunk of ``x`` (dims ``keep`` + ``reduce``), lazily.
@@ -324,7 +325,8 @@ def _map_chunks(
     x = x.transpose(*dims)
     n_keep, ndim = len(keep), len(dims)
     call = functools.partial(
-        _block, function=function, dims=dims, n_reduce=len(reduce), layout=layout, rescale=rescale, kwargs=kwargs
+        block_function or _block, function=function, dims=dims, n_reduce=len(reduce), layout=layout,
+        rescale=rescale, kwargs=kwargs,
     )
     if _is_dask(x):
         import dask.array as da
@@ -747,7 +749,64 @@ def _normality_function(values, *, grid, n_reduce, layout, families, max_fit_siz
 def _cell_counts(ds: xr.Dataset, layout: _Layout, eps: float, index=None) -> xr.DataArray:
     """Lazy ``[low, high, total, nonfinite]`` per (run, epoch, layer, sample) cell."""
     return _map_chunks(_take(ds["activation"], index), _count_function,
-                       ["run", "epoch", "layer", "sample"], ["unit"], 3, layout, eps=eps)
+                       ["run", "epoch", "layer", "sample"], ["unit"], 3, layout, eps=eps,
+                       block_function=_count_block)
+
+
+def _band_thresholds(lower: float, upper: float, eps: float, dtype) -> tuple[Any, Any]:
+    """Thresholds in ``dtype`` with ``x <= low ⟺ float64(x) <= lower + eps·width`` and
+    ``x >= high ⟺ float64(x) >= upper - eps·width`` for every x of that dtype: the float64
+    bounds rounded down and up to the dtype, so the band is the kernel's, exactly."""
+    width = upper - lower
+    low, high = lower + eps * width, upper - eps * width
+    low_t, high_t = dtype.type(low), dtype.type(high)
+    if float(low_t) > low:
+        low_t = np.nextafter(low_t, dtype.type(-np.inf))
+    if float(high_t) < high:
+        high_t = np.nextafter(high_t, dtype.type(np.inf))
+    return low_t, high_t
+
+
+def _count_block(block, *, function, dims, n_reduce, layout, rescale, kwargs, block_info=None, location=None):
+    """:func:`_block` + :func:`_count_function` for activation blocks (run, epoch, layer,
+    sample, unit), in one pass over each (run, epoch, layer) slab in its own dtype: the
+    saturation counts are the hot loop of the biggest queries. Same output, to the count
+    (``tests/test_queries.py`` compares them)."""
+    if location is None:
+        location = block_info[0]["array-location"]
+    values = np.asarray(block)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    eps = kwargs["eps"]
+    (r0, _), (e0, _), (l0, _), _, (u0, u1) = location
+    out = np.zeros(values.shape[:4] + (1, 4))
+    for i, j, k in np.ndindex(*values.shape[:3]):
+        run, epoch, layer = r0 + i, e0 + j, l0 + k
+        if not layout.complete[run, epoch]:
+            continue
+        units = min(u1, int(layout.width[run, layer])) - u0
+        if units <= 0:
+            continue
+        slab = values[i, j, k, :, :units]
+        finite = np.isfinite(slab)
+        nonfinite = slab.shape[1] - np.count_nonzero(finite, axis=1)
+        if nonfinite.any():
+            slab = np.where(finite, slab, np.nan)
+        lower, upper = layout.lower[run], layout.upper[run]
+        if np.isfinite(upper):
+            low_t, high_t = _band_thresholds(float(lower), float(upper), eps, slab.dtype)
+            low = np.count_nonzero(slab <= low_t, axis=1)
+            high = np.count_nonzero(slab >= high_t, axis=1)
+        elif np.isfinite(lower):  # relu: dead units, exact zeros
+            low = np.count_nonzero(slab == 0, axis=1)
+            high = np.zeros_like(low)
+        else:  # unknown activation function: nothing counted (as the kernel's NaN bounds)
+            low = high = np.zeros(slab.shape[0], dtype=np.int64)
+        out[i, j, k, :, 0, 0] = low
+        out[i, j, k, :, 0, 1] = high
+        out[i, j, k, :, 0, 2] = units - nonfinite
+        out[i, j, k, :, 0, 3] = nonfinite
+    return out
 
 
 def _cells_by(counts: xr.DataArray, by: Sequence[str]) -> xr.DataArray:
