@@ -105,6 +105,11 @@ QUERY_MIXTURE_MAX_SIZE = 5000
 #: :func:`weight_normality`). 2**25 values are 256 MiB as float64.
 EXACT_GROUP_MAX_SIZE = 2**25
 
+#: ``saturation`` keeps per-sample counts of at most about this many (run, epoch, layer,
+#: sample) cells in memory at once (4 counts each, 64 MiB), computing larger stores a batch
+#: of runs at a time when runs are kept apart.
+SATURATION_CELL_BATCH = 2**21
+
 GAUSSIAN_THRESHOLDS = {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1}
 #: Non-dimension coordinates that :func:`to_records` adds to each record when present.
 RECORD_COORDINATES = ("split", "activation_fn")
@@ -904,6 +909,25 @@ def saturation(
     subsets = _sample_subsets(ds, by)
     labels = [label for label, _ in subsets]
     per_unit = "unit" in by
+
+    n_runs = ds.sizes["run"]
+    per_run = ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"]
+    batch = max(1, SATURATION_CELL_BATCH // max(per_run, 1))
+    if "run" in by and not per_unit and batch < n_runs:
+        # Groups never span runs: a batch of runs at a time keeps the per-sample cell counts
+        # (the bootstrap's input) bounded whatever the number of runs. Same numbers: each
+        # group's bootstrap depends on its own cells and the seed only.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ActstatsWarning)
+            parts = [
+                saturation(ds.isel(run=slice(start, start + batch)), eps, by, confidence_level,
+                           n_resamples=n_resamples, seed=seed)
+                for start in range(0, n_runs, batch)
+            ]
+        result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
+                           join="outer", combine_attrs="override").transpose(*by, ...)
+        _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
+        return result
 
     if per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
         lazy = [

@@ -618,3 +618,16 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_saturation_in_batches_of_runs_is_identical(small_store, monkeypatch):
+    """Stores with many runs are counted a batch of runs at a time (bounded memory)."""
+    from actstats import queries
+
+    ds = actstats.open_store(small_store)
+    whole = actstats.saturation(ds)
+    monkeypatch.setattr(queries, "SATURATION_CELL_BATCH", ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"] * 3)
+    batched = actstats.saturation(ds)
+    xr.testing.assert_identical(whole, batched)
+    pooled = actstats.saturation(ds, by=("layer", "split"))  # runs pooled: one pass, as before
+    assert pooled.fraction.dims == ("layer", "split")
