@@ -4,11 +4,18 @@
 coordinates of the "actstats.store/1" format (docs/store-format.md), filled by a forward
 pass of random networks, or with activations and weights drawn from given distributions.
 Nothing is trained and nothing is written to disk.
+
+:func:`write_synthetic_store` writes a store of any size to disk in the same format, chunk by
+chunk with memory bounded by a few chunks, for benchmarks of out-of-core queries
+(tests/benchmarks/bench_scale.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,7 +24,7 @@ import xarray as xr
 from actstats.activations import get_activation
 from actstats.store import SCHEMA
 
-__all__ = ["synthetic_store"]
+__all__ = ["synthetic_store", "write_synthetic_store"]
 
 Sampler = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
@@ -196,3 +203,239 @@ def synthetic_store(
         "sweep": json.dumps({"synthetic": True, "seed": seed}),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+# ------------------------------------------------------------------ large stores on disk
+
+
+class _ChunkFiles:
+    """Whole chunks of one local Zarr 3 array written as files: C-order little-endian bytes,
+    then their CRC-32C (little-endian), the codec chain of every store array (bytes, crc32c;
+    docs/store-format.md). Each file is written beside its place and renamed into it."""
+
+    def __init__(self, store_path: str, array):
+        from zarr.codecs import BytesCodec, Crc32cCodec
+
+        codecs = list(array.metadata.codecs)
+        if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], Crc32cCodec):
+            raise ValueError(f"{array.name}: codecs {codecs} are not bytes+crc32c")
+        self.directory = os.path.join(store_path, array.name.strip("/"))
+        self.chunks = tuple(array.chunks)
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self.fill_value = array.metadata.fill_value
+        self.encode_key = array.metadata.encode_chunk_key
+
+    def write(self, index: tuple[int, ...], piece: np.ndarray) -> int:
+        """Write chunk `index`; a `piece` smaller than a chunk (at the array's edge) is padded
+        with the fill value. Returns the bytes written."""
+        import crc32c
+
+        piece = np.asarray(piece, dtype=self.dtype).reshape(
+            (1,) * (len(self.chunks) - np.ndim(piece)) + np.shape(piece))
+        if piece.shape != self.chunks:
+            full = np.full(self.chunks, self.fill_value, dtype=self.dtype)
+            full[tuple(slice(0, n) for n in piece.shape)] = piece
+            piece = full
+        piece = np.ascontiguousarray(piece)
+        path = os.path.join(self.directory, *self.encode_key(index).split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
+        with open(tmp, "wb") as f:
+            f.write(memoryview(piece).cast("B"))
+            f.write(crc32c.crc32c(piece).to_bytes(4, "little"))
+        os.replace(tmp, path)
+        return piece.nbytes + 4
+
+    def write_rows(self, head: tuple[int, ...], block: np.ndarray) -> int:
+        """Write a 2-d ``block`` (rows, columns) at chunk index ``head`` of the leading dims,
+        split along rows into chunks (the columns are one chunk)."""
+        rows = self.chunks[-2]
+        if self.chunks[-1] < block.shape[1]:
+            raise ValueError(f"{self.directory}: columns are split over chunks {self.chunks}")
+        return sum(self.write(head + (i, 0), block[i * rows:(i + 1) * rows])
+                   for i in range(-(-block.shape[0] // rows)))
+
+
+def _epoch_values(epochs) -> np.ndarray:
+    if isinstance(epochs, (int, np.integer)):
+        if epochs < 1:
+            raise ValueError(f"epochs: at least 1, got {epochs}")
+        return np.r_[0.0, np.geomspace(0.01, 10.0, int(epochs) - 1)] if epochs > 1 else np.zeros(1)
+    return np.asarray(epochs, dtype=np.float64)
+
+
+def _standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def write_synthetic_store(
+    path: str | os.PathLike,
+    *,
+    runs: int,
+    epochs: int | Sequence[float],
+    layers: int,
+    samples: int,
+    units: int,
+    seed: int = 0,
+    activation_fn: str | Sequence[str] = "sigmoid",
+    progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Write a synthetic store of any size to disk, chunk by chunk.
+
+    Every required variable of the format is written (``activation``, ``preactivation``,
+    ``weight``, ``bias``, ``complete``, ``input``) with every coordinate; each run has
+    ``layers`` hidden layers of ``units`` units (no padding), ``units`` input features, and
+    every record is complete. Memory stays at a few (run, epoch, layer) slabs whatever the
+    store's size, and values are drawn as float32, so writing runs at the speed of the
+    random number generator and the disk.
+
+    Content, for run r, epoch index e (progress t = e / (E - 1)) and layer l (0-based):
+
+    * pre-activations z = mu + sigma (N(0, 1) + shift of the sample), with
+      sigma = 0.3 + a_r (0.5 + 7.5 t)(1 + l / 2) and mu = b_r t (l + 1), where a_r ~ U(0.5, 1.5)
+      and b_r ~ U(-1, 1) per run and the sample shifts ~ N(0, 0.25²) per store: saturation
+      grows with epoch and depth, from almost none to most values, towards one bound or
+      the other by run;
+    * activation = f(z) in float32 with the run's ``activation_fn``;
+    * weights: N(0, s² / fan_in) with s = 1 + a_r t (l + 1), except layers with
+      l % 4 == 2 (uniform) and l % 4 == 3 (Laplace), of the same standard deviation;
+      biases N(0, 0.1²).
+
+    Each (run, epoch, layer) slab has its own generator, seeded by (seed, r, e, l): the
+    values do not depend on the order of writing, and the same arguments give the same store.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A local directory; must not exist unless ``overwrite``.
+    runs, layers, samples, units : int
+        Sizes of the run, layer, sample and unit (= fan_in = feature) dimensions. The last
+        ``samples // 5`` samples are held-out probes (``split == "test"``).
+    epochs : int or sequence of float
+        The number of recording moments (0, then log-spaced from 0.01 to 10), or the epoch
+        coordinate itself.
+    seed : int
+    activation_fn : str or one per run
+        sigmoid, tanh, relu or softsign.
+    progress : callable, optional
+        ``progress(bytes_written, bytes_total)`` after each (run, epoch, layer) slab.
+    overwrite : bool
+        Remove a store at ``path`` first.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Examples
+    --------
+    >>> import actstats, tempfile, os
+    >>> from actstats.synthetic import write_synthetic_store
+    >>> path = write_synthetic_store(os.path.join(tempfile.mkdtemp(), "s.zarr"), runs=2, epochs=3,
+    ...                              layers=2, samples=20, units=8)
+    >>> dict(actstats.open_store(path).activation.sizes)
+    {'run': 2, 'epoch': 3, 'layer': 2, 'sample': 20, 'unit': 8}
+    >>> actstats.verify_store(path, progress=False).ok
+    True
+    """
+    import zarr
+
+    from actstats.store import StoreLayout, canonical_json, create_store
+
+    path = os.fspath(path)
+    epoch_values = _epoch_values(epochs)
+    n_epochs = epoch_values.size
+    functions = [str(f) for f in _per_run(activation_fn, runs, "activation_fn")]
+    act_functions = [get_activation(f) for f in functions]
+    if min(runs, layers, samples, units) < 1:
+        raise ValueError("runs, layers, samples and units must be at least 1")
+    if os.path.lexists(path):
+        if not overwrite:
+            raise FileExistsError(f"{path}: exists (pass overwrite=True to replace it)")
+        shutil.rmtree(path)
+
+    n_test = samples // 5
+    rng = np.random.default_rng([seed, 2**31])
+    run_scale = rng.uniform(0.5, 1.5, runs)
+    run_shift = rng.uniform(-1.0, 1.0, runs)
+    sample_shift = (0.25 * _standard_normal(rng, (samples, 1))).astype(np.float32)
+    x = rng.random((samples, units), dtype=np.float32)
+    parameters = {"runs": runs, "epochs": epoch_values.tolist(), "layers": layers, "samples": samples,
+                  "units": units, "seed": seed, "activation_fn": functions}
+    layout = StoreLayout(n_runs=runs, epochs=tuple(epoch_values.tolist()), n_layers=layers, n_units=units,
+                         n_fan_in=units, n_classes=10, n_features=units, n_samples=samples)
+    coords = {
+        "run": np.arange(runs),
+        "epoch": epoch_values,
+        "layer": np.arange(1, layers + 1),
+        "unit": np.arange(units),
+        "fan_in": np.arange(units),
+        "class": np.arange(10),
+        "feature": np.arange(units),
+        "sample": np.arange(samples),
+        "step": np.tile(np.round(epoch_values * 100).astype(np.int64), (runs, 1)),
+        "split": np.array(["train"] * (samples - n_test) + ["test"] * n_test),
+        "label": np.arange(samples) % 10,
+        "source_index": np.arange(samples),
+        "width": np.full((runs, layers), units, dtype=np.int64),
+        "depth": np.full(runs, layers, dtype=np.int64),
+        "activation_fn": np.array(functions),
+        "init": np.array(["synthetic"] * runs),
+        "optimizer": np.array(["none"] * runs),
+        "lr": np.zeros(runs),
+        "batch_size": np.ones(runs, dtype=np.int64),
+        "seed": np.full(runs, seed, dtype=np.int64),
+        "dataset": np.array(["synthetic"] * runs),
+        "config": np.array([canonical_json({**parameters, "run": r}) for r in range(runs)]),
+    }
+    attributes = {"torch_version": "", "sweep": canonical_json({"write_synthetic_store": parameters})}
+    create_store(path, layout, coords, attributes, x)
+
+    group = zarr.open_group(path, mode="r")
+    files = {name: _ChunkFiles(path, group[name])
+             for name in ("activation", "preactivation", "weight", "bias", "complete")}
+    slab = samples * units * 4
+    total = runs * n_epochs * layers * (2 * slab + units * units * 4)
+    done = 0
+    for r in range(runs):
+        f = act_functions[r].function
+        for e in range(n_epochs):
+            t = e / (n_epochs - 1) if n_epochs > 1 else 0.0
+            bias = np.empty((layers, units), dtype=np.float32)
+            for l in range(layers):
+                slab_rng = np.random.default_rng([seed, r, e, l])
+                sigma = np.float32(0.3 + run_scale[r] * (0.5 + 7.5 * t) * (1 + l / 2))
+                mu = np.float32(run_shift[r] * t * (l + 1))
+                z = _standard_normal(slab_rng, (samples, units))
+                z += sample_shift
+                z *= sigma
+                z += mu
+                with np.errstate(over="ignore"):
+                    h = np.asarray(f(z), dtype=np.float32)
+                files["preactivation"].write_rows((r, e, l), z)
+                files["activation"].write_rows((r, e, l), h)
+                del z, h
+                std = np.float32((1 + run_scale[r] * t * (l + 1)) / np.sqrt(units))
+                if l % 4 == 2:  # uniform on (-a, a): std a / sqrt(3)
+                    w = slab_rng.random((units, units), dtype=np.float32)
+                    w -= np.float32(0.5)
+                    w *= np.float32(2 * np.sqrt(3)) * std
+                elif l % 4 == 3:  # Laplace of scale b: std b sqrt(2)
+                    w = slab_rng.standard_exponential((units, units), dtype=np.float32)
+                    w *= np.where(slab_rng.random((units, units), dtype=np.float32) < 0.5,
+                                  np.float32(-1), np.float32(1))
+                    w *= std / np.float32(np.sqrt(2))
+                else:
+                    w = _standard_normal(slab_rng, (units, units))
+                    w *= std
+                files["weight"].write_rows((r, e, l), w)
+                bias[l] = np.float32(0.1) * _standard_normal(slab_rng, units)
+                del w
+                done += 2 * slab + units * units * 4
+                if progress is not None:
+                    progress(done, total)
+            files["bias"].write((r, e, 0, 0), bias)
+        # last: the records of this run are all on disk
+        files["complete"].write((r, 0), np.ones((1, n_epochs), dtype=bool))
+    return path
