@@ -540,13 +540,37 @@ def wasserstein_normal(
 def lilliefors_pvalue(statistic, n) -> np.ndarray:
     """The Lilliefors p-value of a KS statistic (std with ddof=1) for samples of size n
     (statsmodels' table, as :func:`lilliefors`); for statistics computed elsewhere, e.g.
-    from histograms (:mod:`actstats.kernels.histogram`)."""
+    from histograms (:mod:`actstats.kernels.histogram`).
+
+    Verification: the same table lookup as :func:`lilliefors`, which equals
+    ``statsmodels.stats.diagnostic.lilliefors(x, pvalmethod="table")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import lilliefors, lilliefors_pvalue
+    >>> result = lilliefors(np.random.default_rng(1).normal(size=500))
+    >>> bool(lilliefors_pvalue(result.statistic, 500) == result.pvalue)
+    True
+    """
     statistic = np.asarray(statistic, dtype=np.float64)
     return _lilliefors_pvalues(statistic, np.broadcast_to(np.asarray(n, dtype=np.float64), statistic.shape))
 
 
 def anderson_darling_pvalue(statistic, n) -> np.ndarray:
     """The p-value of an Anderson–Darling A² (mean and std estimated) for samples of size
-    n, as :func:`anderson_darling` gives it (D'Agostino & Stephens 1986)."""
+    n, as :func:`anderson_darling` gives it (D'Agostino & Stephens 1986).
+
+    Verification: the formula of :func:`anderson_darling`, which equals
+    ``statsmodels.stats.diagnostic.normal_ad``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import anderson_darling, anderson_darling_pvalue
+    >>> result = anderson_darling(np.random.default_rng(1).normal(size=500))
+    >>> bool(anderson_darling_pvalue(result.statistic, 500) == result.pvalue)
+    True
+    """
     statistic = np.asarray(statistic, dtype=np.float64)
     return _anderson_darling_pvalue(statistic, np.broadcast_to(np.asarray(n, dtype=np.float64), statistic.shape))
