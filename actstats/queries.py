@@ -106,9 +106,9 @@ QUERY_MIXTURE_MAX_SIZE = 5000
 EXACT_GROUP_MAX_SIZE = 2**25
 
 #: ``saturation`` keeps per-sample counts of at most about this many (run, epoch, layer,
-#: sample) cells in memory at once (4 counts each, 64 MiB), computing larger stores a batch
-#: of runs at a time when runs are kept apart.
-SATURATION_CELL_BATCH = 2**21
+#: sample) cells in memory at once (~140 bytes of peak memory each, measured), computing
+#: larger stores a batch of runs at a time when runs are kept apart.
+SATURATION_CELL_BATCH = 2**18
 
 GAUSSIAN_THRESHOLDS = {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1}
 #: Non-dimension coordinates that :func:`to_records` adds to each record when present.
