@@ -11,7 +11,7 @@ CONFIG ?= data/configs/default.toml
 # resumes where an interrupted one stopped.
 FINDINGS := saxe2018 init_scale answer answer_mnist1d glorot2010
 
-.PHONY: all report test bench stress venv clean findings findings-data
+.PHONY: all report test bench bench-scale stress venv clean findings findings-data
 
 all: test
 
@@ -39,6 +39,9 @@ bench: venv
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
 	$(PY) tests/benchmarks/bench_queries.py
+
+bench-scale: venv
+	$(PY) tests/benchmarks/bench_scale.py --sizes 1,4 --repeat 2
 
 findings-data: venv
 	mkdir -p data/timings
