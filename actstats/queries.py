@@ -1783,6 +1783,27 @@ def compare_splits(
             raise ActstatsError(f"compare_splits needs probe samples with split == {label!r}; this store has none")
     layout = _layout(ds)
     layout.check_activations(ds["run"].values)
+    n_runs = ds.sizes["run"]
+    batch = max(1, SATURATION_CELL_BATCH // max(ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"], 1))
+    if "run" in by and batch < n_runs:
+        # As saturation: a batch of runs at a time (groups never span runs), then one
+        # Benjamini-Hochberg adjustment over every group.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ActstatsWarning)
+            parts = [
+                compare_splits(ds.isel(run=slice(start, start + batch)), eps, by, confidence_level=confidence_level,
+                               n_permutations=n_permutations, n_resamples=n_resamples, seed=seed)
+                for start in range(0, n_runs, batch)
+            ]
+        result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
+                           join="outer", combine_attrs="override").transpose(*by, ...)
+        adjusted = _bh(result["pvalue"].values)
+        result["pvalue_adjusted"] = (result["pvalue"].dims, adjusted)
+        family = _family_description(by, int(np.isfinite(adjusted).sum()), "pvalue")
+        result["pvalue_adjusted"].attrs["description"] = family
+        result.attrs["pvalue_adjustment"] = family
+        _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
+        return result
     keep = ["run", "epoch", "layer", "sample"]
     counts, absolute = _compute(
         _cell_counts(ds, layout, eps),

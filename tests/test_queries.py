@@ -631,3 +631,14 @@ def test_saturation_in_batches_of_runs_is_identical(small_store, monkeypatch):
     xr.testing.assert_identical(whole, batched)
     pooled = actstats.saturation(ds, by=("layer", "split"))  # runs pooled: one pass, as before
     assert pooled.fraction.dims == ("layer", "split")
+
+
+def test_compare_splits_in_batches_of_runs_is_identical(small_store, monkeypatch):
+    from actstats import queries
+
+    ds = actstats.open_store(small_store).isel(run=[0, 3, 5, 7], epoch=[0, -1])
+    options = {"n_permutations": 199, "n_resamples": 199}
+    whole = actstats.compare_splits(ds, **options)
+    monkeypatch.setattr(queries, "SATURATION_CELL_BATCH", ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"] * 3)
+    batched = actstats.compare_splits(ds, **options)  # batches of 3 and 1 runs
+    xr.testing.assert_identical(whole, batched)
