@@ -28,7 +28,7 @@ def _histogram(x, ddof=0):
 
 
 @pytest.mark.parametrize("name", list(DRAWS))
-@pytest.mark.parametrize("n", [60, 5_000, 50_000])
+@pytest.mark.parametrize("n", [60, 20_000])
 def test_exact_statistics_lie_within_the_stated_bounds(name, n):
     x = DRAWS[name](np.random.default_rng(n), n)
     histogram = _histogram(x)

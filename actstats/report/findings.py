@@ -79,7 +79,7 @@ def _last_index(ds):
 class Sweep:
     """One answer store: its report's verdicts and per-run numbers for the breakdowns."""
 
-    def __init__(self, name, dataset, store, work):
+    def __init__(self, name, dataset, store, work, reuse=False):
         import xarray as xr
 
         from actstats import queries
@@ -88,7 +88,12 @@ class Sweep:
 
         self.name, self.dataset, self.store = name, dataset, store
         started = time.perf_counter()
-        self.findings = build_report(store, os.path.join(work, name), eps=EPS, progress=False)
+        existing = os.path.join(work, name, "findings.json")
+        if reuse and os.path.exists(existing) and os.path.getmtime(existing) >= _newest_write(store):
+            with open(existing) as f:  # a report of this store as it is now
+                self.findings = json.load(f)
+        else:
+            self.findings = build_report(store, os.path.join(work, name), eps=EPS, progress=False)
         self.report_seconds = time.perf_counter() - started
         self.figures = os.path.join(work, name, "figures")
         ds = open_store(store)
@@ -338,14 +343,15 @@ def _verdict_table(sweeps, claim_id):
     return _table(["sweep", "verdict", "numbers (from the report)"], rows)
 
 
-def write_findings(data_dir: str, out_dir: str, work_dir: str, timings: dict[str, float]) -> str:
+def write_findings(data_dir: str, out_dir: str, work_dir: str, timings: dict[str, float], *,
+                   reuse_reports: bool = False) -> str:
     figures_dir = os.path.join(out_dir, "findings")
     os.makedirs(figures_dir, exist_ok=True)
     sweeps = []
     for name, dataset in ANSWER_SWEEPS:
         store = os.path.join(data_dir, f"{name}.zarr")
         if os.path.exists(store):
-            sweeps.append(Sweep(name, dataset, store, work_dir))
+            sweeps.append(Sweep(name, dataset, store, work_dir, reuse=reuse_reports))
     if not sweeps:
         raise SystemExit(f"findings: no answer store in {data_dir} (run `make findings-data` first)")
     for s in sweeps:
@@ -750,6 +756,15 @@ def _regenerate(timings):
     ]
 
 
+def _newest_write(store) -> float:
+    """The modification time of the newest file in a store."""
+    newest = 0.0
+    for root, _, files in os.walk(store):
+        for name in files:
+            newest = max(newest, os.path.getmtime(os.path.join(root, name)))
+    return newest
+
+
 def _store_span(store):
     """Seconds from a store's ``created_at`` to the newest chunk file in it, or None."""
     try:
@@ -758,11 +773,7 @@ def _store_span(store):
         start = datetime.datetime.fromisoformat(created).timestamp()
     except (OSError, KeyError, ValueError):
         return None
-    newest = start
-    for root, _, files in os.walk(store):
-        for name in files:
-            newest = max(newest, os.path.getmtime(os.path.join(root, name)))
-    return newest - start
+    return max(_newest_write(store), start) - start
 
 
 def main(argv=None) -> int:
@@ -770,6 +781,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="data", help="directory of the experiment stores (default: data)")
     parser.add_argument("--out", default="docs", help="writes OUT/findings.md and OUT/findings/ (default: docs)")
     parser.add_argument("--work", default="build/findings", help="the full reports (default: build/findings)")
+    parser.add_argument("--reuse-reports", action="store_true",
+                        help="use a report in --work that is newer than its store instead of computing it again")
     args = parser.parse_args(argv)
     timings = {}
     # data/timings/NAME.seconds: written by `make findings-data` after a capture that wrote
@@ -785,7 +798,7 @@ def main(argv=None) -> int:
             if span is not None:
                 timings[f"capture of {name} (store creation to last write)"] = span
     started = time.perf_counter()
-    write_findings(args.data, args.out, args.work, timings)
+    write_findings(args.data, args.out, args.work, timings, reuse_reports=args.reuse_reports)
     print(f"findings: wrote {os.path.join(args.out, 'findings.md')} in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
     return 0
