@@ -210,7 +210,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_capture(tm
     assert run_cli("capture", cfg, "-o", reference).returncode == 0
     duration = time.monotonic() - start
     rng = random.Random(20261129)
-    for trial in range(3):
+    for trial in range(1):  # one trial here; tests/test_reliability.py kills more (54 with `make stress`)
         target = tmp_path / f"killed-{trial}.zarr"
         process = subprocess.Popen(
             [sys.executable, "-m", "actstats.cli", "capture", cfg, "-o", str(target)],

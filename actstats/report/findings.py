@@ -305,17 +305,18 @@ def init_scale_section(store, figures_dir):
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
     rows = []
-    for kind in dict.fromkeys(names.tolist()):
+    for index, kind in enumerate(dict.fromkeys(names.tolist())):
+        color = f"C{index}"
         levels = sorted(set(scales[names == kind].tolist()))
         pick = [(names == kind) & (scales == s) for s in levels]
         series = [
             [np.mean(at_init[p]) for p in pick], [np.mean(at_end[p]) for p in pick],
             [np.mean(grad[p]) for p in pick], [np.mean(accuracy[p]) for p in pick],
         ]
-        axes[0].plot(levels, series[1], marker="o", label=f"{kind}, end")
-        axes[0].plot(levels, series[0], marker=".", ls=":", label=f"{kind}, init")
-        axes[1].plot(levels, series[2], marker="o", label=kind)
-        axes[2].plot(levels, series[3], marker="o", label=kind)
+        axes[0].plot(levels, series[1], marker="o", color=color, label=f"{kind}, end")
+        axes[0].plot(levels, series[0], marker=".", ls=":", color=color, label=f"{kind}, init")
+        axes[1].plot(levels, series[2], marker="o", color=color, label=kind)
+        axes[2].plot(levels, series[3], marker="o", color=color, label=kind)
         for s, values in zip(levels, zip(*series)):
             rows.append((kind, f"{s:g}", *[_fmt(v, 3) for v in values]))
     for ax, title in zip(axes, ["saturated fraction (training probes)", "‖∂L/∂W₁‖ at initialisation",
@@ -324,7 +325,9 @@ def init_scale_section(store, figures_dir):
         ax.set_xlabel("initial weight scale s in N(0, s²)")
         ax.set_title(title)
     axes[1].set_yscale("symlog", linthresh=1e-3)
-    axes[0].legend()
+    axes[1].set_ylim(bottom=0)
+    for ax in axes:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(figures_dir, "init_scale.png"), bbox_inches="tight", dpi=90)
     plt.close(fig)
