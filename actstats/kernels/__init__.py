@@ -9,7 +9,8 @@ matplotlib; the xarray layer maps ``dim=`` onto these functions.
 Modules: ``moments`` (mergeable moments), ``normality`` (tests and effect sizes),
 ``bounded`` (saturation, bimodality, Beta fits), ``fits`` (distribution families),
 ``intervals`` (sample-level intervals), ``comparison`` (two groups), ``multiple``
-(Benjamini–Hochberg), ``histogram`` (CDF statistics of groups too large for memory).
+(Benjamini–Hochberg), ``histogram`` (CDF statistics of groups too large for memory),
+``logit_histogram`` (the same for bounded activations, in logit space).
 """
 
 from ._rows import DEFAULT_SEED, deterministic_subsample, normalize_axis
@@ -33,6 +34,7 @@ from .bounded import (
     fit_beta_from_statistics,
     fit_beta_mixture,
     fit_logit_normal,
+    fit_logit_normal_from_statistics,
     rescale_to_unit,
     saturation_counts,
 )
@@ -46,6 +48,21 @@ from .intervals import (
     fraction_interval,
     saturated_fractions,
     wilson_interval,
+)
+from .logit_histogram import (
+    DIP_SAMPLE_SIZE,
+    LOGIT_HISTOGRAM_BINS,
+    LOGIT_OUTER_BINS,
+    LOGIT_TAIL_FIELDS,
+    HistogramDip,
+    dip_pvalue,
+    logit_histogram,
+    logit_histogram_dip,
+    logit_histogram_edges,
+    logit_histogram_middles,
+    logit_histogram_mixture_log_likelihood,
+    logit_histogram_ks,
+    logit_histogram_sample,
 )
 from .histogram import (
     HISTOGRAM_BINS,
@@ -128,6 +145,20 @@ __all__ = [
     "fit_beta_mixture",
     "fit_families",
     "fit_logit_normal",
+    "fit_logit_normal_from_statistics",
+    "DIP_SAMPLE_SIZE",
+    "LOGIT_HISTOGRAM_BINS",
+    "LOGIT_OUTER_BINS",
+    "LOGIT_TAIL_FIELDS",
+    "HistogramDip",
+    "dip_pvalue",
+    "logit_histogram",
+    "logit_histogram_dip",
+    "logit_histogram_edges",
+    "logit_histogram_middles",
+    "logit_histogram_mixture_log_likelihood",
+    "logit_histogram_ks",
+    "logit_histogram_sample",
     "fraction_interval",
     "jarque_bera",
     "ks_distance_normal",

@@ -1,0 +1,382 @@
+"""Bounded activations of groups too large for memory: histograms in logit space.
+
+The bimodality and fit queries look at activations rescaled to ``y ∈ [0, 1]``. The
+Beta and logit-normal fits need only sums (:func:`~actstats.kernels.beta_sufficient_statistics`
+and the moments of ``logit y``), but the KS distance and the dip test need the whole
+distribution. For groups that do not fit in memory they come from a histogram of
+``logit y`` on a fixed grid, which chunks give independently and which merges by summing:
+one streaming pass, no first pass for a location or scale.
+
+Layout of a histogram array, last axis of length ``bins + 2 * outer_bins + 4``::
+
+    [counts of logit y in the outer_bins wide bins below the inner grid,
+     the bins inner bins (y in [delta, 1 - delta]), the outer_bins wide bins above it,
+     n at y <= 0, n in (0, expit(lowest edge)), n in (expit(highest edge), 1), n at y >= 1]
+
+The inner grid is ``[-L, L]`` with ``L = logit(1 - delta)``, the range the likelihoods
+clip to (``delta = 1e-6``: ``L ≈ 13.8``; 65536 bins of 0.00042 in logit units); its last
+bin is closed. Beyond it 1024 bins 256 times wider (0.108) on each side reach ``|logit y| ≈ 124``
+(``y ≈ 1e-54``, below float32's smallest sigmoid): saturated units of a float32 network
+have values in ``(0, delta)``, and the dip test needs to see where they are, while the
+fits see them at the clip points. Values exactly at the bounds (a float32 sigmoid that
+rounded to 0 or 1) are counted apart.
+
+Error bounds, exact and per group (up to the rounding of a value within an ulp of an edge):
+
+* KS distance to a continuous reference CDF ``G`` of the clipped values (the values
+  outside ``[delta, 1 - delta]`` sit at the clip points, as the fits see them): in
+  each bin the empirical CDF lies between its values at the two edges, so ``D`` lies
+  between the largest gap at the edges and the largest
+  ``max(B_k − G(u_k), G(u_{k+1}) − A_k)``; the width is at most the largest bin mass
+  of the data plus that of ``G``.
+* Dip: the dip is a distance (sup norm) from the empirical CDF ``F_n`` to the set of
+  unimodal CDFs, so it moves by at most ``sup |F_n − Q|`` when ``F_n`` is replaced by
+  ``Q``. ``H`` spreads each bin's (and each open tail's) values evenly; it agrees with
+  ``F_n`` at every cell boundary and at the two atoms, so ``sup |F_n − H|`` is at most
+  the largest cell mass. ``Q`` is the empirical CDF of ``m`` quantile points
+  ``H⁻¹((i − ½)/m)``, within ``1/(2m)`` of ``H``. Hence ``|dip(F_n) − dip(Q)| ≤`` the
+  largest cell mass ``+ 1/(2m)``.
+
+The reference: ``tests/test_kernels_logit_histogram.py`` checks every bound against
+the exact values (``diptest.dipstat``, the KS distance of the sorted values) on
+U-shaped, unimodal, one-sided and spiked samples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from .bounded import DEFAULT_DELTA, _mixture_log_densities
+
+#: Default grid: 65536 equal bins of logit y on [logit(delta), logit(1 - delta)] ...
+LOGIT_HISTOGRAM_BINS = 65536
+#: ... and 1024 bins 256 times wider on each side beyond them (to |logit y| ≈ 124, y ≈ 1e-54).
+LOGIT_OUTER_BINS = 1024
+OUTER_WIDTH_FACTOR = 256
+#: Quantile points whose dip stands for the histogram's (adds 1/(2m) to the bound).
+DIP_SAMPLE_SIZE = 2**16
+#: Names of the four tail fields after the bins.
+LOGIT_TAIL_FIELDS = ("n_at_lower", "n_below", "n_above", "n_at_upper")
+
+
+def logit_histogram_edges(bins: int = LOGIT_HISTOGRAM_BINS, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """The ``bins + 1`` equal-width edges of the inner grid, in logit units.
+
+    Examples
+    --------
+    >>> from actstats.kernels import logit_histogram_edges
+    >>> logit_histogram_edges(2).round(3).tolist()  # delta = 1e-6
+    [-13.816, 0.0, 13.816]
+    """
+    if bins < 1 or not 0 < delta < 0.5:
+        raise ValueError(f"logit histogram: need bins >= 1 and 0 < delta < 0.5, got bins={bins}, delta={delta}")
+    limit = np.log1p(-delta) - np.log(delta)
+    return np.linspace(-limit, limit, bins + 1)
+
+
+def _all_edges(bins: int, delta: float, outer: int) -> np.ndarray:
+    """Edges of every bin: ``outer`` wide bins, the ``bins`` inner ones, ``outer`` wide bins."""
+    inner = logit_histogram_edges(bins, delta)
+    step = OUTER_WIDTH_FACTOR * (inner[1] - inner[0])
+    beyond = step * np.arange(1, outer + 1)
+    return np.concatenate([(inner[0] - beyond)[::-1], inner, inner[-1] + beyond])
+
+
+def logit_histogram(
+    y, *, bins: int = LOGIT_HISTOGRAM_BINS, delta: float = DEFAULT_DELTA, outer_bins: int = LOGIT_OUTER_BINS
+) -> np.ndarray:
+    """Histogram fields of ``logit y`` over the last axis (NaN skipped).
+
+    Parameters
+    ----------
+    y : array_like (..., m)
+        Activations rescaled to [0, 1].
+    bins, delta, outer_bins : the grid (see the module docstring).
+
+    Returns
+    -------
+    ndarray (..., bins + 2 * outer_bins + 4)
+        Mergeable by summing over chunks of the same group.
+
+    Verification: the histogram of a sample equals the sum of those of its parts, and
+    the counts equal ``numpy.histogram`` of ``logit y`` on the same edges
+    (``tests/test_kernels_logit_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import logit_histogram
+    >>> y = np.array([0.0, 1e-9, 1e-60, 0.3, 0.7, 1.0, np.nan])
+    >>> logit_histogram(y, bins=2, outer_bins=1).tolist()  # outer, 2 inner, outer; 0, below, above, 1
+    [2.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+    """
+    values = np.asarray(y, dtype=np.float64)
+    lead = values.shape[:-1]
+    rows = values.reshape(-1, values.shape[-1])
+    n_rows = rows.shape[0]
+    edges = _all_edges(bins, delta, outer_bins)
+    limit = edges[outer_bins + bins]
+    step = edges[1] - edges[0] if outer_bins else 1.0
+    total = bins + 2 * outer_bins
+    fields = total + 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = (rows > 0) & (rows < 1)
+        safe = np.where(inside, rows, 0.5)
+        z = np.log(safe) - np.log1p(-safe)
+        inner = (rows >= delta) & (rows <= 1 - delta)
+        index = outer_bins + np.clip(np.floor((z + limit) * (bins / (2 * limit))), 0, bins - 1)
+        low = inside & (rows < delta)
+        high = inside & (rows > 1 - delta)
+        low_index = outer_bins - 1 - np.floor((-limit - z) / step)
+        high_index = outer_bins + bins + np.floor((z - limit) / step)
+        index = np.where(low, np.where(low_index < 0, total + 1, np.minimum(low_index, outer_bins - 1)), index)
+        index = np.where(high, np.where(high_index >= total, total + 2,
+                                        np.maximum(high_index, outer_bins + bins)), index)
+        index = np.where(rows <= 0, total, index)
+        index = np.where(rows >= 1, total + 3, index)
+    valid = ~np.isnan(rows)
+    flat_index = (index.astype(np.int64) + fields * np.arange(n_rows)[:, None])[valid]
+    out = np.bincount(flat_index, minlength=n_rows * fields).astype(np.float64)
+    return out.reshape(lead + (fields,))
+
+
+def _parts(histogram, outer: int = LOGIT_OUTER_BINS):
+    """``bins`` and the inner counts; the clipped low and high tails; the total."""
+    histogram = np.asarray(histogram, dtype=np.float64)
+    bins = histogram.shape[-1] - 4 - 2 * outer
+    if bins < 1:
+        raise ValueError(f"logit histogram: last axis has {histogram.shape[-1]} fields, expected "
+                         f"bins + {2 * outer + 4}")
+    total = bins + 2 * outer
+    counts = histogram[..., outer: outer + bins]
+    low_tail = histogram[..., :outer].sum(axis=-1) + histogram[..., total] + histogram[..., total + 1]
+    high_tail = histogram[..., outer + bins: total].sum(axis=-1) + histogram[..., total + 2] + histogram[..., total + 3]
+    return bins, counts, low_tail, high_tail
+
+
+def logit_histogram_middles(bins: int = LOGIT_HISTOGRAM_BINS, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """The bins' middles in logit units."""
+    edges = logit_histogram_edges(bins, delta)
+    return (edges[:-1] + edges[1:]) / 2
+
+
+def logit_histogram_ks(histogram, cdf_edges, cdf_middles) -> tuple[np.ndarray, np.ndarray]:
+    """KS distance of the clipped values to a reference CDF, with its error bound.
+
+    Parameters
+    ----------
+    histogram : array_like (..., bins + 2 * LOGIT_OUTER_BINS + 4)
+        From :func:`logit_histogram`, summed over chunks.
+    cdf_edges : array_like (..., bins + 1)
+        The reference CDF at the inner grid's edges (``expit`` of the logit edges); the first
+        and last are its values at ``delta`` and ``1 - delta``.
+    cdf_middles : array_like (..., bins)
+        The reference CDF at the bins' middles (for the estimate).
+
+    Returns
+    -------
+    (ks, error)
+        The exact distance of the values clipped into ``[delta, 1 - delta]`` lies in
+        ``[ks - error, ks + error]``; NaN for an empty group.
+
+    Verification: holds the exact ``scipy.stats.kstest`` distance of the clipped values
+    against fitted Beta and logit-normal CDFs within the bound
+    (``tests/test_kernels_logit_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import special
+    >>> from actstats.kernels import logit_histogram, logit_histogram_edges, logit_histogram_ks
+    >>> y = np.random.default_rng(0).beta(2.0, 2.0, size=100_000)
+    >>> edges = logit_histogram_edges()
+    >>> middles = (edges[:-1] + edges[1:]) / 2
+    >>> g = lambda z: special.betainc(2.0, 2.0, special.expit(z))
+    >>> ks, error = logit_histogram_ks(logit_histogram(y), g(edges), g(middles))
+    >>> bool(ks < 0.01 and error < 0.001)
+    True
+    """
+    bins, counts, low_tail, high_tail = _parts(histogram)
+    g = np.asarray(cdf_edges, dtype=np.float64)
+    g_middle = np.asarray(cdf_middles, dtype=np.float64)
+    n = counts.sum(axis=-1) + low_tail + high_tail
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nn = n[..., None]
+        inclusive = (low_tail[..., None] + np.cumsum(counts, axis=-1)) / nn  # B_k: F just below u_{k+1}
+        exclusive = inclusive - counts / nn  # A_k: F at u_k (the clipped low tail sits at u_0)
+        g0, g1 = g[..., :-1], g[..., 1:]
+        in_bins_up = np.maximum(inclusive - g0, g1 - exclusive).max(axis=-1)
+        below_first = g[..., 0]  # t < delta: F = 0
+        from_last = 1 - g[..., -1]  # t >= 1 - delta: F = 1 (the clipped high tail sits there)
+        ks_up = np.maximum(np.maximum(in_bins_up, below_first), from_last)
+        # Known values of F just below each inner edge and just below 1 - delta.
+        f_minus = exclusive[..., 1:]
+        edge_gaps = np.abs(f_minus - g[..., 1:-1]).max(axis=-1, initial=0.0)
+        last_gap = np.abs(inclusive[..., -1] - g[..., -1])
+        ks_low = np.maximum.reduce([edge_gaps, last_gap, below_first, from_last])
+        middle = np.abs((exclusive + inclusive) / 2 - g_middle).max(axis=-1)
+        estimate = np.clip(np.maximum(ks_low, middle), ks_low, ks_up)
+        error = np.maximum(estimate - ks_low, ks_up - estimate)
+    valid = n > 0
+    return np.where(valid, estimate, np.nan), np.where(valid, error, np.nan)
+
+
+def _cells(histogram, outer: int = LOGIT_OUTER_BINS):
+    """Cell masses in the order of y: [at 0, below the grid, every bin, above the grid, at 1]."""
+    histogram = np.asarray(histogram, dtype=np.float64)
+    total = histogram.shape[-1] - 4
+    _parts(histogram, outer)  # checks the layout
+    return total, np.concatenate(
+        [histogram[..., total: total + 2], histogram[..., :total], histogram[..., total + 2:]], axis=-1
+    )
+
+
+def logit_histogram_sample(histogram, size: int, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """``size`` quantile points ``H⁻¹((i − ½)/size)`` of the histogram's spread-out CDF.
+
+    Inside a bin the values are spread evenly in logit units, inside the open tails
+    beyond the grid evenly in ``y``; the atoms at 0 and 1 stay where they are. Their
+    empirical CDF is within ``1/(2·size)`` of ``H`` (see the module docstring).
+
+    Returns
+    -------
+    ndarray (..., size)
+        Sorted ascending; NaN for an empty group.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import logit_histogram, logit_histogram_sample
+    >>> h = logit_histogram(np.array([0.0, 0.0, 0.2, 1.0]))
+    >>> logit_histogram_sample(h, 4).round(3).tolist()
+    [0.0, 0.0, 0.2, 1.0]
+    """
+    total, cells = _cells(histogram)
+    bins = total - 2 * LOGIT_OUTER_BINS
+    lead = cells.shape[:-1]
+    flat = cells.reshape(-1, total + 4)
+    edges = _all_edges(bins, delta, LOGIT_OUTER_BINS)
+    first, last = special.expit(edges[0]), special.expit(edges[-1])
+    out = np.full((flat.shape[0], size), np.nan)
+    targets = (np.arange(size) + 0.5) / size
+    for i, row in enumerate(flat):
+        n = row.sum()
+        if n <= 0:
+            continue
+        cumulative = np.cumsum(row)
+        t = targets * n
+        j = np.minimum(np.searchsorted(cumulative, t, side="left"), total + 3)
+        start = cumulative[j] - row[j]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.clip(np.where(row[j] > 0, (t - start) / row[j], 0.0), 0.0, 1.0)
+        k = np.clip(j - 2, 0, total - 1)
+        inner = special.expit(edges[k] + fraction * (edges[k + 1] - edges[k]))
+        points = np.select(
+            [j == 0, j == 1, j == total + 2, j == total + 3],
+            [0.0, fraction * first, last + fraction * (1 - last), 1.0],
+            inner,
+        )
+        out[i] = np.maximum.accumulate(points)  # sorted despite rounding at cell borders
+    return out.reshape(lead + (size,))
+
+
+@dataclass(frozen=True)
+class HistogramDip:
+    """The dip of histogrammed data, its error bound and a conservative p-value.
+
+    Attributes
+    ----------
+    statistic : the dip of the quantile points.
+    error : the exact dip lies in ``[statistic - error, statistic + error]``.
+    pvalue : the p-value of the smallest dip the bound allows (``statistic - error``) at
+        the group's n: at least the exact dip's p-value, so a rejection is a rejection.
+    n : number of values.
+    """
+
+    statistic: np.ndarray
+    error: np.ndarray
+    pvalue: np.ndarray
+    n: np.ndarray
+
+
+def dip_pvalue(dip, n) -> np.ndarray:
+    """The ``diptest`` package's table p-value of a dip at sample size n (NaN for n < 4)."""
+    from diptest.consts import Consts
+
+    dip = np.asarray(dip, dtype=np.float64)
+    n = np.broadcast_to(np.asarray(n, dtype=np.float64), dip.shape)
+    out = np.full(dip.shape, np.nan)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sample size exceeds", category=UserWarning)
+        for index in np.ndindex(dip.shape):
+            if n[index] >= 4 and np.isfinite(dip[index]):
+                out[index] = float(Consts.compute_pval_interpolation(int(n[index]), float(dip[index])))
+    return out
+
+
+def logit_histogram_dip(histogram, *, delta: float = DEFAULT_DELTA, sample_size: int = DIP_SAMPLE_SIZE) -> HistogramDip:
+    """Hartigan's dip of histogrammed activations, with an exact error bound.
+
+    The dip is ``diptest.dipstat`` of :func:`logit_histogram_sample`'s quantile points;
+    the bound is the largest mass of a bin or open tail plus ``1/(2·sample_size)``
+    (module docstring). NaN for groups of fewer than 4 values.
+
+    Verification: ``diptest.dipstat`` of the values lies within the bound on U-shaped,
+    unimodal, one-sided and spiked samples, and the p-value is never below the exact
+    one (``tests/test_kernels_logit_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import logit_histogram, logit_histogram_dip
+    >>> y = np.random.default_rng(0).beta(0.2, 0.2, size=200_000)
+    >>> dip = logit_histogram_dip(logit_histogram(y))
+    >>> bool(dip.error < 0.01 and dip.pvalue < 0.05)
+    True
+    """
+    import diptest
+
+    _, cells = _cells(histogram)
+    n = cells.sum(axis=-1)
+    spread = cells[..., 1:-1]  # the atoms at 0 and 1 are exact
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = spread.max(axis=-1) / n + 1 / (2 * sample_size)
+    sample = logit_histogram_sample(histogram, sample_size, delta=delta)
+    flat = sample.reshape(-1, sample_size)
+    statistic = np.full(flat.shape[0], np.nan)
+    for i, row in enumerate(flat):
+        if n.reshape(-1)[i] >= 4:
+            statistic[i] = float(diptest.dipstat(row, sort_x=False))
+    statistic = statistic.reshape(n.shape)
+    valid = n >= 4
+    error = np.where(valid, error, np.nan)
+    pvalue = dip_pvalue(np.maximum(statistic - error, 0.0), n)
+    return HistogramDip(statistic=statistic, error=error, pvalue=pvalue, n=n)
+
+
+def logit_histogram_mixture_log_likelihood(histogram, weights, a, b, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """Binned log-likelihood of a Beta mixture on the clipped values (an approximation).
+
+    Values in a bin enter at its middle (logit units); the clipped tails enter at
+    ``delta`` and ``1 - delta``, where the clipped values are (exact for them).
+    ``weights``, ``a``, ``b`` are ``(..., 3)``. On the [0, 1] scale.
+    """
+    bins, counts, low_tail, high_tail = _parts(histogram)
+    y = special.expit(logit_histogram_middles(bins, delta))
+    y = np.concatenate([[delta], y, [1 - delta]])
+    mass = np.concatenate([low_tail[..., None], counts, high_tail[..., None]], axis=-1)
+    lead = mass.shape[:-1]
+    flat_mass = mass.reshape(-1, bins + 2)
+    w, aa, bb = (np.asarray(v, dtype=np.float64).reshape(-1, 3) for v in (weights, a, b))
+    out = np.full(flat_mass.shape[0], np.nan)
+    log_y, log_complement = np.log(y), np.log1p(-y)
+    for i in range(flat_mass.shape[0]):
+        if not np.all(np.isfinite(w[i])):
+            continue
+        log_density = special.logsumexp(_mixture_log_densities(log_y, log_complement, w[i], aa[i], bb[i]), axis=1)
+        out[i] = np.where(flat_mass[i] > 0, flat_mass[i] * log_density, 0.0).sum()
+    return out.reshape(lead)

@@ -1,0 +1,152 @@
+"""Logit-space histograms of bounded activations against the exact statistics.
+
+References: ``diptest.dipstat`` / ``diptest.diptest`` on the values themselves (the
+implementation the exact path uses), ``scipy.stats.kstest`` of the clipped values
+against ``scipy.stats.beta`` and the fitted logit-normal, ``numpy.histogram`` for the
+counts, :func:`actstats.kernels.fit_logit_normal` on the whole sample.
+"""
+
+from __future__ import annotations
+
+import diptest
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from actstats import kernels
+from actstats.kernels.logit_histogram import _all_edges
+
+DELTA = kernels.DEFAULT_DELTA
+pytestmark = pytest.mark.filterwarnings("ignore:Sample size exceeds:UserWarning")
+
+
+def _with_saturation(rng, y, fraction):
+    """Replace a fraction of values by exact 0 and 1 and by values in (0, delta) and (1-delta, 1)."""
+    y = y.copy()
+    k = int(fraction * y.size)
+    y[:k] = 0.0
+    y[k: 2 * k] = 1.0
+    y[2 * k: 3 * k] = 10.0 ** rng.uniform(-40, -6.5, k)  # a float32 sigmoid of very negative inputs
+    y[3 * k: 4 * k] = 1 - 10.0 ** rng.uniform(-7.5, -6.2, k)
+    return rng.permutation(y)
+
+
+def _samples():
+    rng = np.random.default_rng(7)
+    n = 120_000
+    return {
+        "u_shaped": rng.beta(0.2, 0.2, n),
+        "unimodal": rng.beta(5.0, 5.0, n),
+        "one_sided": rng.beta(0.3, 5.0, n),
+        "logit_normal": special.expit(rng.normal(0.5, 1.5, n)),
+        "saturated": _with_saturation(rng, rng.beta(0.5, 0.5, n), 0.05),
+        "spikes_and_bump": np.concatenate([rng.beta(0.5, 40, n // 3), rng.beta(6, 6, n // 3), rng.beta(40, 0.5, n // 3)]),
+        "narrow": special.expit(rng.normal(-2.0, 0.05, n)),
+    }
+
+
+SAMPLES = _samples()
+
+
+def test_histogram_merges_by_summing_and_counts_like_numpy():
+    y = SAMPLES["saturated"]
+    whole = kernels.logit_histogram(y)
+    parts = kernels.logit_histogram(y[:50_000]) + kernels.logit_histogram(y[50_000:])
+    np.testing.assert_array_equal(whole, parts)
+    assert whole.sum() == y.size
+    edges = _all_edges(kernels.LOGIT_HISTOGRAM_BINS, DELTA, kernels.LOGIT_OUTER_BINS)
+    inside = y[(y > 0) & (y < 1)]
+    z = np.log(inside) - np.log1p(-inside)
+    counts, _ = np.histogram(z, bins=edges)
+    total = edges.size - 1
+    # numpy's bins agree except where logit rounding puts a value on the other side of an edge
+    assert np.abs(whole[:total] - counts).sum() <= 4
+    assert whole[total] == np.sum(y == 0) and whole[total + 3] == np.sum(y == 1)
+    # rows are independent groups; NaN is skipped
+    two = np.stack([y[:1000], np.where(np.arange(1000) % 2 == 0, y[1000:2000], np.nan)])
+    rows = kernels.logit_histogram(two)
+    np.testing.assert_array_equal(rows[0], kernels.logit_histogram(y[:1000]))
+    assert rows[1].sum() == 500
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_dip_within_its_bound_and_pvalue_conservative(name):
+    y = SAMPLES[name]
+    exact_dip, exact_p = diptest.diptest(y)
+    result = kernels.logit_histogram_dip(kernels.logit_histogram(y))
+    assert abs(float(result.statistic) - exact_dip) <= float(result.error) + 1e-12
+    assert float(result.error) < 0.01
+    assert float(result.pvalue) >= exact_p - 1e-12
+    if name in ("u_shaped", "saturated", "spikes_and_bump"):
+        assert float(result.pvalue) < 1e-6  # a bimodal group is still rejected
+
+
+@pytest.mark.parametrize("name", ["saturated", "narrow", "spikes_and_bump"])
+def test_quantile_points_stay_within_the_bound_of_the_data(name):
+    y = np.sort(SAMPLES[name])
+    histogram = kernels.logit_histogram(y)
+    size = 4096
+    sample = kernels.logit_histogram_sample(histogram, size)
+    assert np.all(np.diff(sample) >= 0)
+    bound = kernels.logit_histogram_dip(histogram, sample_size=size).error
+    points = np.concatenate([y, sample])
+    f_data = np.searchsorted(y, points, side="right") / y.size
+    f_sample = np.searchsorted(sample, points, side="right") / size
+    assert np.max(np.abs(f_data - f_sample)) <= bound + 1e-12
+
+
+def _ks_reference(y, cdf):
+    return stats.kstest(np.clip(y, DELTA, 1 - DELTA), cdf).statistic
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_ks_to_fitted_beta_and_logit_normal_within_bound(name):
+    y = SAMPLES[name]
+    histogram = kernels.logit_histogram(y)
+    edges = kernels.logit_histogram_edges()
+    middles = kernels.logit_histogram_middles()
+    beta = kernels.fit_beta(y)
+    a, b = float(beta.a), float(beta.b)
+    ks, error = kernels.logit_histogram_ks(
+        histogram, special.betainc(a, b, special.expit(edges)), special.betainc(a, b, special.expit(middles))
+    )
+    exact = _ks_reference(y, stats.beta(a, b).cdf)
+    assert abs(float(ks) - exact) <= float(error) + 1e-12
+    assert float(error) < 0.02
+    normal = kernels.fit_logit_normal(y)
+    mu, sigma = float(normal.mean_logit), float(normal.std_logit)
+    ks, error = kernels.logit_histogram_ks(
+        histogram, special.ndtr((edges - mu) / sigma), special.ndtr((middles - mu) / sigma)
+    )
+    exact = _ks_reference(y, lambda v: special.ndtr((np.log(v) - np.log1p(-v) - mu) / sigma))
+    assert abs(float(ks) - exact) <= float(error) + 1e-12
+    assert float(error) < 0.02
+
+
+def test_logit_normal_from_merged_statistics_equals_the_whole():
+    y = SAMPLES["saturated"]
+    clipped = np.clip(y, DELTA, 1 - DELTA)
+    logit = np.log(clipped) - np.log1p(-clipped)
+    chunks = np.array_split(np.arange(y.size), 7)
+    moments = kernels.combine_moments(np.stack([kernels.moments(logit[c]) for c in chunks]), axis=0)
+    sums = sum(kernels.beta_sufficient_statistics(y[c]) for c in chunks)
+    streamed = kernels.fit_logit_normal_from_statistics(moments, sums)
+    whole = kernels.fit_logit_normal(y)
+    for field in ("mean_logit", "std_logit", "log_likelihood", "bic", "n", "n_clipped"):
+        np.testing.assert_allclose(getattr(streamed, field), getattr(whole, field), rtol=1e-10)
+
+
+def test_binned_mixture_likelihood_close_to_the_exact_one():
+    y = SAMPLES["spikes_and_bump"]
+    fit = kernels.fit_beta_mixture(y, max_size=5000)
+    binned = kernels.logit_histogram_mixture_log_likelihood(kernels.logit_histogram(y), fit.weights, fit.a, fit.b)
+    # exact: the kernel's own log-likelihood on all values (clipped, [0, 1] scale)
+    assert abs(float(binned) - float(fit.log_likelihood)) <= 1e-4 * abs(float(fit.log_likelihood))
+
+
+def test_dip_pvalue_matches_diptest_below_its_table_limit():
+    rng = np.random.default_rng(3)
+    for n in (50, 1000, 20_000):
+        y = rng.beta(0.6, 0.6, n)
+        dip, p = diptest.diptest(y)
+        np.testing.assert_allclose(kernels.dip_pvalue(dip, n), p, rtol=1e-12)
