@@ -584,17 +584,28 @@ def _bimodality_function(values, *, grid, n_reduce, layout, alpha, mixture, mixt
     batch = flat.shape[:-1]
     rows = flat.reshape(-1, flat.shape[-1])
     dip = kernels.dip_test(rows)
-    coefficient = kernels.bimodality_coefficient(x=rows)
     beta = kernels.fit_beta(rows, 0.0, 1.0)
     logit_normal = kernels.fit_logit_normal(rows, 0.0, 1.0)
-    n_rows = rows.shape[0]
+
+    def fit_mixture(selected):
+        return kernels.fit_beta_mixture(rows[selected], 0.0, 1.0, max_size=mixture_max_size, seed=seed)
+
+    return _bimodality_fields(
+        dip.statistic, dip.pvalue, kernels.bimodality_coefficient(x=rows), beta, logit_normal, fit_mixture,
+        alpha=alpha, mixture=mixture,
+    ).reshape(batch + (-1,))
+
+
+def _bimodality_fields(dip, dip_pvalue, coefficient, beta, logit_normal, fit_mixture, *, alpha, mixture):
+    """The ``_BIMODALITY_FIELDS`` of flat groups; ``fit_mixture(mask)`` fits the masked groups' mixtures."""
+    n_rows = np.shape(beta.n)[0]
     if mixture == "always":
         fitted = np.ones(n_rows, dtype=bool)
     elif mixture == "never":
         fitted = np.zeros(n_rows, dtype=bool)
     else:  # the mixture can change bimodal_at_bounds only for multimodal groups that are not U-shaped
         fitted = ~np.asarray(beta.u_shaped, dtype=bool) & (
-            (dip.pvalue < alpha) | (coefficient > kernels.BIMODALITY_COEFFICIENT_THRESHOLD)
+            (dip_pvalue < alpha) | (coefficient > kernels.BIMODALITY_COEFFICIENT_THRESHOLD)
         )
     fit = SimpleNamespace(
         weights=np.full((n_rows, 3), np.nan), a=np.full((n_rows, 3), np.nan), b=np.full((n_rows, 3), np.nan),
@@ -603,18 +614,18 @@ def _bimodality_function(values, *, grid, n_reduce, layout, alpha, mixture, mixt
     )
     fitted &= beta.n >= 10  # the kernel's minimum
     if fitted.any():
-        part = kernels.fit_beta_mixture(rows[fitted], 0.0, 1.0, max_size=mixture_max_size, seed=seed)
+        part = fit_mixture(fitted)
         for name in ("weights", "a", "b", "log_likelihood", "bic", "preferred_by_bic"):
             getattr(fit, name)[fitted] = getattr(part, name)
-    verdict = kernels.bimodal_at_bounds(dip.pvalue, coefficient, beta.u_shaped, fit, alpha=alpha)
+    verdict = kernels.bimodal_at_bounds(dip_pvalue, coefficient, beta.u_shaped, fit, alpha=alpha)
     return _stack([
-        beta.n, dip.statistic, dip.pvalue, coefficient,
+        beta.n, dip, dip_pvalue, coefficient,
         beta.a, beta.b, beta.a_standard_error, beta.b_standard_error, beta.u_shaped, beta.n_clipped,
         beta.log_likelihood, beta.bic, logit_normal.log_likelihood, logit_normal.bic,
         fit.weights[:, 0], fit.weights[:, 1], fit.weights[:, 2],
         fit.a[:, 0], fit.b[:, 0], fit.a[:, 1], fit.b[:, 1], fit.a[:, 2], fit.b[:, 2],
         fit.log_likelihood, fit.bic, fit.preferred_by_bic, fitted, verdict,
-    ]).reshape(batch + (-1,))
+    ])
 
 
 def _ks_from_cdf(cdf: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -746,6 +757,136 @@ def _normality_function(values, *, grid, n_reduce, layout, families, max_fit_siz
         kernels.ks_distance_normal(flat), kernels.wasserstein_normal(flat, standardize=True),
         fits.best_family_index,
     ])
+
+
+# ------------------------------------------- bounded activations too large for memory
+
+
+def _bounded_moments_function(values, *, grid, n_reduce, layout):
+    """Per group of a block: Beta sums (4, summed), moments of y and of logit(clipped y) (5 + 5, merged)."""
+    flat = _flat(values, n_reduce)
+    delta = kernels.DEFAULT_DELTA
+    clipped = np.clip(flat, delta, 1 - delta)  # NaN stays NaN
+    logit = np.log(clipped) - np.log1p(-clipped)
+    return np.concatenate(
+        [kernels.beta_sufficient_statistics(flat), kernels.moments(flat), kernels.moments(logit)], axis=-1
+    )
+
+
+def _logit_histogram_function(values, *, grid, n_reduce, layout):
+    return kernels.logit_histogram(_flat(values, n_reduce))
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    """Merged per-group summaries of rescaled activations (arrays over the kept dims)."""
+
+    sums: np.ndarray  # beta_sufficient_statistics, (..., 4)
+    moments: np.ndarray  # of y, (..., 5)
+    logit_moments: np.ndarray  # of logit(clipped y), (..., 5)
+    histogram: np.ndarray  # kernels.logit_histogram, (..., fields)
+    n_nonfinite: np.ndarray
+    template: xr.DataArray  # dims and coords of the groups
+
+    def packed(self, fields: np.ndarray) -> xr.DataArray:
+        """``(..., k)`` fields + the non-finite count, laid out like a ``_single`` whole-group result."""
+        values = np.concatenate([fields, self.n_nonfinite[..., None]], axis=-1)
+        return xr.DataArray(values, dims=self.template.dims + (_FIELD,), coords=self.template.coords)
+
+
+def _stream_bounded(arrays: Sequence[xr.DataArray], group: Sequence[str], core: Sequence[str],
+                    layout: _Layout) -> list[_Streamed]:
+    """One streaming pass over each array: the summaries the histogram paths of fit and bimodality need."""
+    fields = kernels.LOGIT_HISTOGRAM_BINS + 2 * kernels.LOGIT_OUTER_BINS + 4
+    lazy = []
+    for x in arrays:
+        lazy.append(_map_chunks(x, _bounded_moments_function, group, core, 14, layout, rescale=True))
+        lazy.append(_merge_sum(_map_chunks(x, _logit_histogram_function, group, core, fields, layout, rescale=True)))
+    computed = _compute(*lazy)
+    out = []
+    chunk_axes = tuple(range(len(group), len(group) + len(core)))
+    for blocks, histogram in zip(computed[0::2], computed[1::2]):
+        block = blocks.transpose(*group, *[f"{d}_chunk" for d in core], _FIELD)
+        values = block.values
+        template = _field(block.isel({f"{d}_chunk": 0 for d in core}, drop=True), 0)
+        out.append(_Streamed(
+            sums=values[..., :4].sum(axis=chunk_axes),
+            moments=kernels.combine_moments(values[..., 4:9], axis=chunk_axes),
+            logit_moments=kernels.combine_moments(values[..., 9:14], axis=chunk_axes),
+            histogram=histogram.transpose(*group, _FIELD).values[..., :-1],
+            n_nonfinite=values[..., 14].sum(axis=chunk_axes),
+            template=template,
+        ))
+    return out
+
+
+def _reference_cdfs(family: str, parameters) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted family's CDF at the logit grid's edges and middles, ``(..., bins + 1)`` and ``(..., bins)``."""
+    edges, middles = kernels.logit_histogram_edges(), kernels.logit_histogram_middles()
+    if family == "beta":
+        a, b = (np.asarray(p, dtype=float)[..., None] for p in parameters)
+        return special.betainc(a, b, special.expit(edges)), special.betainc(a, b, special.expit(middles))
+    mean, std = (np.asarray(p, dtype=float)[..., None] for p in parameters)
+    return special.ndtr((edges - mean) / std), special.ndtr((middles - mean) / std)
+
+
+def _activation_fit_from_histogram(streamed: _Streamed, families) -> np.ndarray:
+    """The ``_activation_fit_fields`` then each family's KS error bound, from streamed summaries."""
+    beta = kernels.fit_beta_from_statistics(streamed.sums)
+    normal = kernels.fit_logit_normal_from_statistics(streamed.logit_moments, streamed.sums)
+    fields: list = [beta.n, beta.n_clipped]
+    errors = []
+    for family in families:
+        parameters = (beta.a, beta.b) if family == "beta" else (normal.mean_logit, normal.std_logit)
+        ks, error = kernels.logit_histogram_ks(streamed.histogram, *_reference_cdfs(family, parameters))
+        errors.append(error)
+        fit = beta if family == "beta" else normal
+        fields += [fit.log_likelihood, fit.aic, fit.bic, ks, *parameters]
+        if family == "beta":
+            fields += [beta.a_standard_error, beta.b_standard_error]
+    return _stack(fields + errors)
+
+
+def _bimodality_from_histogram(streamed: _Streamed, *, alpha, mixture, mixture_max_size, seed) -> np.ndarray:
+    """The ``_BIMODALITY_FIELDS`` then ``dip_error``, from streamed summaries."""
+    shape = streamed.template.shape
+    histogram = streamed.histogram.reshape(-1, streamed.histogram.shape[-1])
+    beta = kernels.fit_beta_from_statistics(streamed.sums.reshape(-1, 4))
+    normal = kernels.fit_logit_normal_from_statistics(streamed.logit_moments.reshape(-1, 5), streamed.sums.reshape(-1, 4))
+    dip = kernels.logit_histogram_dip(histogram)
+    coefficient = kernels.bimodality_coefficient(m=streamed.moments.reshape(-1, 5))
+
+    def fit_mixture(selected):
+        # EM on quantile points of each group's histogram (a stratified stand-in for the
+        # exact path's random subsample); the likelihood binned over all values.
+        points = kernels.logit_histogram_sample(histogram[selected], mixture_max_size)
+        part = kernels.fit_beta_mixture(points, 0.0, 1.0, max_size=mixture_max_size, seed=seed)
+        log_likelihood = kernels.logit_histogram_mixture_log_likelihood(histogram[selected], part.weights, part.a,
+                                                                       part.b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bic = 8 * np.log(beta.n[selected]) - 2 * log_likelihood
+        return SimpleNamespace(weights=part.weights, a=part.a, b=part.b, log_likelihood=log_likelihood, bic=bic,
+                               preferred_by_bic=bic < beta.bic[selected])
+
+    fields = _bimodality_fields(dip.statistic, dip.pvalue, coefficient, beta, normal, fit_mixture,
+                                alpha=alpha, mixture=mixture)
+    return np.concatenate([fields, dip.error[:, None]], axis=-1).reshape(shape + (-1,))
+
+
+def _choose_method(method: str, query: str, group_size: int, exact_max_size: int) -> str:
+    if method not in ("auto", "exact", "histogram"):
+        raise ValueError(f"{query}: method must be 'auto', 'exact' or 'histogram', got {method!r}")
+    if method == "auto":
+        return "exact" if group_size <= exact_max_size else "histogram"
+    return method
+
+
+def _largest_group(x: xr.DataArray, core: Sequence[str], subsets) -> int:
+    sizes = []
+    for _, index in subsets:
+        part = _take(x, index)
+        sizes.append(int(np.prod([part.sizes[d] for d in core], dtype=np.int64)))
+    return max(sizes)
 
 
 # --------------------------------------------------------------------------- saturation
@@ -1072,6 +1213,8 @@ def bimodality(
     mixture: str = "auto",
     mixture_max_size: int = QUERY_MIXTURE_MAX_SIZE,
     seed: int = kernels.DEFAULT_SEED,
+    method: str = "auto",
+    exact_max_size: int = EXACT_GROUP_MAX_SIZE,
 ) -> xr.Dataset:
     """Bimodality near the bounds: dip test, bimodality coefficient, Beta and mixture fits.
 
@@ -1097,11 +1240,23 @@ def bimodality(
         EM of the mixture runs on a deterministic subsample of at most this many
         values per group (see ``QUERY_MIXTURE_MAX_SIZE``).
     seed : int, default 0
+    method : {"auto", "exact", "histogram"}, default "auto"
+        "exact": each group loaded whole. "histogram": one streaming pass over the
+        store (:mod:`actstats.kernels.logit_histogram`): the Beta and logit-normal fits
+        and the bimodality coefficient are the same (they need only sums and merged
+        moments); the dip comes from a logit-space histogram with an exact error bound
+        (``dip_error``) and ``dip_pvalue`` is the p-value of the smallest dip the
+        bound allows, so at least the exact one (a rejection stays a rejection); the
+        mixture's EM runs on ``mixture_max_size`` quantile points of the histogram and
+        its log-likelihood is binned. "auto": "exact" for groups of at most
+        ``exact_max_size`` values.
+    exact_max_size : int, default 2**25
+        The largest group loaded whole by ``method="auto"``.
 
     Returns
     -------
     xarray.Dataset
-        Per group: ``n``, ``dip``, ``dip_pvalue``, ``pvalue_adjusted`` (BH of
+        Per group: ``n``, ``dip``, ``dip_error`` (0 when exact), ``dip_pvalue``, ``pvalue_adjusted`` (BH of
         ``dip_pvalue`` across all groups), ``bimodality_coefficient``, the single Beta
         fit (``beta_a``, ``beta_b`` and their standard errors, ``u_shaped``,
         ``n_clipped``, ``beta_log_likelihood``, ``beta_bic``), the logit-normal's
@@ -1150,21 +1305,34 @@ def bimodality(
     group = [d for d in by if d != "split"]
     core = [d for d in ACTIVATION_DIMS if d not in group]
     subsets = _sample_subsets(ds, by)
-    lazy = [
-        _map_chunks(_take(ds[variable], index), _bimodality_function, group, core, len(_BIMODALITY_FIELDS), layout,
-                    whole=True, rescale=True, alpha=alpha, mixture=mixture, mixture_max_size=mixture_max_size,
-                    seed=seed)
-        for _, index in subsets
-    ]
+    method = _choose_method(method, "bimodality", _largest_group(ds[variable], core, subsets), exact_max_size)
+    fields = _BIMODALITY_FIELDS
+    if method == "histogram":
+        fields = fields + ("dip_error",)
+        streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)
+        packs = [
+            part.packed(_bimodality_from_histogram(part, alpha=alpha, mixture=mixture,
+                                                   mixture_max_size=mixture_max_size, seed=seed))
+            for part in streamed
+        ]
+    else:
+        lazy = [
+            _map_chunks(_take(ds[variable], index), _bimodality_function, group, core, len(fields), layout,
+                        whole=True, rescale=True, alpha=alpha, mixture=mixture, mixture_max_size=mixture_max_size,
+                        seed=seed)
+            for _, index in subsets
+        ]
+        packs = [_single(computed) for computed in _compute(*lazy)]
     parts = []
-    for computed in _compute(*lazy):
-        packed = _single(computed)
-        out = xr.Dataset({name: _field(packed, i) for i, name in enumerate(_BIMODALITY_FIELDS)})
+    for packed in packs:
+        out = xr.Dataset({name: _field(packed, i) for i, name in enumerate(fields)})
+        if "dip_error" not in out:
+            out["dip_error"] = xr.zeros_like(out["dip"])
         for name in _BIMODALITY_BOOL:
             out[name] = _to_bool(out[name])
         out["n"] = _to_int(out["n"])
         out["n_clipped"] = _to_int(out["n_clipped"])
-        out["n_nonfinite"] = _to_int(_field(packed, len(_BIMODALITY_FIELDS)))
+        out["n_nonfinite"] = _to_int(_field(packed, len(fields)))
         parts.append(out)
     result = _concat_splits(parts, [label for label, _ in subsets]).transpose(*by, ...)
     _warn_nonfinite(result["n_nonfinite"], f"{variable!r}", "bimodality")
@@ -1176,7 +1344,7 @@ def bimodality(
         _mixture_view(result), alpha=alpha,
     )
     result["bimodal_at_bounds"] = _like(result["dip_pvalue"], np.asarray(verdict, dtype=bool))
-    first = ["n", "dip", "dip_pvalue", "pvalue_adjusted", "bimodality_coefficient", "beta_a", "beta_b",
+    first = ["n", "dip", "dip_error", "dip_pvalue", "pvalue_adjusted", "bimodality_coefficient", "beta_a", "beta_b",
              "u_shaped", "bimodal_at_bounds"]
     result = result[first + [v for v in result.data_vars if v not in first]]
     family = _family_description(by, int(np.isfinite(adjusted).sum()), "dip_pvalue")
@@ -1188,6 +1356,7 @@ def bimodality(
             "at each bound)"
         ),
         "bimodal_at_bounds_unadjusted": "the same criterion with the unadjusted dip_pvalue",
+        "dip_error": "the exact dip lies within dip ± this (0: computed exactly)",
         "u_shaped": "both upper 95% Wald bounds of the Beta's a and b are below 1",
         "mixture_fitted": "whether the Beta mixture was fitted in this group (see the mixture attribute)",
     })
@@ -1206,6 +1375,14 @@ def bimodality(
             "never": "not fitted: bimodal_at_bounds rests on the single Beta",
         }[mixture],
         alpha=alpha,
+        cdf_method=method,
+        dip_method=(
+            "exact: each group loaded whole" if method == "exact" else
+            "histogram: one streaming pass; fits and coefficient from sums and merged moments (exact); dip of "
+            f"{kernels.DIP_SAMPLE_SIZE} quantile points of a {kernels.LOGIT_HISTOGRAM_BINS}-bin logit histogram "
+            "with an exact bound (dip_error); dip_pvalue at dip - dip_error (conservative); mixture EM on "
+            f"{mixture_max_size} quantile points, log-likelihood binned"
+        ),
         pvalue_adjustment=family,
         scale="log-likelihoods and BIC on the rescaled [0, 1] scale",
         skipped=(
@@ -1228,6 +1405,8 @@ def fit(
     mixture_max_size: int = QUERY_MIXTURE_MAX_SIZE,
     max_fit_size: int = kernels.SLOW_FIT_MAX_SIZE,
     seed: int = kernels.DEFAULT_SEED,
+    method: str = "auto",
+    exact_max_size: int = EXACT_GROUP_MAX_SIZE,
 ) -> xr.Dataset:
     """Maximum-likelihood fits of distribution families, with AIC, BIC and KS distance.
 
@@ -1252,13 +1431,22 @@ def fit(
     max_fit_size : int, default 20000
         Subsample for the numerical fits of ``t`` and ``gennorm`` (weights).
     seed : int, default 0
+    method : {"auto", "exact", "histogram"}, default "auto"
+        How activation groups are read. "exact": each group whole. "histogram": one
+        streaming pass; the Beta and logit-normal fits are the same (they need only
+        sums), the KS distances come from a logit-space histogram with an error bound
+        (``ks_statistic_error``; :mod:`actstats.kernels.logit_histogram`), and
+        ``beta_mixture`` is not available. "auto": "exact" for groups of at most
+        ``exact_max_size`` values. Weights are always fitted exactly.
+    exact_max_size : int, default 2**25
+        The largest group loaded whole by ``method="auto"``.
 
     Returns
     -------
     xarray.Dataset
         A ``family`` dimension with ``log_likelihood``, ``aic``, ``bic``,
         ``ks_statistic`` (Kolmogorov–Smirnov distance between the data and the fitted
-        distribution) and ``n_parameters``; ``best_family`` (lowest AIC) and ``n`` per
+        distribution), ``ks_statistic_error`` (0 when exact) and ``n_parameters``; ``best_family`` (lowest AIC) and ``n`` per
         group; the parameters (activations: ``beta_a``, ``beta_b``,
         ``logit_normal_mean``/``_std``, ``mixture_*``; weights: ``shape``, ``loc``,
         ``scale`` in scipy's convention and ``fit_size`` along ``family``).
@@ -1309,17 +1497,30 @@ def fit(
     group = [d for d in by if d != "split"]
     core = [d for d in dims if d not in group]
     subsets = _sample_subsets(ds, by)
-    lazy = [
-        _map_chunks(_take(ds[variable], index), function, group, core, len(fields), layout, whole=True,
-                    rescale=variable == "activation", families=families, seed=seed, **options)
-        for _, index in subsets
-    ]
+    group_size = _largest_group(ds[variable], core, subsets)
+    method = _choose_method(method, "fit", group_size, exact_max_size) if variable == "activation" else "exact"
+    if method == "histogram":
+        unsupported = [f for f in families if f not in ("beta", "logit_normal")]
+        if unsupported:
+            raise ValueError(
+                f"fit: {', '.join(unsupported)} needs the values in memory; with groups of {group_size} values "
+                "(method='histogram') choose among beta, logit_normal"
+            )
+        fields = fields + tuple(f"{f}:ks_statistic_error" for f in families)
+        streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)
+        packs = [part.packed(_activation_fit_from_histogram(part, families)) for part in streamed]
+    else:
+        lazy = [
+            _map_chunks(_take(ds[variable], index), function, group, core, len(fields), layout, whole=True,
+                        rescale=variable == "activation", families=families, seed=seed, **options)
+            for _, index in subsets
+        ]
+        packs = [_single(computed) for computed in _compute(*lazy)]
     statistics = list(dict.fromkeys(f.split(":")[1] for f in fields if ":" in f))
     family_index = xr.DataArray(list(families), dims="family", name="family")
     names = np.array(list(families) + [""])
     parts = []
-    for computed in _compute(*lazy):
-        packed = _single(computed)
+    for packed in packs:
         unpacked = {name: _field(packed, i) for i, name in enumerate(fields)}
         out = xr.Dataset()
         for statistic in statistics:
@@ -1327,6 +1528,8 @@ def fit(
         for name, array in unpacked.items():
             if ":" not in name:
                 out[name] = array
+        if "ks_statistic_error" not in out:
+            out["ks_statistic_error"] = xr.zeros_like(out["ks_statistic"])
         if variable == "weight":
             best = out["best_family_index"].fillna(-1).astype(int).values
             out = out.drop_vars("best_family_index")
@@ -1348,6 +1551,7 @@ def fit(
     _warn_nonfinite(result["n_nonfinite"], f"{variable!r}", "fit")
     _describe(result, {
         "ks_statistic": "Kolmogorov-Smirnov distance between the group's values and the fitted distribution",
+        "ks_statistic_error": "the exact KS distance lies within ks_statistic ± this (0: computed exactly)",
         "best_family": "family with the lowest AIC",
         "n_parameters": "free parameters of the family (in AIC and BIC)",
     })
@@ -1364,6 +1568,12 @@ def fit(
             f"of at most {max_fit_size} values, seed {seed}; likelihoods on all values)"
         ),
         selection="best_family: lowest AIC",
+        cdf_method=method,
+        ks_method=(
+            "exact: each group loaded whole" if method == "exact" else
+            "histogram: one streaming pass; fits from summed sufficient statistics and merged moments (exact); "
+            f"KS from {kernels.LOGIT_HISTOGRAM_BINS} bins of logit y with exact bounds (ks_statistic_error)"
+        ),
         skipped=(
             f"runs with unbounded activation functions ({', '.join(skipped)}): their values are not analysed"
             if skipped else None

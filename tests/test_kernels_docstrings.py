@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["_rows", "moments", "normality", "bounded", "fits", "intervals", "comparison", "multiple", "histogram"]
+MODULES = ["_rows", "moments", "normality", "bounded", "fits", "intervals", "comparison", "multiple", "histogram", "logit_histogram"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -25,5 +25,6 @@ def test_every_public_function_has_an_example_and_a_verification_note():
             doc = item.__doc__ or ""
             assert ">>>" in doc, f"{name} has no example"
             if name not in {"deterministic_subsample", "normalize_axis", "rescale_to_unit", "histogram_edges",
+                            "logit_histogram_edges", "logit_histogram_middles",
                             "saturated_fractions", "beta_sufficient_statistics"}:
                 assert "Verification" in doc, f"{name} has no Verification note"

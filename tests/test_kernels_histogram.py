@@ -159,9 +159,12 @@ def test_queries_that_load_whole_groups_refuse_groups_beyond_the_limit(small_sto
     ds = actstats.open_store(small_store)
     monkeypatch.setattr(queries, "EXACT_GROUP_MAX_SIZE", 1000)
     with pytest.raises(ActstatsError, match="too large to load whole"):
-        actstats.bimodality(ds, by=("layer",))
+        actstats.bimodality(ds, by=("layer",), method="exact")
+    with pytest.raises(ActstatsError, match="too large to load whole"):
+        actstats.fit(ds, by=("layer",), variable="weight")
     with pytest.raises(ActstatsError, match="too large to load whole"):
         actstats.weight_normality(ds, by=("layer",), method="exact")
     # the histogram path and the streamed queries do not need whole groups
     assert actstats.weight_normality(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
+    assert actstats.bimodality(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
     assert np.isfinite(actstats.saturation(ds, by=("layer",)).fraction.values).all()

@@ -150,3 +150,62 @@ def test_dip_pvalue_matches_diptest_below_its_table_limit():
         y = rng.beta(0.6, 0.6, n)
         dip, p = diptest.diptest(y)
         np.testing.assert_allclose(kernels.dip_pvalue(dip, n), p, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ the queries' path
+
+
+def test_fit_histogram_path_equals_the_exact_fits_and_bounds_the_ks(small_store):
+    import actstats
+
+    ds = actstats.open_store(small_store)  # dask chunks: the summaries merge across them
+    exact = actstats.fit(ds, by=("layer",), method="exact")
+    streamed = actstats.fit(ds, by=("layer",), method="histogram")
+    assert exact.attrs["cdf_method"] == "exact" and streamed.attrs["cdf_method"] == "histogram"
+    # sums in another order: equal to rounding, the Beta's Newton solve to its tolerance
+    for name in ("log_likelihood", "aic", "bic", "logit_normal_mean", "logit_normal_std"):
+        np.testing.assert_allclose(streamed[name], exact[name], rtol=1e-10, err_msg=name)
+    for name in ("beta_a", "beta_b", "beta_a_standard_error"):
+        np.testing.assert_allclose(streamed[name], exact[name], rtol=1e-8, err_msg=name)
+    for name in ("n", "n_clipped", "n_nonfinite", "best_family"):
+        np.testing.assert_array_equal(streamed[name], exact[name], err_msg=name)
+    assert np.all(np.abs(streamed.ks_statistic - exact.ks_statistic) <= streamed.ks_statistic_error + 1e-12)
+    assert float(streamed.ks_statistic_error.max()) < 0.01
+    assert float(np.abs(exact.ks_statistic_error).max()) == 0.0
+    # "auto" switches to the histogram beyond exact_max_size, and refuses what needs the values
+    assert actstats.fit(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
+    with pytest.raises(ValueError, match="beta_mixture needs the values in memory"):
+        actstats.fit(ds, family="beta_mixture", by=("layer",), exact_max_size=1000)
+
+
+def test_bimodality_histogram_path_agrees_with_the_exact_one(small_store):
+    import actstats
+
+    ds = actstats.open_store(small_store)
+    exact = actstats.bimodality(ds, by=("layer", "split"), method="exact", mixture="never")
+    streamed = actstats.bimodality(ds, by=("layer", "split"), method="histogram", mixture="never")
+    for name in ("bimodality_coefficient", "beta_bic", "logit_normal_log_likelihood"):
+        np.testing.assert_allclose(streamed[name], exact[name], rtol=1e-10, err_msg=name)
+    for name in ("beta_a", "beta_b"):
+        np.testing.assert_allclose(streamed[name], exact[name], rtol=1e-8, err_msg=name)
+    for name in ("n", "n_clipped", "u_shaped"):
+        np.testing.assert_array_equal(streamed[name], exact[name], err_msg=name)
+    assert np.all(np.abs(streamed.dip - exact.dip) <= streamed.dip_error + 1e-12)
+    assert np.all(streamed.dip_pvalue >= exact.dip_pvalue - 1e-12)  # conservative
+    assert float(np.abs(exact.dip_error).max()) == 0.0
+    assert "conservative" in streamed.attrs["dip_method"]
+
+
+@pytest.mark.parametrize("shape", [(0.2, 0.2), (5.0, 5.0)])
+def test_bimodality_verdicts_survive_the_histogram_path(shape):
+    import actstats
+    from actstats.synthetic import synthetic_store
+
+    ds = synthetic_store(activation=lambda rng, size: rng.beta(*shape, size), depth=1, units=200)
+    exact = actstats.bimodality(ds, by=("epoch",), method="exact", mixture="always")
+    streamed = actstats.bimodality(ds, by=("epoch",), method="histogram", mixture="always")
+    np.testing.assert_array_equal(streamed.bimodal_at_bounds, exact.bimodal_at_bounds)
+    assert bool(exact.bimodal_at_bounds.all()) == (shape[0] < 1)
+    # the binned mixture likelihood is close to the exact one on the same values
+    np.testing.assert_allclose(streamed.mixture_bic, exact.mixture_bic, rtol=0.01)
+    np.testing.assert_array_equal(streamed.mixture_preferred_by_bic, exact.mixture_preferred_by_bic)

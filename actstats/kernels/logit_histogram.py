@@ -159,7 +159,14 @@ def _parts(histogram, outer: int = LOGIT_OUTER_BINS):
 
 
 def logit_histogram_middles(bins: int = LOGIT_HISTOGRAM_BINS, delta: float = DEFAULT_DELTA) -> np.ndarray:
-    """The bins' middles in logit units."""
+    """The bins' middles in logit units.
+
+    Examples
+    --------
+    >>> from actstats.kernels import logit_histogram_middles
+    >>> logit_histogram_middles(2).round(3).tolist()
+    [-6.908, 6.908]
+    """
     edges = logit_histogram_edges(bins, delta)
     return (edges[:-1] + edges[1:]) / 2
 
@@ -247,6 +254,9 @@ def logit_histogram_sample(histogram, size: int, *, delta: float = DEFAULT_DELTA
     ndarray (..., size)
         Sorted ascending; NaN for an empty group.
 
+    Verification: the empirical CDF of the points is within the dip's bound of the data's
+    on saturated, narrow and spiked samples (``tests/test_kernels_logit_histogram.py``).
+
     Examples
     --------
     >>> import numpy as np
@@ -304,7 +314,21 @@ class HistogramDip:
 
 
 def dip_pvalue(dip, n) -> np.ndarray:
-    """The ``diptest`` package's table p-value of a dip at sample size n (NaN for n < 4)."""
+    """The ``diptest`` package's table p-value of a dip at sample size n (NaN for n < 4).
+
+    ``diptest.diptest`` computes this p-value from the data; here the dip and n are given,
+    so a dip known only within a bound gets the p-value of either end. Beyond the table's
+    n = 72000 the table is read on the ``sqrt(n) * dip`` scale, as ``diptest`` does.
+
+    Verification: equal to ``diptest.diptest``'s p-value for n = 50, 1000 and 20000
+    (``tests/test_kernels_logit_histogram.py``).
+
+    Examples
+    --------
+    >>> from actstats.kernels import dip_pvalue
+    >>> print(round(float(dip_pvalue(0.05, 1000)), 6), float(dip_pvalue(0.001, 10**8)))
+    0.0 0.0
+    """
     from diptest.consts import Consts
 
     dip = np.asarray(dip, dtype=np.float64)
@@ -364,6 +388,21 @@ def logit_histogram_mixture_log_likelihood(histogram, weights, a, b, *, delta: f
     Values in a bin enter at its middle (logit units); the clipped tails enter at
     ``delta`` and ``1 - delta``, where the clipped values are (exact for them).
     ``weights``, ``a``, ``b`` are ``(..., 3)``. On the [0, 1] scale.
+
+    Verification: within 1e-4 relative of the exact log-likelihood of a fitted mixture
+    (``kernels.fit_beta_mixture``) on 120 000 spike–bump–spike values
+    (``tests/test_kernels_logit_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import logit_histogram, logit_histogram_mixture_log_likelihood
+    >>> y = np.random.default_rng(0).beta(2.0, 3.0, size=10_000)
+    >>> w, a, b = np.array([0.2, 0.6, 0.2]), np.array([2.0, 2.0, 2.0]), np.array([3.0, 3.0, 3.0])
+    >>> binned = logit_histogram_mixture_log_likelihood(logit_histogram(y), w, a, b)
+    >>> exact = np.sum(np.log(y * (1 - y) ** 2 * 12))  # Beta(2, 3) density: 12 y (1 - y)^2
+    >>> bool(abs(binned - exact) < 1e-3 * abs(exact))
+    True
     """
     bins, counts, low_tail, high_tail = _parts(histogram)
     y = special.expit(logit_histogram_middles(bins, delta))
