@@ -124,23 +124,28 @@ def logit_histogram(
     total = bins + 2 * outer_bins
     fields = total + 4
     with np.errstate(invalid="ignore", divide="ignore"):
-        inside = (rows > 0) & (rows < 1)
-        safe = np.where(inside, rows, 0.5)
-        z = np.log(safe) - np.log1p(-safe)
-        inner = (rows >= delta) & (rows <= 1 - delta)
-        index = outer_bins + np.clip(np.floor((z + limit) * (bins / (2 * limit))), 0, bins - 1)
-        low = inside & (rows < delta)
-        high = inside & (rows > 1 - delta)
-        low_index = outer_bins - 1 - np.floor((-limit - z) / step)
-        high_index = outer_bins + bins + np.floor((z - limit) / step)
-        index = np.where(low, np.where(low_index < 0, total + 1, np.minimum(low_index, outer_bins - 1)), index)
-        index = np.where(high, np.where(high_index >= total, total + 2,
-                                        np.maximum(high_index, outer_bins + bins)), index)
-        index = np.where(rows <= 0, total, index)
-        index = np.where(rows >= 1, total + 3, index)
+        z = np.log(rows)
+        z -= np.log1p(-rows)  # -inf at 0, +inf at 1, NaN for NaN
+        position = z + limit
+        position *= bins / (2 * limit)
+        np.clip(position, 0, bins - 1, out=position)
+        index = position.astype(np.int64)  # floor: position >= 0 (NaN gives garbage, dropped below)
+        index += outer_bins
+        low = rows < delta
+        if low.any():
+            beyond = np.floor((-limit - z[low]) / step)  # 0 for the wide bin next to the inner grid
+            part = np.where(beyond >= outer_bins, total + 1, outer_bins - 1 - np.maximum(beyond, 0))
+            part[rows[low] <= 0] = total
+            index[low] = part
+        high = rows > 1 - delta
+        if high.any():
+            beyond = np.floor((z[high] - limit) / step)
+            part = np.where(beyond >= outer_bins, total + 2, outer_bins + bins + np.maximum(beyond, 0))
+            part[rows[high] >= 1] = total + 3
+            index[high] = part
     valid = ~np.isnan(rows)
-    flat_index = (index.astype(np.int64) + fields * np.arange(n_rows)[:, None])[valid]
-    out = np.bincount(flat_index, minlength=n_rows * fields).astype(np.float64)
+    index += fields * np.arange(n_rows)[:, None]
+    out = np.bincount(index[valid], minlength=n_rows * fields).astype(np.float64)
     return out.reshape(lead + (fields,))
 
 
