@@ -873,9 +873,11 @@ def _bimodality_from_histogram(streamed: _Streamed, *, alpha, mixture, mixture_m
     return np.concatenate([fields, dip.error[:, None]], axis=-1).reshape(shape + (-1,))
 
 
-def _choose_method(method: str, query: str, group_size: int, exact_max_size: int) -> str:
+def _choose_method(method: str, query: str, group_size: int, exact_max_size: int | None) -> str:
     if method not in ("auto", "exact", "histogram"):
         raise ValueError(f"{query}: method must be 'auto', 'exact' or 'histogram', got {method!r}")
+    if exact_max_size is None:
+        exact_max_size = EXACT_GROUP_MAX_SIZE
     if method == "auto":
         return "exact" if group_size <= exact_max_size else "histogram"
     return method
@@ -1214,7 +1216,7 @@ def bimodality(
     mixture_max_size: int = QUERY_MIXTURE_MAX_SIZE,
     seed: int = kernels.DEFAULT_SEED,
     method: str = "auto",
-    exact_max_size: int = EXACT_GROUP_MAX_SIZE,
+    exact_max_size: int | None = None,
 ) -> xr.Dataset:
     """Bimodality near the bounds: dip test, bimodality coefficient, Beta and mixture fits.
 
@@ -1250,8 +1252,9 @@ def bimodality(
         mixture's EM runs on ``mixture_max_size`` quantile points of the histogram and
         its log-likelihood is binned. "auto": "exact" for groups of at most
         ``exact_max_size`` values.
-    exact_max_size : int, default 2**25
-        The largest group loaded whole by ``method="auto"``.
+    exact_max_size : int, optional
+        The largest group loaded whole by ``method="auto"``; default
+        ``EXACT_GROUP_MAX_SIZE`` (2**25).
 
     Returns
     -------
@@ -1406,7 +1409,7 @@ def fit(
     max_fit_size: int = kernels.SLOW_FIT_MAX_SIZE,
     seed: int = kernels.DEFAULT_SEED,
     method: str = "auto",
-    exact_max_size: int = EXACT_GROUP_MAX_SIZE,
+    exact_max_size: int | None = None,
 ) -> xr.Dataset:
     """Maximum-likelihood fits of distribution families, with AIC, BIC and KS distance.
 
@@ -1438,8 +1441,9 @@ def fit(
         (``ks_statistic_error``; :mod:`actstats.kernels.logit_histogram`), and
         ``beta_mixture`` is not available. "auto": "exact" for groups of at most
         ``exact_max_size`` values. Weights are always fitted exactly.
-    exact_max_size : int, default 2**25
-        The largest group loaded whole by ``method="auto"``.
+    exact_max_size : int, optional
+        The largest group loaded whole by ``method="auto"``; default
+        ``EXACT_GROUP_MAX_SIZE`` (2**25).
 
     Returns
     -------
@@ -1502,9 +1506,9 @@ def fit(
     if method == "histogram":
         unsupported = [f for f in families if f not in ("beta", "logit_normal")]
         if unsupported:
-            raise ValueError(
+            raise ActstatsError(
                 f"fit: {', '.join(unsupported)} needs the values in memory; with groups of {group_size} values "
-                "(method='histogram') choose among beta, logit_normal"
+                "(streamed) choose among beta, logit_normal, or keep more dimensions in --by / by="
             )
         fields = fields + tuple(f"{f}:ks_statistic_error" for f in families)
         streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)

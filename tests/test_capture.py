@@ -195,7 +195,7 @@ def test_initialisations(init):
         np.testing.assert_allclose(w @ w.T, np.eye(48), atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.stress  # make test kills at random moments in tests/test_reliability.py already
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_capture(tmp_path):
     cfg = write_config(
         tmp_path,

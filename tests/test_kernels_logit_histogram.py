@@ -8,6 +8,8 @@ counts, :func:`actstats.kernels.fit_logit_normal` on the whole sample.
 
 from __future__ import annotations
 
+import json
+
 import diptest
 import numpy as np
 import pytest
@@ -174,8 +176,21 @@ def test_fit_histogram_path_equals_the_exact_fits_and_bounds_the_ks(small_store)
     assert float(np.abs(exact.ks_statistic_error).max()) == 0.0
     # "auto" switches to the histogram beyond exact_max_size, and refuses what needs the values
     assert actstats.fit(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
-    with pytest.raises(ValueError, match="beta_mixture needs the values in memory"):
+    with pytest.raises(actstats.ActstatsError, match="beta_mixture needs the values in memory"):
         actstats.fit(ds, family="beta_mixture", by=("layer",), exact_max_size=1000)
+
+
+def test_command_line_streams_large_groups_and_refuses_the_mixture_in_one_line(small_store, monkeypatch, capsys):
+    from actstats import queries
+    from actstats.cli import main
+
+    monkeypatch.setattr(queries, "EXACT_GROUP_MAX_SIZE", 1000)  # every --by layer group is "large"
+    assert main(["fit", small_store, "--family", "all", "--by", "layer", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "beta_mixture needs the values in memory" in err
+    assert main(["bimodality", small_store, "--by", "layer", "--format", "json", "--no-progress"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 3 and all(r["dip_error"] > 0 for r in records)
 
 
 def test_bimodality_histogram_path_agrees_with_the_exact_one(small_store):
