@@ -105,6 +105,32 @@ def test_queries_on_the_cluster_give_the_numbers_of_the_local_scheduler(small_st
         _assert_same(local[name], remote[name], name)
 
 
+def test_streamed_bimodality_and_fit_on_the_cluster_equal_the_local_scheduler(small_store, cluster):
+    """The histogram path (groups pooled over runs, epochs, samples and units): the summed
+    histograms are counts, equal exactly; the fits from sums merged in another order agree
+    to the Beta's Newton tolerance."""
+    ds = actstats.open_store(small_store)
+    queries = {
+        "bimodality": lambda: actstats.bimodality(ds, by=("layer",), method="histogram", mixture="always"),
+        "fit": lambda: actstats.fit(ds, by=("layer",), method="histogram"),
+    }
+    with actstats.set_options(scheduler=False):
+        local = {name: query() for name, query in queries.items()}
+    before = _tasks_done(cluster)
+    with actstats.set_options(scheduler=cluster.scheduler_address):
+        remote = {name: query() for name, query in queries.items()}
+    assert _tasks_done(cluster) > before
+    for name in queries:
+        assert local[name].attrs == remote[name].attrs, name
+        assert local[name].attrs["cdf_method"] == "histogram"
+        for variable in local[name].variables:
+            a, b = local[name][variable].values, remote[name][variable].values
+            if np.issubdtype(a.dtype, np.floating):
+                np.testing.assert_allclose(b, a, rtol=1e-8, atol=1e-12, equal_nan=True, err_msg=f"{name}: {variable}")
+            else:
+                np.testing.assert_array_equal(b, a, err_msg=f"{name}: {variable}")
+
+
 def test_the_command_line_uses_the_scheduler_option_and_the_environment(small_store, cluster, monkeypatch):
     code, expected, err = cli("saturation", small_store, "--format", "json")
     assert code == 0, err
