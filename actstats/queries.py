@@ -820,6 +820,41 @@ def _stream_bounded(arrays: Sequence[xr.DataArray], group: Sequence[str], core: 
     return out
 
 
+def _extrema_function(values, *, grid, n_reduce, layout):
+    flat = _flat(values, n_reduce)
+    missing = np.isnan(flat)
+    return np.stack([np.where(missing, np.inf, flat).min(axis=-1), np.where(missing, -np.inf, flat).max(axis=-1)],
+                    axis=-1)
+
+
+def _weight_fit_streamed(weight: xr.DataArray, group: Sequence[str], core: Sequence[str], layout: _Layout,
+                         families) -> xr.DataArray:
+    """Weight fits of groups too large for memory, laid out like the whole-group result (+ KS errors)."""
+    chunk_dims = [f"{d}_chunk" for d in core]
+    axes = tuple(range(len(group), len(group) + len(core)))
+    blocks, extrema = _compute(_map_chunks(weight, _moments_function, group, core, 5, layout),
+                               _map_chunks(weight, _extrema_function, group, core, 2, layout))
+    values = blocks.transpose(*group, *chunk_dims, _FIELD).values
+    moments = kernels.combine_moments(values[..., :5], axis=axes)
+    bounds = extrema.transpose(*group, *chunk_dims, _FIELD).values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(moments[..., 2] / moments[..., 0])
+    (histogram,) = _compute(_merge_sum(_map_chunks(
+        weight, _histogram_function, group, core, kernels.HISTOGRAM_BINS + 4, layout,
+        mean=np.asarray(moments[..., 1], dtype=float), std=np.asarray(std, dtype=float), n_group=len(group),
+    )))
+    fits = kernels.histogram_fit_families(histogram.transpose(*group, _FIELD).values[..., :-1], moments,
+                                          bounds[..., 0].min(axis=axes), bounds[..., 1].max(axis=axes),
+                                          families=families)
+    columns = {"shape": np.full(fits.loc.shape, np.nan), "fit_size": np.broadcast_to(fits.n[..., None], fits.loc.shape)}
+    columns.update({s: getattr(fits, s) for s in _WEIGHT_FIT_STATISTICS if s not in columns})
+    packed = [columns[s][..., k] for s in _WEIGHT_FIT_STATISTICS for k in range(len(families))]
+    packed += [fits.n, fits.best_family_index] + [fits.ks_statistic_error[..., k] for k in range(len(families))]
+    packed.append(values[..., 5].sum(axis=axes))  # non-finite values
+    template = _field(blocks.isel({d: 0 for d in chunk_dims}, drop=True), 0)
+    return xr.DataArray(_stack(packed), dims=template.dims + (_FIELD,), coords=template.coords)
+
+
 def _reference_cdfs(family: str, parameters) -> tuple[np.ndarray, np.ndarray]:
     """A fitted family's CDF at the logit grid's edges and middles, ``(..., bins + 1)`` and ``(..., bins)``."""
     edges, middles = kernels.logit_histogram_edges(), kernels.logit_histogram_middles()
@@ -1439,8 +1474,11 @@ def fit(
         streaming pass; the Beta and logit-normal fits are the same (they need only
         sums), the KS distances come from a logit-space histogram with an error bound
         (``ks_statistic_error``; :mod:`actstats.kernels.logit_histogram`), and
-        ``beta_mixture`` is not available. "auto": "exact" for groups of at most
-        ``exact_max_size`` values. Weights are always fitted exactly.
+        ``beta_mixture`` is not available. For weights: ``normal`` and ``uniform`` are the
+        exact fits (merged moments, streamed extremes), ``laplace`` and ``logistic``
+        are fitted to a standardised histogram (:func:`actstats.kernels.histogram_fit_families`)
+        and ``t``, ``gennorm`` are not available. "auto": "exact" for groups of at most
+        ``exact_max_size`` values.
     exact_max_size : int, optional
         The largest group loaded whole by ``method="auto"``; default
         ``EXACT_GROUP_MAX_SIZE`` (2**25).
@@ -1502,17 +1540,21 @@ def fit(
     core = [d for d in dims if d not in group]
     subsets = _sample_subsets(ds, by)
     group_size = _largest_group(ds[variable], core, subsets)
-    method = _choose_method(method, "fit", group_size, exact_max_size) if variable == "activation" else "exact"
+    method = _choose_method(method, "fit", group_size, exact_max_size)
     if method == "histogram":
-        unsupported = [f for f in families if f not in ("beta", "logit_normal")]
+        streamable = ("beta", "logit_normal") if variable == "activation" else kernels.HISTOGRAM_FIT_FAMILIES
+        unsupported = [f for f in families if f not in streamable]
         if unsupported:
             raise ActstatsError(
                 f"fit: {', '.join(unsupported)} needs the values in memory; with groups of {group_size} values "
-                "(streamed) choose among beta, logit_normal, or keep more dimensions in --by / by="
+                f"(streamed) choose among {', '.join(streamable)}, or keep more dimensions in --by / by="
             )
         fields = fields + tuple(f"{f}:ks_statistic_error" for f in families)
-        streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)
-        packs = [part.packed(_activation_fit_from_histogram(part, families)) for part in streamed]
+        if variable == "weight":
+            packs = [_weight_fit_streamed(ds[variable], group, core, layout, families)]
+        else:
+            streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)
+            packs = [part.packed(_activation_fit_from_histogram(part, families)) for part in streamed]
     else:
         lazy = [
             _map_chunks(_take(ds[variable], index), function, group, core, len(fields), layout, whole=True,
@@ -1577,6 +1619,10 @@ def fit(
             "exact: each group loaded whole" if method == "exact" else
             "histogram: one streaming pass; fits from summed sufficient statistics and merged moments (exact); "
             f"KS from {kernels.LOGIT_HISTOGRAM_BINS} bins of logit y with exact bounds (ks_statistic_error)"
+            if variable == "activation" else
+            "histogram: two streaming passes (moments and extremes, then a standardised histogram of "
+            f"{kernels.HISTOGRAM_BINS} bins); normal and uniform exact, laplace and logistic fitted to the "
+            "histogram (kernels.histogram_fit_families); KS with exact bounds (ks_statistic_error)"
         ),
         skipped=(
             f"runs with unbounded activation functions ({', '.join(skipped)}): their values are not analysed"

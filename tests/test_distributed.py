@@ -113,6 +113,7 @@ def test_streamed_bimodality_and_fit_on_the_cluster_equal_the_local_scheduler(sm
     queries = {
         "bimodality": lambda: actstats.bimodality(ds, by=("layer",), method="histogram", mixture="always"),
         "fit": lambda: actstats.fit(ds, by=("layer",), method="histogram"),
+        "weight fit": lambda: actstats.fit(ds, by=("layer",), variable="weight", method="histogram"),
     }
     with actstats.set_options(scheduler=False):
         local = {name: query() for name, query in queries.items()}

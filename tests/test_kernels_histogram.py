@@ -161,10 +161,82 @@ def test_queries_that_load_whole_groups_refuse_groups_beyond_the_limit(small_sto
     with pytest.raises(ActstatsError, match="too large to load whole"):
         actstats.bimodality(ds, by=("layer",), method="exact")
     with pytest.raises(ActstatsError, match="too large to load whole"):
-        actstats.fit(ds, by=("layer",), variable="weight")
+        actstats.fit(ds, by=("layer",), variable="weight", method="exact")
     with pytest.raises(ActstatsError, match="too large to load whole"):
         actstats.weight_normality(ds, by=("layer",), method="exact")
     # the histogram path and the streamed queries do not need whole groups
     assert actstats.weight_normality(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
     assert actstats.bimodality(ds, by=("layer",), exact_max_size=1000).attrs["cdf_method"] == "histogram"
     assert np.isfinite(actstats.saturation(ds, by=("layer",)).fraction.values).all()
+
+
+# ------------------------------------------------ weight families from streamed summaries
+
+
+def _streamed(x):
+    m = kernels.moments(x)
+    histogram = kernels.standardized_histogram(x, m[1], np.sqrt(m[2] / m[0]))
+    return kernels.histogram_fit_families(histogram, m, x.min(), x.max())
+
+
+@pytest.mark.parametrize("name", ["normal", "laplace", "logistic", "uniform", "t3"])
+def test_family_fits_from_histograms_against_fit_families_and_kstest(name):
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    n = 200_000
+    x = {"normal": rng.normal(2, 3, n), "laplace": rng.laplace(1, 2, n), "logistic": rng.logistic(-1, 0.5, n),
+         "uniform": rng.uniform(-1, 3, n), "t3": rng.standard_t(3, n)}[name]
+    streamed = _streamed(x)
+    exact = kernels.fit_families(x, families=kernels.HISTOGRAM_FIT_FAMILIES)
+    assert streamed.best_family_index == exact.best_family_index
+    std = x.std()
+    for k, family in enumerate(streamed.families):
+        if family in ("normal", "uniform"):  # exact maximum likelihood
+            np.testing.assert_allclose(streamed.loc[k], exact.loc[k], rtol=1e-10, err_msg=family)
+            np.testing.assert_allclose(streamed.scale[k], exact.scale[k], rtol=1e-10, err_msg=family)
+            np.testing.assert_allclose(streamed.log_likelihood[k], exact.log_likelihood[k], rtol=1e-10)
+        else:  # median within a bin; the rest binned
+            assert abs(streamed.loc[k] - exact.loc[k]) <= 2 * 20 / 8192 * std, family
+            np.testing.assert_allclose(streamed.scale[k], exact.scale[k], rtol=1e-3, err_msg=family)
+            np.testing.assert_allclose(streamed.log_likelihood[k], exact.log_likelihood[k], rtol=1e-5)
+        distribution = getattr(stats, {"normal": "norm"}.get(family, family))(streamed.loc[k], streamed.scale[k])
+        reference = stats.kstest(x, distribution.cdf).statistic
+        assert abs(streamed.ks_statistic[k] - reference) <= streamed.ks_statistic_error[k] + 1e-12, family
+        assert streamed.ks_statistic_error[k] < 0.002
+
+
+def test_family_fits_from_histograms_merge_over_chunks_and_refuse_other_families():
+    x = np.random.default_rng(2).laplace(size=(3, 40_000))
+    whole = _streamed(x.ravel())
+    m = kernels.combine_moments(kernels.moments(x, axis=-1), axis=0)
+    std = np.sqrt(m[2] / m[0])
+    histogram = kernels.standardized_histogram(x, m[1], std).sum(axis=0)
+    merged = kernels.histogram_fit_families(histogram, m, x.min(axis=-1).min(), x.max(axis=-1).max())
+    np.testing.assert_allclose(merged.log_likelihood, whole.log_likelihood, rtol=1e-10)
+    np.testing.assert_allclose(merged.ks_statistic, whole.ks_statistic, rtol=1e-10)
+    with pytest.raises(ValueError, match="no streamed fit for t"):
+        kernels.histogram_fit_families(histogram, m, -1.0, 1.0, families=("normal", "t"))
+
+
+def test_weight_fit_streams_large_groups_like_the_exact_path(small_store):
+    ds = actstats.open_store(small_store)
+    exact = actstats.fit(ds, by=("layer",), variable="weight", method="exact")
+    streamed = actstats.fit(ds, by=("layer",), variable="weight", method="histogram")
+    assert streamed.attrs["cdf_method"] == "histogram" and exact.attrs["cdf_method"] == "exact"
+    np.testing.assert_array_equal(streamed.best_family, exact.best_family)
+    np.testing.assert_array_equal(streamed.n, exact.n)
+    exact_families = ["normal", "uniform"]
+    for name in ("loc", "scale", "log_likelihood", "aic"):
+        np.testing.assert_allclose(streamed[name].sel(family=exact_families), exact[name].sel(family=exact_families),
+                                   rtol=1e-10, err_msg=name)
+        if name != "loc":
+            np.testing.assert_allclose(streamed[name], exact[name], rtol=2e-3, err_msg=name)
+    bin_width = 2 * kernels.HISTOGRAM_LIMIT / kernels.HISTOGRAM_BINS * exact.scale.sel(family="normal")
+    assert bool((np.abs(streamed["loc"] - exact["loc"]) <= 2 * bin_width).all())  # medians within a bin or two
+    for family in exact_families:  # the same fitted distribution: the exact KS within the bound
+        gap = np.abs(streamed.ks_statistic.sel(family=family) - exact.ks_statistic.sel(family=family))
+        assert bool((gap <= streamed.ks_statistic_error.sel(family=family) + 1e-12).all()), family
+    assert float(np.abs(exact.ks_statistic_error).max()) == 0.0
+    with pytest.raises(actstats.ActstatsError, match="t needs the values in memory"):
+        actstats.fit(ds, family=("normal", "t"), by=("layer",), variable="weight", method="histogram")

@@ -194,12 +194,7 @@ def histogram_cdf_statistics(
         # the gap taken at the bin's middle.
         middle_edges = (edges[:-1] + edges[1:]) / 2
         gap_middle = (a + b) / 2 - special.ndtr(middle_edges / scale)
-        # KS: attained at the edges (lower), bounded inside bins and tails (upper).
-        ks_low = np.abs(f_edge - g).max(axis=-1)
-        tail_low_up = np.maximum(f_edge[..., 0], g[..., 0])
-        tail_high_up = np.maximum(1 - f_edge[..., -1], g_complement[..., -1])
-        ks_up = np.maximum(np.maximum(largest.max(axis=-1), tail_low_up), tail_high_up)
-        ks_estimate = np.maximum(ks_low, np.abs(gap_middle).max(axis=-1))
+        ks_low, ks_estimate, ks_up = _ks_bounds(f_edge, g, g_complement[..., -1], gap_middle)
         # W1: per bin; tails: ∫F_n below -limit is below_excess/n exactly, ∫G likewise.
         s = scale[..., 0]
         tail_g = s * _normal_partial_expectation(-limit / s)  # ∫_{-inf}^{-limit} G = ∫_{limit}^{inf} (1 - G)
@@ -237,6 +232,72 @@ def histogram_cdf_statistics(
     ad, ad_error = pair(ad_estimate, ad_low, ad_up)
     return HistogramCDFStatistics(n=n, ks_d=ks, ks_d_error=ks_error, w1=w1, w1_error=w1_error,
                                   ad_statistic=ad, ad_statistic_error=ad_error)
+
+
+def _ks_bounds(f_edge, g, g_last_complement, gap_middle):
+    """Lower bound, estimate and upper bound of sup |F_n - G| from the CDFs at the edges.
+
+    ``f_edge``: F_n just below each edge (the first holds the values below the grid);
+    ``g``: G at the edges; ``gap_middle``: F_n spread evenly minus G at the bins' middles.
+    """
+    a, b = f_edge[..., :-1], f_edge[..., 1:]
+    g0, g1 = g[..., :-1], g[..., 1:]
+    in_bins = np.maximum(b - g0, g1 - a).max(axis=-1)
+    tail_low = np.maximum(f_edge[..., 0], g[..., 0])  # below the grid: both CDFs in [0, their value there]
+    tail_high = np.maximum(1 - f_edge[..., -1], g_last_complement)
+    low = np.abs(f_edge - g).max(axis=-1)  # attained just below each edge
+    up = np.maximum(np.maximum(in_bins, tail_low), tail_high)
+    return low, np.maximum(low, np.abs(gap_middle).max(axis=-1)), up
+
+
+def histogram_ks(histogram, cdf_edges, cdf_middles, *, limit: float = HISTOGRAM_LIMIT):
+    """KS distance of histogrammed standardised data to any continuous CDF, with its bound.
+
+    Parameters
+    ----------
+    histogram : array_like (..., bins + 4)
+        From :func:`standardized_histogram` (summed over chunks).
+    cdf_edges, cdf_middles : array_like (..., bins + 1) and (..., bins)
+        The reference CDF at the grid's edges and at the bins' middles, in the
+        histogram's (standardised) units.
+    limit : float
+        The grid's limit.
+
+    Returns
+    -------
+    (ks, error)
+        The exact distance lies in ``[ks - error, ks + error]`` (the bounds of
+        :func:`histogram_cdf_statistics`, for any reference); NaN for an empty group.
+
+    Verification: ``scipy.stats.kstest`` against fitted Laplace, logistic and uniform
+    distributions lies within the bound (``tests/test_kernels_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> from actstats.kernels import histogram_edges, histogram_ks, standardized_histogram
+    >>> x = np.random.default_rng(0).laplace(size=100_000)
+    >>> h = standardized_histogram(x, x.mean(), x.std())
+    >>> edges = histogram_edges()
+    >>> g = stats.laplace(scale=1 / np.sqrt(2)).cdf  # unit variance
+    >>> ks, error = histogram_ks(h, g(edges), g((edges[:-1] + edges[1:]) / 2))
+    >>> bool(ks < 0.01 and error < 0.002)
+    True
+    """
+    bins = np.asarray(histogram).shape[-1] - 4
+    counts, below, above, _, _ = _split(histogram, bins)
+    n = counts.sum(axis=-1) + below + above
+    g = np.asarray(cdf_edges, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nn = n[..., None]
+        f_edge = np.concatenate([below[..., None], below[..., None] + np.cumsum(counts, axis=-1)], axis=-1) / nn
+        gap_middle = (f_edge[..., :-1] + f_edge[..., 1:]) / 2 - np.asarray(cdf_middles, dtype=np.float64)
+        low, estimate, up = _ks_bounds(f_edge, g, 1 - g[..., -1], gap_middle)
+        estimate = np.clip(estimate, low, up)
+        error = np.maximum(estimate - low, up - estimate)
+    valid = n > 0
+    return np.where(valid, estimate, np.nan), np.where(valid, error, np.nan)
 
 
 def _normal_partial_expectation(t):
@@ -357,3 +418,176 @@ def histogram_best_family(histogram, median, mean_abs_deviation, *, families=HIS
     best = np.where(flat.sum(axis=-1) > 0, np.argmax(scores, axis=-1), -1)
     best = np.where(np.isfinite(scores.max(axis=-1)), best, -1)
     return best.reshape(lead)
+
+
+#: Families :func:`histogram_fit_families` fits (the fast defaults of ``fit``).
+HISTOGRAM_FIT_FAMILIES = ("normal", "laplace", "logistic", "uniform")
+
+
+@dataclass(frozen=True)
+class HistogramFamilyFits:
+    """Fits of two-parameter families to histogrammed groups; family is the last axis.
+
+    ``loc``, ``scale``, ``log_likelihood``, ``aic``, ``bic``, ``ks_statistic`` and
+    ``ks_statistic_error`` are ``(..., F)`` on the data's own scale (scipy's convention);
+    ``n`` and ``best_family_index`` (lowest AIC, -1 where none is finite) are ``(...)``.
+    """
+
+    families: tuple
+    loc: np.ndarray
+    scale: np.ndarray
+    log_likelihood: np.ndarray
+    aic: np.ndarray
+    bic: np.ndarray
+    ks_statistic: np.ndarray
+    ks_statistic_error: np.ndarray
+    n: np.ndarray
+    best_family_index: np.ndarray
+
+
+def _weighted_logistic(points, weights):
+    """Logistic MLE (loc, scale) of weighted points (standardised units), by L-BFGS."""
+    from scipy import optimize
+
+    total = weights.sum()
+
+    def objective(theta):
+        loc, log_scale = theta
+        z = (points - loc) * np.exp(-log_scale)
+        a = np.abs(z)
+        term = a + 2 * np.log1p(np.exp(-a))
+        value = (weights * term).sum() / total + log_scale
+        s = np.tanh(z / 2)  # d term / dz
+        grad_loc = -(weights * s).sum() / total * np.exp(-log_scale)
+        grad_log_scale = -(weights * s * z).sum() / total + 1
+        return value, np.array([grad_loc, grad_log_scale])
+
+    start = np.array([0.0, np.log(np.sqrt(3) / np.pi)])
+    result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
+                               options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 200})
+    return result.x[0], np.exp(result.x[1])
+
+
+def histogram_fit_families(histogram, moments, minimum, maximum, *, families=HISTOGRAM_FIT_FAMILIES,
+                           limit: float = HISTOGRAM_LIMIT) -> HistogramFamilyFits:
+    """Maximum-likelihood fits of normal, Laplace, logistic and uniform from streamed summaries.
+
+    Parameters
+    ----------
+    histogram : array_like (..., bins + 4)
+        :func:`standardized_histogram` of the values standardised by the merged mean and
+        std (ddof 0), summed over chunks.
+    moments : array_like (..., 5)
+        The merged moments (:func:`~actstats.kernels.combine_moments`).
+    minimum, maximum : array_like (...)
+        The smallest and largest value of each group.
+    families : subset of ``HISTOGRAM_FIT_FAMILIES``
+
+    Returns
+    -------
+    HistogramFamilyFits
+
+    Notes
+    -----
+    ``normal`` (mean, std) and ``uniform`` (minimum, span) are the exact maximum-likelihood
+    fits, with exact log-likelihoods. ``laplace``: the median interpolated in its bin
+    (within one bin width, 0.0024 std) and the mean absolute deviation from it with the
+    values at their bins' middles (the tails exact from their sums); ``logistic``: the
+    likelihood maximised over the bins' middles weighted by their counts (the tails at
+    their means). Their log-likelihoods are at those parameters, approximations of the
+    exact ones. KS distances to every fitted distribution come from :func:`histogram_ks`
+    with exact bounds on the distance to the distribution fitted here.
+
+    Verification: normal and uniform equal :func:`actstats.kernels.fit_families` to 1e-10;
+    Laplace and logistic parameters within 1e-3 relative and log-likelihoods within 1e-5
+    relative on 200 000-value samples, the same best family, and ``scipy.stats.kstest``
+    to the fitted distributions within the bounds (``tests/test_kernels_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import histogram_fit_families, moments, standardized_histogram
+    >>> x = np.random.default_rng(0).uniform(-1, 1, size=100_000)
+    >>> h = standardized_histogram(x, x.mean(), x.std())
+    >>> fits = histogram_fit_families(h, moments(x), x.min(), x.max())
+    >>> str(np.array(fits.families)[fits.best_family_index])
+    'uniform'
+    """
+    from .fits import _logpdf_cdf
+
+    families = tuple(families)
+    unknown = [f for f in families if f not in HISTOGRAM_FIT_FAMILIES]
+    if unknown:
+        raise ValueError(f"histogram_fit_families: no streamed fit for {', '.join(unknown)}; "
+                         f"available: {', '.join(HISTOGRAM_FIT_FAMILIES)}")
+    histogram = np.asarray(histogram, dtype=np.float64)
+    bins = histogram.shape[-1] - 4
+    lead = histogram.shape[:-1]
+    flat = histogram.reshape(-1, bins + 4)
+    m = np.asarray(moments, dtype=np.float64).reshape(-1, 5)
+    low = np.broadcast_to(np.asarray(minimum, dtype=np.float64), lead).reshape(-1)
+    high = np.broadcast_to(np.asarray(maximum, dtype=np.float64), lead).reshape(-1)
+    n = m[:, 0]
+    mean = m[:, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(m[:, 2] / n)
+    edges = histogram_edges(bins, limit)
+    middles = (edges[:-1] + edges[1:]) / 2
+    median = histogram_quantiles(flat, [0.5], limit=limit)[0][:, 0]
+    n_rows, n_families = flat.shape[0], len(families)
+    loc_z = np.full((n_rows, n_families), np.nan)
+    scale_z = np.full((n_rows, n_families), np.nan)
+    log_likelihood = np.full((n_rows, n_families), np.nan)
+    usable = (n >= 3) & (std > 0) & np.isfinite(std) & (high > low)
+    counts, below, above, below_excess, above_excess = _split(flat, bins)
+    for i in np.flatnonzero(usable):
+        for k, family in enumerate(families):
+            if family == "normal":
+                loc_z[i, k], scale_z[i, k] = 0.0, 1.0
+                log_likelihood[i, k] = -0.5 * n[i] * (np.log(2 * np.pi) + 1)
+            elif family == "uniform":
+                loc_z[i, k] = (low[i] - mean[i]) / std[i]
+                scale_z[i, k] = (high[i] - low[i]) / std[i]
+                log_likelihood[i, k] = -n[i] * np.log(scale_z[i, k])
+            elif family == "laplace":
+                center = median[i]
+                spread = (counts[i] * np.abs(middles - center)).sum()
+                spread += below[i] * (center + limit) + below_excess[i] + above[i] * (limit - center) + above_excess[i]
+                b = spread / n[i]
+                loc_z[i, k], scale_z[i, k] = center, b
+                log_likelihood[i, k] = -n[i] * (np.log(2 * b) + 1)
+            else:  # logistic
+                tails = [(-limit - below_excess[i] / below[i], below[i])] if below[i] else []
+                tails += [(limit + above_excess[i] / above[i], above[i])] if above[i] else []
+                points = np.concatenate([middles, [p for p, _ in tails]])
+                weights = np.concatenate([counts[i], [w for _, w in tails]])
+                keep = weights > 0
+                loc_z[i, k], scale_z[i, k] = _weighted_logistic(points[keep], weights[keep])
+                log_pdf, _ = _logpdf_cdf("logistic", points[keep], loc_z[i, k], scale_z[i, k])
+                log_likelihood[i, k] = (weights[keep] * log_pdf).sum()
+    ks = np.full((n_rows, n_families), np.nan)
+    ks_error = np.full((n_rows, n_families), np.nan)
+    for k, family in enumerate(families):
+        _, cdf_edges = _logpdf_cdf(family, edges[None, :], loc_z[:, k, None], scale_z[:, k, None])
+        _, cdf_middles = _logpdf_cdf(family, middles[None, :], loc_z[:, k, None], scale_z[:, k, None])
+        ks[:, k], ks_error[:, k] = histogram_ks(flat, cdf_edges, cdf_middles, limit=limit)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_likelihood = log_likelihood - n[:, None] * np.log(std)[:, None]  # back to the data's scale
+        aic = 4 - 2 * log_likelihood
+        bic = 2 * np.log(n)[:, None] - 2 * log_likelihood
+    ks = np.where(usable[:, None], ks, np.nan)
+    ks_error = np.where(usable[:, None], ks_error, np.nan)
+    finite = np.isfinite(aic)
+    best = np.where(finite.any(axis=1), np.argmin(np.where(finite, aic, np.inf), axis=1), -1)
+
+    def shaped(a):
+        return a.reshape(lead + a.shape[1:])
+
+    return HistogramFamilyFits(
+        families=families,
+        loc=shaped(mean[:, None] + std[:, None] * loc_z),
+        scale=shaped(std[:, None] * scale_z),
+        log_likelihood=shaped(log_likelihood), aic=shaped(aic), bic=shaped(bic),
+        ks_statistic=shaped(ks), ks_statistic_error=shaped(ks_error),
+        n=shaped(n), best_family_index=shaped(best),
+    )
