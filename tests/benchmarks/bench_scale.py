@@ -21,6 +21,8 @@ each variant in a fresh subprocess (peak RSS = ru_maxrss of that child, from os.
                           kurtosis (bias=False), normaltest, jarque_bera, anderson, kstest
                           against the fitted normal, wasserstein_distance to normal quantiles
   zarr read only, raw read (weights)
+  weight fit by layer     actstats.fit(open_store(p), variable="weight", by=layer, method="histogram"):
+                          the streamed weight fits of groups of 2.4e7 / 1.1e8 weights; baseline: zarr read only
   bimodality by layer     actstats.bimodality(open_store(p), by=layer, mixture="never"): groups of
                           4.8e7 / 2.2e8 values, so the streamed logit-histogram path; baseline:
                           the zarr read-only pass (no loop computes the dip of 10^8 values)
@@ -273,6 +275,15 @@ def bimodality_actstats(path: str, out: str) -> int:
     return ds["activation"].nbytes
 
 
+def weight_fit_actstats(path: str, out: str) -> int:
+    import actstats
+
+    ds = actstats.open_store(path)
+    result = actstats.fit(ds, variable="weight", by=("layer",), method="histogram")  # pooled: streamed
+    np.savez(out, best=result.best_family.values.astype(str), n=result.n.values)
+    return ds["weight"].nbytes
+
+
 def check_bimodality(outputs: dict, path: str) -> str:
     """The exact dip (diptest.dipstat of every value of layer 1) against the histogram path's bound."""
     import diptest
@@ -301,10 +312,11 @@ VARIANTS = {  # name: (label, variable, function, dask threads)
     "wzread": ("zarr read only (weight)", "weight", lambda p, o: read_zarr(p, "weight"), None),
     "wraw": ("raw file read (weight)", "weight", lambda p, o: read_raw(p, "weight"), None),
     "bim2": ("actstats bimodality by layer (streamed), 2 threads", "activation", bimodality_actstats, 2),
+    "wfit2": ("actstats weight fit by layer (streamed), 2 threads", "weight", weight_fit_actstats, 2),
 }
 BASELINE = {"sat2": "satloop", "sat1": "satloop", "satloop": "satloop", "zread": "satloop", "raw": "satloop",
             "wn2": "wloop", "wloop": "wloop", "wzread": "wloop", "wraw": "wloop",
-            "bim2": "zread"}  # no loop computes the dip of 10^8 values: against reading alone
+            "bim2": "zread", "wfit2": "wzread"}  # no loop computes the dip of 10^8 values: against reading alone
 
 
 def _rss_mb() -> float:
