@@ -1742,15 +1742,12 @@ def weight_normality(
     by = _normalize_by(by, WEIGHT_DIMS, split=False)
     families = _families(tuple(families), "weight")
     _require(ds, ["weight"], "weight_normality")
-    if method not in ("auto", "exact", "histogram"):
-        raise ValueError(f"weight_normality: method must be 'auto', 'exact' or 'histogram', got {method!r}")
     layout = _layout(ds)
     group = list(by)
     core = [d for d in WEIGHT_DIMS if d not in group]
     weight = ds["weight"]
     group_size = int(np.prod([weight.sizes[d] for d in core], dtype=np.int64))
-    if method == "auto":
-        method = "exact" if group_size <= exact_max_size else "histogram"
+    method = _choose_method(method, "weight_normality", group_size, exact_max_size)
     if method == "histogram":
         unsupported = [f for f in families if f not in kernels.HISTOGRAM_FAMILIES]
         if unsupported:

@@ -224,3 +224,12 @@ def test_bimodality_verdicts_survive_the_histogram_path(shape):
     # the binned mixture likelihood is close to the exact one on the same values
     np.testing.assert_allclose(streamed.mixture_bic, exact.mixture_bic, rtol=0.01)
     np.testing.assert_array_equal(streamed.mixture_preferred_by_bic, exact.mixture_preferred_by_bic)
+
+
+def test_an_unknown_method_is_refused(small_store):
+    import actstats
+
+    ds = actstats.open_store(small_store)
+    for query in (actstats.bimodality, actstats.fit, actstats.weight_normality):
+        with pytest.raises(ValueError, match="method must be 'auto', 'exact' or 'histogram', got 'sorted'"):
+            query(ds, method="sorted")
