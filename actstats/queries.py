@@ -1002,6 +1002,21 @@ def _count_block(block, *, function, dims, n_reduce, layout, rescale, kwargs, bl
     return out
 
 
+def _runs_per_batch(ds: xr.Dataset) -> int:
+    """Runs whose (run, epoch, layer, sample) cells fit in ``SATURATION_CELL_BATCH``."""
+    return max(1, SATURATION_CELL_BATCH // max(ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"], 1))
+
+
+def _in_run_batches(ds: xr.Dataset, query) -> xr.Dataset:
+    """``query`` on batches of runs, concatenated along run (the caller warns once for the whole)."""
+    batch = _runs_per_batch(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ActstatsWarning)
+        parts = [query(ds.isel(run=slice(start, start + batch))) for start in range(0, ds.sizes["run"], batch)]
+    return xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
+                     join="outer", combine_attrs="override")
+
+
 def _cells_by(counts: xr.DataArray, by: Sequence[str]) -> xr.DataArray:
     """Counts per cell (run, sample and the kept dims): pooled epochs/layers summed."""
     summed = [d for d in ("epoch", "layer") if d not in by]
@@ -1098,22 +1113,12 @@ def saturation(
     labels = [label for label, _ in subsets]
     per_unit = "unit" in by
 
-    n_runs = ds.sizes["run"]
-    per_run = ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"]
-    batch = max(1, SATURATION_CELL_BATCH // max(per_run, 1))
-    if "run" in by and not per_unit and batch < n_runs:
+    if "run" in by and not per_unit and _runs_per_batch(ds) < ds.sizes["run"]:
         # Groups never span runs: a batch of runs at a time keeps the per-sample cell counts
         # (the bootstrap's input) bounded whatever the number of runs. Same numbers: each
         # group's bootstrap depends on its own cells and the seed only.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ActstatsWarning)
-            parts = [
-                saturation(ds.isel(run=slice(start, start + batch)), eps, by, confidence_level,
-                           n_resamples=n_resamples, seed=seed)
-                for start in range(0, n_runs, batch)
-            ]
-        result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
-                           join="outer", combine_attrs="override").transpose(*by, ...)
+        result = _in_run_batches(ds, lambda part: saturation(part, eps, by, confidence_level,
+                                                             n_resamples=n_resamples, seed=seed)).transpose(*by, ...)
         _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
         return result
 
@@ -2040,20 +2045,13 @@ def compare_splits(
             raise ActstatsError(f"compare_splits needs probe samples with split == {label!r}; this store has none")
     layout = _layout(ds)
     layout.check_activations(ds["run"].values)
-    n_runs = ds.sizes["run"]
-    batch = max(1, SATURATION_CELL_BATCH // max(ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"], 1))
-    if "run" in by and batch < n_runs:
+    if "run" in by and _runs_per_batch(ds) < ds.sizes["run"]:
         # As saturation: a batch of runs at a time (groups never span runs), then one
         # Benjamini-Hochberg adjustment over every group.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ActstatsWarning)
-            parts = [
-                compare_splits(ds.isel(run=slice(start, start + batch)), eps, by, confidence_level=confidence_level,
-                               n_permutations=n_permutations, n_resamples=n_resamples, seed=seed)
-                for start in range(0, n_runs, batch)
-            ]
-        result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
-                           join="outer", combine_attrs="override").transpose(*by, ...)
+        result = _in_run_batches(ds, lambda part: compare_splits(
+            part, eps, by, confidence_level=confidence_level, n_permutations=n_permutations,
+            n_resamples=n_resamples, seed=seed,
+        )).transpose(*by, ...)
         adjusted = _bh(result["pvalue"].values)
         result["pvalue_adjusted"] = (result["pvalue"].dims, adjusted)
         family = _family_description(by, int(np.isfinite(adjusted).sum()), "pvalue")
