@@ -717,6 +717,14 @@ def _histogram_function(values, *, grid, n_reduce, layout, mean, std, n_group):
     )
 
 
+def _standardized_histograms(weight: xr.DataArray, group, core, layout: _Layout, mean, std) -> xr.DataArray:
+    """Lazy per-group histograms of ``(weight - mean) / std`` (per-group arrays), summed over chunks."""
+    return _merge_sum(_map_chunks(
+        weight, _histogram_function, group, core, kernels.HISTOGRAM_BINS + 4, layout,
+        mean=np.asarray(mean, dtype=float), std=np.asarray(std, dtype=float), n_group=len(group),
+    ))
+
+
 def _histogram_normality(histogram: np.ndarray, statistics, families) -> np.ndarray:
     """The fields of ``_NORMALITY_FIELDS`` + ``_CDF_ERROR_FIELDS`` from summed histograms."""
     n = np.asarray(statistics.n, dtype=float)
@@ -762,19 +770,8 @@ def _normality_function(values, *, grid, n_reduce, layout, families, max_fit_siz
 # ------------------------------------------- bounded activations too large for memory
 
 
-def _bounded_moments_function(values, *, grid, n_reduce, layout):
-    """Per group of a block: Beta sums (4, summed), moments of y and of logit(clipped y) (5 + 5, merged)."""
-    flat = _flat(values, n_reduce)
-    delta = kernels.DEFAULT_DELTA
-    clipped = np.clip(flat, delta, 1 - delta)  # NaN stays NaN
-    logit = np.log(clipped) - np.log1p(-clipped)
-    return np.concatenate(
-        [kernels.beta_sufficient_statistics(flat), kernels.moments(flat), kernels.moments(logit)], axis=-1
-    )
-
-
-def _logit_histogram_function(values, *, grid, n_reduce, layout):
-    return kernels.logit_histogram(_flat(values, n_reduce))
+def _bounded_summary_function(values, *, grid, n_reduce, layout):
+    return kernels.bounded_summary(_flat(values, n_reduce))
 
 
 @dataclass(frozen=True)
@@ -797,11 +794,13 @@ class _Streamed:
 def _stream_bounded(arrays: Sequence[xr.DataArray], group: Sequence[str], core: Sequence[str],
                     layout: _Layout) -> list[_Streamed]:
     """One streaming pass over each array: the summaries the histogram paths of fit and bimodality need."""
-    fields = kernels.LOGIT_HISTOGRAM_BINS + 2 * kernels.LOGIT_OUTER_BINS + 4
+    head = kernels.SUMMARY_FIELDS
+    fields = head + kernels.LOGIT_HISTOGRAM_BINS + 2 * kernels.LOGIT_OUTER_BINS + 4
     lazy = []
-    for x in arrays:
-        lazy.append(_map_chunks(x, _bounded_moments_function, group, core, 14, layout, rescale=True))
-        lazy.append(_merge_sum(_map_chunks(x, _logit_histogram_function, group, core, fields, layout, rescale=True)))
+    for x in arrays:  # one task per chunk; its small head is gathered, its histogram summed
+        summary = _map_chunks(x, _bounded_summary_function, group, core, fields, layout, rescale=True)
+        lazy.append(summary.isel({_FIELD: list(range(head)) + [fields]}))  # + the non-finite count
+        lazy.append(_merge_sum(summary.isel({_FIELD: slice(head, fields + 1)})))
     computed = _compute(*lazy)
     out = []
     chunk_axes = tuple(range(len(group), len(group) + len(core)))
@@ -839,10 +838,7 @@ def _weight_fit_streamed(weight: xr.DataArray, group: Sequence[str], core: Seque
     bounds = extrema.transpose(*group, *chunk_dims, _FIELD).values
     with np.errstate(invalid="ignore", divide="ignore"):
         std = np.sqrt(moments[..., 2] / moments[..., 0])
-    (histogram,) = _compute(_merge_sum(_map_chunks(
-        weight, _histogram_function, group, core, kernels.HISTOGRAM_BINS + 4, layout,
-        mean=np.asarray(moments[..., 1], dtype=float), std=np.asarray(std, dtype=float), n_group=len(group),
-    )))
+    (histogram,) = _compute(_standardized_histograms(weight, group, core, layout, moments[..., 1], std))
     fits = kernels.histogram_fit_families(histogram.transpose(*group, _FIELD).values[..., :-1], moments,
                                           bounds[..., 0].min(axis=axes), bounds[..., 1].max(axis=axes),
                                           families=families)
@@ -1787,10 +1783,7 @@ def weight_normality(
     if method == "histogram":
         with np.errstate(invalid="ignore", divide="ignore"):
             std0 = statistics.std * np.sqrt((statistics.n - 1) / statistics.n)
-        lazy["histogram"] = _merge_sum(_map_chunks(
-            weight, _histogram_function, group, core, kernels.HISTOGRAM_BINS + 4, layout,
-            mean=np.asarray(statistics.mean, dtype=float), std=np.asarray(std0, dtype=float), n_group=len(group),
-        ))
+        lazy["histogram"] = _standardized_histograms(weight, group, core, layout, statistics.mean, std0)
         computed.update(zip(lazy, _compute(*lazy.values())))
         histogram = computed["histogram"].transpose(*group, _FIELD)
         template = _field(histogram, 0)

@@ -233,3 +233,15 @@ def test_an_unknown_method_is_refused(small_store):
     for query in (actstats.bimodality, actstats.fit, actstats.weight_normality):
         with pytest.raises(ValueError, match="method must be 'auto', 'exact' or 'histogram', got 'sorted'"):
             query(ds, method="sorted")
+
+
+def test_bounded_summary_equals_the_kernels_one_by_one():
+    y = np.stack([SAMPLES["saturated"], SAMPLES["narrow"]])
+    y[1, :500] = np.nan
+    summary = kernels.bounded_summary(y)
+    clipped = np.clip(y, DELTA, 1 - DELTA)
+    head = kernels.SUMMARY_FIELDS
+    np.testing.assert_array_equal(summary[:, :4], kernels.beta_sufficient_statistics(y))
+    np.testing.assert_array_equal(summary[:, 4:9], kernels.moments(y))
+    np.testing.assert_allclose(summary[:, 9:head], kernels.moments(np.log(clipped) - np.log1p(-clipped)), rtol=1e-14)
+    np.testing.assert_array_equal(summary[:, head:], kernels.logit_histogram(y))

@@ -87,7 +87,8 @@ def _all_edges(bins: int, delta: float, outer: int) -> np.ndarray:
 
 
 def logit_histogram(
-    y, *, bins: int = LOGIT_HISTOGRAM_BINS, delta: float = DEFAULT_DELTA, outer_bins: int = LOGIT_OUTER_BINS
+    y, *, bins: int = LOGIT_HISTOGRAM_BINS, delta: float = DEFAULT_DELTA, outer_bins: int = LOGIT_OUTER_BINS,
+    logit=None,
 ) -> np.ndarray:
     """Histogram fields of ``logit y`` over the last axis (NaN skipped).
 
@@ -96,6 +97,8 @@ def logit_histogram(
     y : array_like (..., m)
         Activations rescaled to [0, 1].
     bins, delta, outer_bins : the grid (see the module docstring).
+    logit : array_like, optional
+        ``log(y) - log1p(-y)`` of the same values, when the caller has it already.
 
     Returns
     -------
@@ -124,8 +127,11 @@ def logit_histogram(
     total = bins + 2 * outer_bins
     fields = total + 4
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.log(rows)
-        z -= np.log1p(-rows)  # -inf at 0, +inf at 1, NaN for NaN
+        if logit is None:
+            z = np.log(rows)
+            z -= np.log1p(-rows)  # -inf at 0, +inf at 1, NaN for NaN
+        else:
+            z = np.asarray(logit, dtype=np.float64).reshape(rows.shape)
         position = z + limit
         position *= bins / (2 * limit)
         np.clip(position, 0, bins - 1, out=position)
@@ -147,6 +153,57 @@ def logit_histogram(
     index += fields * np.arange(n_rows)[:, None]
     out = np.bincount(index[valid], minlength=n_rows * fields).astype(np.float64)
     return out.reshape(lead + (fields,))
+
+
+#: Fields of :func:`bounded_summary` before the histogram.
+SUMMARY_FIELDS = 14
+
+
+def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """Everything the streamed bimodality and fits need of a chunk, the logarithms taken once.
+
+    Returns ``(..., 14 + bins + 2 * outer_bins + 4)``: the Beta sums
+    (:func:`~actstats.kernels.beta_sufficient_statistics`, summed over chunks), the moments
+    of ``y`` and of ``logit`` of the clipped ``y`` (:func:`~actstats.kernels.moments`,
+    merged with :func:`~actstats.kernels.combine_moments`) and :func:`logit_histogram`
+    (summed). ``y`` is rescaled to [0, 1]; NaN is skipped.
+
+    Verification: equal to those four kernels called one by one (the sums and the
+    histogram bit for bit; ``tests/test_kernels_logit_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels import bounded_summary
+    >>> summary = bounded_summary(np.array([0.0, 0.25, 0.5, 1.0]))
+    >>> summary[[0, 3, 4, 9]].tolist()  # n, n clipped, n of y, n of logit
+    [4.0, 2.0, 4.0, 4.0]
+    """
+    from .moments import moments
+
+    values = np.asarray(y, dtype=np.float64)
+    rows = values.reshape(-1, values.shape[-1])
+    valid = ~np.isnan(rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_y = np.log(rows)
+        log_complement = np.log1p(-rows)
+        logit = log_y - log_complement
+        # log of the clipped y = the clipped log (log is monotone), as beta_sufficient_statistics takes it
+        low, high = float(np.log(delta)), float(np.log(1 - delta))
+        np.clip(log_y, low, high, out=log_y)
+        log_y[rows < delta] = low
+        low, high = float(np.log1p(-(1 - delta))), float(np.log1p(-delta))
+        np.clip(log_complement, low, high, out=log_complement)
+        log_complement[rows > 1 - delta] = low
+    sums = np.stack([
+        valid.sum(axis=1), np.where(valid, log_y, 0.0).sum(axis=1), np.where(valid, log_complement, 0.0).sum(axis=1),
+        (((rows < delta) | (rows > 1 - delta)) & valid).sum(axis=1),
+    ], axis=-1).astype(np.float64)
+    log_y -= log_complement  # the logit of the clipped y
+    out = np.concatenate(
+        [sums, moments(rows), moments(log_y), logit_histogram(rows, delta=delta, logit=logit)], axis=-1
+    )
+    return out.reshape(values.shape[:-1] + (out.shape[-1],))
 
 
 def _parts(histogram, outer: int = LOGIT_OUTER_BINS):
