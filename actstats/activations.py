@@ -1,32 +1,182 @@
-"""Activation functions known to actstats: their numpy form, bounds and derivative.
+"""The activation registry: every activation function actstats and capture know, declared once.
 
-The bounds decide what "saturated" means: sigmoid saturates towards 0 and 1, tanh and
-softsign towards -1 and 1; ReLU has no upper bound and its "saturation" is a dead unit
-(exactly 0).
+Each :class:`Activation` entry holds everything the rest of the project reads about an
+activation function: its numpy form, derivative and inverse, its range, what "saturated"
+means for it, the ``torch.nn`` module capture builds networks with, and the Kaiming gain.
+Capture's config validation, ``capture.model``'s networks and Kaiming initialisation,
+synthetic stores, the queries and the report's prose all derive from :data:`ACTIVATIONS`.
+
+Saturation semantics (the field ``saturation``):
+
+- ``"bounds"``: saturated means within ``eps`` (a share of the range) of a finite bound:
+  sigmoid towards 0 and 1, tanh and softsign towards -1 and 1.
+- ``"dead_at_zero"``: ReLU-like, range ``[0, inf)``. A value is "low" when it is exactly
+  0, and a *dead unit* is 0 on every probe; ``eps`` does not apply and there is no "high".
+- ``"none"``: no saturation notion (e.g. an activation bounded on one side only, such as
+  ELU: its lower bound is approached only asymptotically and it has no dead units).
+
+How to add an activation function: add one entry to ``_ENTRIES`` below, e.g. for ELU::
+
+    Activation(
+        name="elu", function=_elu, derivative=_elu_derivative, inverse=_elu_inverse,
+        lower=-1.0, upper=np.inf, saturation="none",
+        torch_module="ELU", kaiming_nonlinearity="linear",
+    ),
+
+Every field is required (a missing one is a ``TypeError`` when this module is imported)
+and :meth:`Activation.__post_init__` checks the values (a ``ValueError`` at import). Then
+``tests/test_activations.py`` checks the new entry's derivative, inverse, torch module and
+Kaiming gain by itself (it is parametrised over the registry); ``tests/queries_reference.py``
+keeps an independent table of bounds on purpose, to be extended by hand.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from scipy.special import expit
 
+__all__ = ["ACTIVATIONS", "Activation", "KAIMING_GAINS", "SATURATION_KINDS", "describe_saturation", "get_activation"]
+
+Array = np.ndarray
+
+#: The values of :attr:`Activation.saturation`.
+SATURATION_KINDS = ("bounds", "dead_at_zero", "none")
+
+#: Gains of ``torch.nn.init.calculate_gain`` for the nonlinearities it names without a
+#: parameter (torch 2.x; checked against torch in tests/test_activations.py). actstats
+#: imports no torch, so the gain is restated here for the docs and the report.
+KAIMING_GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "selu": 3.0 / 4.0}
+
 
 @dataclass(frozen=True, slots=True)
 class Activation:
-    """An activation function f, its derivative f' and its range."""
+    """An activation function f: its numpy form, derivative, inverse, range and semantics.
+
+    Attributes
+    ----------
+    name : str
+        The name used in configs and stores (``activation_fn``).
+    function, derivative : callable
+        f and f' on numpy arrays (elementwise, dtype kept for floats).
+    inverse : callable or None
+        f⁻¹ on the open range ``(lower, upper)``; None when f is not invertible (ReLU: every
+        z <= 0 gives 0). Synthetic stores use it to give drawn activations their
+        pre-activations (NaN without an inverse).
+    lower, upper : float
+        The range of f; ``np.inf`` / ``-np.inf`` where unbounded.
+    saturation : {"bounds", "dead_at_zero", "none"}
+        What "saturated" means for f (see the module docstring).
+    torch_module : str
+        The name of f's module in ``torch.nn`` (e.g. ``"Sigmoid"``); capture builds it.
+    kaiming_nonlinearity : str
+        The ``nonlinearity`` argument capture passes to ``torch.nn.init.kaiming_normal_``,
+        a key of :data:`KAIMING_GAINS`.
+
+    Examples
+    --------
+    >>> sigmoid = get_activation("sigmoid")
+    >>> sigmoid.lower, sigmoid.upper, sigmoid.saturation, sigmoid.torch_module
+    (0.0, 1.0, 'bounds', 'Sigmoid')
+    >>> round(float(sigmoid.inverse(sigmoid.function(np.array(2.0)))), 9)
+    2.0
+    """
 
     name: str
-    function: Callable[[np.ndarray], np.ndarray]
-    derivative: Callable[[np.ndarray], np.ndarray]
+    function: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
+    inverse: Callable[[Array], Array] | None
     lower: float
-    upper: float  # np.inf when unbounded above
+    upper: float
+    saturation: str
+    torch_module: str
+    kaiming_nonlinearity: str
+
+    def __post_init__(self):
+        where = f"activation {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"activation name {self.name!r}: must be a non-empty identifier")
+        for field in ("function", "derivative"):
+            if not callable(getattr(self, field)):
+                raise ValueError(f"{where}: {field} must be callable")
+        if self.inverse is not None and not callable(self.inverse):
+            raise ValueError(f"{where}: inverse must be callable or None (not invertible)")
+        if not (isinstance(self.lower, float) and isinstance(self.upper, float) and self.lower < self.upper):
+            raise ValueError(f"{where}: lower, upper must be floats with lower < upper (got {self.lower!r}, {self.upper!r})")
+        if self.saturation not in SATURATION_KINDS:
+            raise ValueError(f"{where}: saturation {self.saturation!r} must be one of {', '.join(SATURATION_KINDS)}")
+        if self.saturation == "bounds" and not self.bounded:
+            raise ValueError(f"{where}: saturation 'bounds' needs finite lower and upper bounds")
+        if self.saturation == "dead_at_zero" and (self.lower, self.upper) != (0.0, np.inf):
+            raise ValueError(f"{where}: saturation 'dead_at_zero' needs the range [0, inf)")
+        if not (isinstance(self.torch_module, str) and self.torch_module.isidentifier()):
+            raise ValueError(f"{where}: torch_module must name a module in torch.nn, e.g. 'Sigmoid'")
+        if self.kaiming_nonlinearity not in KAIMING_GAINS:
+            raise ValueError(
+                f"{where}: kaiming_nonlinearity {self.kaiming_nonlinearity!r} must be one of {', '.join(KAIMING_GAINS)}"
+            )
 
     @property
     def bounded(self) -> bool:
+        """Whether both bounds are finite."""
         return bool(np.isfinite(self.lower) and np.isfinite(self.upper))
+
+    @property
+    def kaiming_gain(self) -> float:
+        """``torch.nn.init.calculate_gain(self.kaiming_nonlinearity)``, without torch."""
+        return KAIMING_GAINS[self.kaiming_nonlinearity]
+
+    @property
+    def saturation_description(self) -> str:
+        """What counts as saturated for this function, in words (without its name).
+
+        Examples
+        --------
+        >>> get_activation("tanh").saturation_description
+        '[-1, 1]'
+        >>> get_activation("relu").saturation_description
+        'exact zeros count as low, eps unused'
+        """
+        if self.saturation == "bounds":
+            return f"[{self.lower:g}, {self.upper:g}]"
+        if self.saturation == "dead_at_zero":
+            return "exact zeros count as low, eps unused"
+        return "no saturation (not counted)"
+
+
+def describe_saturation(names=None) -> str:
+    """One sentence on what saturation means for each activation, as queries and reports say it.
+
+    Activations with the same description are listed together, in registry order.
+
+    Parameters
+    ----------
+    names : iterable of str, optional
+        The activations to describe (default: all of :data:`ACTIVATIONS`).
+
+    Examples
+    --------
+    >>> describe_saturation()
+    'sigmoid [0, 1]; tanh, softsign [-1, 1]; relu: exact zeros count as low, eps unused'
+    >>> describe_saturation(["tanh"])
+    'tanh [-1, 1]'
+    """
+    chosen = list(ACTIVATIONS) if names is None else [get_activation(n).name for n in names]
+    groups: dict[str, list[str]] = {}
+    for name in ACTIVATIONS:
+        if name in chosen:
+            groups.setdefault(ACTIVATIONS[name].saturation_description, []).append(name)
+    parts = []
+    for description, members in groups.items():
+        separator = " " if description.startswith("[") else ": "
+        parts.append(f"{', '.join(members)}{separator}{description}")
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------ entries
 
 
 def _sigmoid_derivative(z):
@@ -34,16 +184,47 @@ def _sigmoid_derivative(z):
     return s * (1 - s)
 
 
+def _logit(h):
+    return np.log(h) - np.log1p(-h)
+
+
 def _softsign(z):
     return z / (1 + np.abs(z))
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation("sigmoid", expit, _sigmoid_derivative, 0.0, 1.0),
-    "tanh": Activation("tanh", np.tanh, lambda z: 1 - np.tanh(z) ** 2, -1.0, 1.0),
-    "relu": Activation("relu", lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(z.dtype), 0.0, np.inf),
-    "softsign": Activation("softsign", _softsign, lambda z: 1 / (1 + np.abs(z)) ** 2, -1.0, 1.0),
-}
+_ENTRIES = (
+    Activation(
+        name="sigmoid", function=expit, derivative=_sigmoid_derivative, inverse=_logit,
+        lower=0.0, upper=1.0, saturation="bounds", torch_module="Sigmoid", kaiming_nonlinearity="sigmoid",
+    ),
+    Activation(
+        name="tanh", function=np.tanh, derivative=lambda z: 1 - np.tanh(z) ** 2, inverse=np.arctanh,
+        lower=-1.0, upper=1.0, saturation="bounds", torch_module="Tanh", kaiming_nonlinearity="tanh",
+    ),
+    Activation(
+        name="relu", function=lambda z: np.maximum(z, 0), derivative=lambda z: (z > 0).astype(z.dtype), inverse=None,
+        lower=0.0, upper=np.inf, saturation="dead_at_zero", torch_module="ReLU", kaiming_nonlinearity="relu",
+    ),
+    # torch has no Kaiming gain for softsign; gain 1 ("linear") is what capture has always used
+    Activation(
+        name="softsign", function=_softsign, derivative=lambda z: 1 / (1 + np.abs(z)) ** 2,
+        inverse=lambda h: h / (1 - np.abs(h)),
+        lower=-1.0, upper=1.0, saturation="bounds", torch_module="Softsign", kaiming_nonlinearity="linear",
+    ),
+)
+
+
+def _registry(entries) -> dict[str, Activation]:
+    registry: dict[str, Activation] = {}
+    for entry in entries:
+        if entry.name in registry:
+            raise ValueError(f"activation {entry.name!r} is declared twice")
+        registry[entry.name] = entry
+    return registry
+
+
+#: name -> :class:`Activation`, in declaration order.
+ACTIVATIONS: dict[str, Activation] = _registry(_ENTRIES)
 
 
 def get_activation(name: str) -> Activation:

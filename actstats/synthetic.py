@@ -29,11 +29,6 @@ __all__ = ["synthetic_store", "write_synthetic_store"]
 Sampler = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
 _TINY = 1e-12  # keeps the inverse finite where a drawn activation sits on a bound
-_INVERSE = {
-    "sigmoid": lambda h: (lambda c: np.log(c) - np.log1p(-c))(np.clip(h, _TINY, 1 - _TINY)),
-    "tanh": lambda h: np.arctanh(np.clip(h, -1 + _TINY, 1 - _TINY)),
-    "softsign": lambda h: (lambda c: c / (1 - np.abs(c)))(np.clip(h, -1 + _TINY, 1 - _TINY)),
-}
 
 
 def _per_run(value, runs: int, name: str) -> list:
@@ -151,9 +146,9 @@ def synthetic_store(
                     h = f.function(z)
                 else:
                     h = np.asarray(activation(rng, (n_samples, widths[r])), dtype=float)
-                    inverse = _INVERSE.get(f.name)
                     with np.errstate(all="ignore"):
-                        z = inverse(h) if inverse else np.full(h.shape, np.nan)
+                        z = (f.inverse(np.clip(h, f.lower + _TINY, f.upper - _TINY)) if f.inverse
+                             else np.full(h.shape, np.nan))
                 pre[r, e, layer, :, : widths[r]] = z
                 act[r, e, layer, :, : widths[r]] = h
 

@@ -7,12 +7,25 @@ import math
 import torch
 from torch import nn
 
-TORCH_ACTIVATIONS = {
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "softsign": nn.functional.softsign,
-}
+from actstats.activations import ACTIVATIONS
+
+
+def _torch_modules() -> dict[str, type[nn.Module]]:
+    """name -> the torch.nn module class of each entry of actstats' activation registry."""
+    modules = {}
+    for name, activation in ACTIVATIONS.items():
+        module = getattr(nn, activation.torch_module, None)
+        if not (isinstance(module, type) and issubclass(module, nn.Module)):
+            raise ImportError(
+                f"activation {name!r}: torch_module {activation.torch_module!r} is not a module in torch.nn "
+                f"(torch {torch.__version__})"
+            )
+        modules[name] = module
+    return modules
+
+
+#: name -> torch.nn module class, derived from :data:`actstats.activations.ACTIVATIONS`.
+TORCH_ACTIVATIONS = _torch_modules()
 
 
 class FeedForward(nn.Module):
@@ -24,7 +37,7 @@ class FeedForward(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.readout = nn.Linear(sizes[-1], n_classes)
         self.activation_name = activation
-        self.activation = TORCH_ACTIVATIONS[activation]
+        self.activation = TORCH_ACTIVATIONS[activation]()  # parameter-free: state_dict unchanged
 
     def forward(self, x: torch.Tensor, keep: bool = False):
         """Return the logits and, with `keep`, the lists of pre-activations and activations."""
@@ -48,8 +61,8 @@ def initialise(model: FeedForward, init: str, scale: float, x_batch: torch.Tenso
 
     - ``default``: PyTorch's own nn.Linear initialisation, U(±1/sqrt(fan_in)) for W and b.
     - ``xavier_uniform``, ``xavier_normal``, ``orthogonal``: gain = `scale`, b = 0.
-    - ``kaiming_normal``: He et al. 2015 for the network's activation (fan_in mode) times
-      `scale`, b = 0.
+    - ``kaiming_normal``: He et al. 2015 with the gain of the network's activation (its
+      ``kaiming_nonlinearity`` in actstats' registry; fan_in mode) times `scale`, b = 0.
     - ``normal``: N(0, scale^2); ``uniform``: U(-scale, scale); b = 0.
     - ``lsuv``: Mishkin & Matas 2016: orthonormal, then each layer in turn rescaled until
       the variance of its output (pre-activation) on `x_batch` is 1 +- 0.1 (at most 10
@@ -65,9 +78,7 @@ def initialise(model: FeedForward, init: str, scale: float, x_batch: torch.Tenso
             elif init == "xavier_normal":
                 nn.init.xavier_normal_(weight, gain=scale)
             elif init == "kaiming_normal":
-                nonlinearity = "relu" if model.activation_name == "relu" else (
-                    "tanh" if model.activation_name == "tanh" else "sigmoid"
-                )
+                nonlinearity = ACTIVATIONS[model.activation_name].kaiming_nonlinearity
                 nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
                 weight.mul_(scale)
             elif init == "normal":
