@@ -53,7 +53,7 @@ findings-data: venv
 	done
 
 findings: findings-data
-	$(PY) -m actstats.report.findings --data data --out docs
+	$(PY) tools/findings.py --data data --out docs
 
 clean:
 	rm -rf report .pytest_cache

@@ -99,12 +99,15 @@ def test_bad_report_arguments(small_store, small_config, tmp_path, args, message
     assert message in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_findings_document_carries_the_reports_verdicts(small_store, report_dir, tmp_path):
-    """docs/findings.md is generated from the report: each claim's verdict and numbers in it
-    are the report's findings.json, and its figures exist."""
+def test_findings_document_carries_the_reports_verdicts(small_store, report_dir, tmp_path, monkeypatch):
+    """docs/findings.md is generated (tools/findings.py) from the report: each claim's verdict
+    and numbers in it are the report's findings.json, and its figures exist."""
     import re
 
-    from actstats.report.findings import write_findings
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "tools"))
+    from findings import write_findings
 
     data = tmp_path / "data"
     data.mkdir()

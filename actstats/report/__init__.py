@@ -21,7 +21,16 @@ from actstats.report.render import render_html, render_markdown
 FACTOR_NAMES = ("init", "depth", "optimizer", "lr", "batch_size", "activation_fn")
 
 
-def _last_complete(ds) -> np.ndarray:
+def last_complete(ds) -> np.ndarray:
+    """Each run's position on ``epoch`` of its last complete record; -1 for a run with none.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset({"complete": (("run", "epoch"), [[True, True, False], [False, False, False]])})
+    >>> last_complete(ds).tolist()
+    [1, -1]
+    """
     complete = np.asarray(ds["complete"].values, dtype=bool)
     last = np.where(complete.any(axis=1), complete.shape[1] - 1 - np.argmax(complete[:, ::-1], axis=1), -1)
     return last
@@ -76,7 +85,7 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
     if not 0 < eps < 0.5:
         raise ActstatsError(f"--eps {eps:g}: must be between 0 and 0.5")
     ds = open_store(store)
-    last = _last_complete(ds)
+    last = last_complete(ds)
     usable = last >= 0
     if not usable.any():
         raise ActstatsError(f"{store}: no complete record to report on (run `actstats verify {store}`)")

@@ -9,7 +9,16 @@ import numpy as np
 from actstats.activations import get_activation
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, with the report's style (small fonts, no top
+    or right spines, no legend frames); figures of the report and of docs/findings.md use it.
+
+    Examples
+    --------
+    >>> plt = pyplot()
+    >>> plt.get_backend().lower()
+    'agg'
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +60,7 @@ def run_label(ds, run) -> str:
 def mean_std_over_training(ds, runs, directory):
     """Glorot & Bengio (2010), Fig. 2 style: mean and std (over training probes and units)
     of each layer's activations over training, one panel per run."""
-    plt = _plt()
+    plt = pyplot()
     runs = list(runs)
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), squeeze=False, sharey=False)
     train = ds["split"] == "train"
@@ -74,7 +83,7 @@ def mean_std_over_training(ds, runs, directory):
 def histograms(ds, run, directory, n_epochs=4):
     """Per-layer activation histograms at a few recorded epochs, with bins even in logit
     space so that both bounds are resolved (for a bounded activation function)."""
-    plt = _plt()
+    plt = pyplot()
     run = int(run)
     act = get_activation(str(ds["activation_fn"].values[run]))
     depth = int(ds["depth"].values[run])
@@ -107,7 +116,7 @@ def histograms(ds, run, directory, n_epochs=4):
 
 def saturation_heatmap(saturation, ds, runs, directory):
     """Saturated fraction on training probes, layer x epoch, one panel per run."""
-    plt = _plt()
+    plt = pyplot()
     runs = [int(r) for r in runs]
     n_epochs = saturation.sizes["epoch"]
     max_depth = max(int(ds["depth"].values[r]) for r in runs)
@@ -135,7 +144,7 @@ def saturation_heatmap(saturation, ds, runs, directory):
 def trajectories(ds, run, eps, directory, n_tracked=5):
     """Tracked probes: each one's saturated fraction (share of its top-layer units within eps
     of a bound) over training, training probes solid, held-out dashed."""
-    plt = _plt()
+    plt = pyplot()
     run = int(run)
     act = get_activation(str(ds["activation_fn"].values[run]))
     depth = int(ds["depth"].values[run])
@@ -170,7 +179,7 @@ def weight_qq(ds, run, directory):
     """QQ plots of each layer's weights at the last epoch against the fitted normal."""
     from scipy import stats
 
-    plt = _plt()
+    plt = pyplot()
     run = int(run)
     depth = int(ds["depth"].values[run])
     last = int(np.flatnonzero(np.asarray(ds["complete"].values[run], dtype=bool))[-1])
@@ -193,7 +202,7 @@ def weight_qq(ds, run, directory):
 
 def weight_kurtosis(normality, ds, runs, directory):
     """Excess kurtosis of each layer's weights over training, from the initialisation."""
-    plt = _plt()
+    plt = pyplot()
     runs = list(runs)
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.0), squeeze=False)
     for ax, run in zip(axes[0], runs):
@@ -214,7 +223,7 @@ def weight_kurtosis(normality, ds, runs, directory):
 
 def gradient_flow(gradients, ds, runs, directory):
     """Weight-gradient norm and mean f'(z) per layer over training."""
-    plt = _plt()
+    plt = pyplot()
     runs = list(runs)
     fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 5.6), squeeze=False)
     for column, run in enumerate(runs):
@@ -241,7 +250,7 @@ def gradient_flow(gradients, ds, runs, directory):
 
 def sweep_comparison(run_fraction, factors: dict[str, np.ndarray], directory, name="sweep_comparison.png"):
     """Last-epoch saturated fraction per run (mean over layers), by each swept factor."""
-    plt = _plt()
+    plt = pyplot()
     names = [n for n, v in factors.items() if len(np.unique(np.asarray(v).astype(str))) > 1]
     if not names:
         return None
