@@ -21,3 +21,7 @@ class IntegrityError(ActstatsError):
 
 class ActstatsWarning(UserWarning):
     """Something a query excluded or could not do, e.g. non-finite values from a diverged run."""
+
+
+class ActstatsValueError(ActstatsError, ValueError):
+    """A bad argument value: a ``ValueError`` for Python users, exit code 2 on the command line."""

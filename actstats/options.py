@@ -14,6 +14,12 @@ OPTIONS: dict[str, Any] = {
     # Seconds to wait for the scheduler to answer before failing; None: $ACTSTATS_SCHEDULER_TIMEOUT,
     # else 10.
     "scheduler_timeout": None,
+    # Statistical defaults of the queries, read when a query is called.
+    # Width of the saturated band, a fraction of the activation's range (saturation, compare_splits, report).
+    "eps": 0.05,
+    # The largest group (values) that method="auto" loads whole; larger groups are streamed
+    # (bimodality, fit, weight_normality). 2**25 values are 256 MiB as float64.
+    "exact_max_size": 2**25,
 }
 
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
@@ -22,12 +28,16 @@ _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "scheduler_timeout": lambda v: v is None or (
         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
     ),
+    "eps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 0.5,
+    "exact_max_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
 }
 
 _DESCRIPTIONS = {
     "progress": "None, True or False",
     "scheduler": "None, False or a scheduler address such as 'tcp://127.0.0.1:8786'",
     "scheduler_timeout": "None or a positive number of seconds",
+    "eps": "a number greater than 0 and less than 0.5",
+    "exact_max_size": "a positive integer (values per group)",
 }
 
 #: Seconds to wait for a scheduler when neither the option nor $ACTSTATS_SCHEDULER_TIMEOUT says.

@@ -153,11 +153,11 @@ def test_histogram_path_on_a_store_streams_and_matches(small_store):
 
 
 def test_queries_that_load_whole_groups_refuse_groups_beyond_the_limit(small_store, monkeypatch):
-    from actstats import queries
     from actstats.errors import ActstatsError
+    from actstats.options import OPTIONS
 
     ds = actstats.open_store(small_store)
-    monkeypatch.setattr(queries, "EXACT_GROUP_MAX_SIZE", 1000)
+    monkeypatch.setitem(OPTIONS, "exact_max_size", 1000)
     with pytest.raises(ActstatsError, match="too large to load whole"):
         actstats.bimodality(ds, by=("layer",), method="exact")
     with pytest.raises(ActstatsError, match="too large to load whole"):

@@ -181,10 +181,10 @@ def test_fit_histogram_path_equals_the_exact_fits_and_bounds_the_ks(small_store)
 
 
 def test_command_line_streams_large_groups_and_refuses_the_mixture_in_one_line(small_store, monkeypatch, capsys):
-    from actstats import queries
     from actstats.cli import main
+    from actstats.options import OPTIONS
 
-    monkeypatch.setattr(queries, "EXACT_GROUP_MAX_SIZE", 1000)  # every --by layer group is "large"
+    monkeypatch.setitem(OPTIONS, "exact_max_size", 1000)  # every --by layer group is "large"
     assert main(["fit", small_store, "--family", "all", "--by", "layer", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "beta_mixture needs the values in memory" in err

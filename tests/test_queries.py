@@ -611,7 +611,10 @@ def test_unknown_activation_function_names_the_run():
     assert int(actstats.weight_normality(ds, by="run")["n"].sum()) > 0  # weights need no bounds
 
 
-@pytest.mark.parametrize("module", ["actstats.queries", "actstats.accessor", "actstats.synthetic"])
+@pytest.mark.parametrize("module", ["actstats.queries.saturation", "actstats.queries.bimodality", "actstats.queries.fit",
+                                    "actstats.queries.normality", "actstats.queries.gradients",
+                                    "actstats.queries.compare", "actstats.queries.records", "actstats.accessor",
+                                    "actstats.synthetic"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib
@@ -622,11 +625,11 @@ def test_docstring_examples_run(module):
 
 def test_saturation_in_batches_of_runs_is_identical(small_store, monkeypatch):
     """Stores with many runs are counted a batch of runs at a time (bounded memory)."""
-    from actstats import queries
+    from actstats.queries import _engine
 
     ds = actstats.open_store(small_store)
     whole = actstats.saturation(ds)
-    monkeypatch.setattr(queries, "SATURATION_CELL_BATCH", ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"] * 3)
+    monkeypatch.setattr(_engine, "SATURATION_CELL_BATCH", ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"] * 3)
     batched = actstats.saturation(ds)
     xr.testing.assert_identical(whole, batched)
     pooled = actstats.saturation(ds, by=("layer", "split"))  # runs pooled: one pass, as before
@@ -634,11 +637,11 @@ def test_saturation_in_batches_of_runs_is_identical(small_store, monkeypatch):
 
 
 def test_compare_splits_in_batches_of_runs_is_identical(small_store, monkeypatch):
-    from actstats import queries
+    from actstats.queries import _engine
 
     ds = actstats.open_store(small_store).isel(run=[0, 3, 5, 7], epoch=[0, -1])
     options = {"n_permutations": 199, "n_resamples": 199}
     whole = actstats.compare_splits(ds, **options)
-    monkeypatch.setattr(queries, "SATURATION_CELL_BATCH", ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"] * 3)
+    monkeypatch.setattr(_engine, "SATURATION_CELL_BATCH", ds.sizes["epoch"] * ds.sizes["layer"] * ds.sizes["sample"] * 3)
     batched = actstats.compare_splits(ds, **options)  # batches of 3 and 1 runs
     xr.testing.assert_identical(whole, batched)

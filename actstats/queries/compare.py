@@ -1,0 +1,168 @@
+"""``compare_splits``: saturation on training vs held-out probe samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from actstats import kernels
+from actstats.errors import ActstatsError
+from actstats.queries._engine import (
+    _FIELD, _cells_by, _compute, _field, _in_run_batches, _layout, _map_chunks, _merge_sum, _pool_axes,
+    _runs_per_batch, _stack,
+)
+from actstats.queries._results import _attrs, _bh, _describe, _divide, _family_description, _like, _warn_nonfinite
+from actstats.queries.saturation import _cell_counts
+from actstats.validate import (
+    ACTIVATION_DIMS, DEFAULT_WEIGHT_BY, require_variables, validate_by, validate_confidence_level, validate_eps,
+)
+
+
+def _abs_function(values, *, grid, n_reduce, layout):
+    """``[sum |x|, count]`` over the reduced axes."""
+    axis = tuple(range(values.ndim - n_reduce, values.ndim))
+    present = ~np.isnan(values)
+    return _stack([np.where(present, np.abs(values), 0.0).sum(axis=axis), present.sum(axis=axis)])
+
+
+def compare_splits(
+    ds: xr.Dataset,
+    eps: float = 0.05,
+    by: str | Sequence[str] = DEFAULT_WEIGHT_BY,
+    *,
+    confidence_level: float = 0.95,
+    n_permutations: int = kernels.DEFAULT_PERMUTATIONS,
+    n_resamples: int = kernels.DEFAULT_RESAMPLES,
+    seed: int = kernels.DEFAULT_SEED,
+) -> xr.Dataset:
+    """Saturation on training vs held-out probe samples: difference, interval, p-value.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Needs the ``split`` coordinate with ``train`` and ``test`` samples.
+    eps : float, default 0.05
+        As in :func:`saturation`.
+    by : str or sequence of str, default ("run", "epoch", "layer")
+        Kept dimensions, from run, epoch and layer.
+    confidence_level : float, default 0.95
+    n_permutations, n_resamples, seed
+        Of :func:`actstats.kernels.compare_groups`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per group: ``fraction_train``, ``fraction_test`` (as ``fraction`` of
+        :func:`saturation`), ``difference`` (train − test), ``ci_low``/``ci_high`` (its
+        interval), ``pvalue`` (two-sided permutation test), ``pvalue_adjusted`` (BH
+        across every group of the result), ``n_train``/``n_test`` (samples, or (run,
+        sample) pairs when runs are pooled), ``mean_abs_preactivation_train``/``_test``/
+        ``_difference`` (mean over samples of each sample's mean |z|), ``n_nonfinite``.
+
+    Notes
+    -----
+    Each sample contributes its saturated fraction (as in :func:`saturation`); the two
+    sets of samples are independent, and :func:`actstats.kernels.compare_groups` gives a
+    permutation p-value for the difference in means (samples permuted between the
+    splits) and a stratified percentile bootstrap interval. When ``run`` is pooled the
+    permuted and resampled units are (run, sample) pairs.
+
+    Verification: equals ``kernels.compare_groups`` applied in a plain loop to
+    per-sample fractions computed with numpy, and BH equals statsmodels'
+    ``multipletests(method="fdr_bh")`` (``tests/test_queries.py``).
+
+    Examples
+    --------
+    >>> import actstats
+    >>> from actstats.synthetic import synthetic_store
+    >>> result = actstats.compare_splits(synthetic_store(weight_scale=8.0), n_permutations=999)
+    >>> sorted(result.data_vars)[:4]
+    ['ci_high', 'ci_low', 'difference', 'fraction_test']
+    """
+    eps = validate_eps(eps)
+    confidence_level = validate_confidence_level(confidence_level)
+    by = validate_by(by, ("run", "epoch", "layer"), split=False)
+    require_variables(ds, ["activation", "preactivation"], "compare_splits")
+    split = np.asarray(ds["split"].values).astype(str)
+    for label in ("train", "test"):
+        if not np.any(split == label):
+            raise ActstatsError(f"compare_splits needs probe samples with split == {label!r}; this store has none")
+    layout = _layout(ds)
+    layout.check_activations(ds["run"].values)
+    if "run" in by and _runs_per_batch(ds) < ds.sizes["run"]:
+        # As saturation: a batch of runs at a time (groups never span runs), then one
+        # Benjamini-Hochberg adjustment over every group.
+        result = _in_run_batches(ds, lambda part: compare_splits(
+            part, eps, by, confidence_level=confidence_level, n_permutations=n_permutations,
+            n_resamples=n_resamples, seed=seed,
+        )).transpose(*by, ...)
+        adjusted = _bh(result["pvalue"].values)
+        result["pvalue_adjusted"] = (result["pvalue"].dims, adjusted)
+        family = _family_description(by, int(np.isfinite(adjusted).sum()), "pvalue")
+        result["pvalue_adjusted"].attrs["description"] = family
+        result.attrs["pvalue_adjustment"] = family
+        _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
+        return result
+    keep = ["run", "epoch", "layer", "sample"]
+    counts, absolute = _compute(
+        _cell_counts(ds, layout, eps),
+        _map_chunks(ds["preactivation"], _abs_function, keep, ["unit"], 2, layout),
+    )
+    group = list(by)
+    pool = [d for d in ("run", "sample") if d not in by]
+    counts = _cells_by(_merge_sum(counts), by)
+    absolute = _cells_by(_merge_sum(absolute), by)
+    train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    fractions, means = [], []
+    for index in (train, test):
+        values, axes = _pool_axes(counts.isel(sample=index), group, pool)
+        fractions.append(kernels.saturated_fractions(values[..., :3])[..., 0])
+        sums, _ = _pool_axes(absolute.isel(sample=index), group, pool)
+        per_sample = _divide(sums[..., 0], sums[..., 1])
+        present = ~np.isnan(per_sample)
+        means.append(_divide(np.where(present, per_sample, 0.0).sum(axis=axes), present.sum(axis=axes)))
+    comparison = kernels.compare_groups(
+        fractions[0], fractions[1], axis=axes, n_permutations=n_permutations, n_resamples=n_resamples,
+        confidence_level=confidence_level, seed=seed,
+    )
+    template = counts.isel({d: 0 for d in pool}, drop=True).isel({_FIELD: 0}, drop=True).transpose(*group)
+    template = template.drop_vars([c for c in template.coords if "sample" in template[c].dims or c == "split"])
+    result = xr.Dataset(coords=template.coords)
+    result["fraction_train"] = _like(template, comparison.mean_first)
+    result["fraction_test"] = _like(template, comparison.mean_second)
+    result["difference"] = _like(template, comparison.statistic)
+    result["ci_low"] = _like(template, comparison.ci_low)
+    result["ci_high"] = _like(template, comparison.ci_high)
+    result["pvalue"] = _like(template, comparison.pvalue)
+    adjusted = _bh(result["pvalue"].values)
+    result["pvalue_adjusted"] = _like(template, adjusted)
+    result["n_train"] = _like(template, np.asarray(comparison.n_first, dtype=np.int64))
+    result["n_test"] = _like(template, np.asarray(comparison.n_second, dtype=np.int64))
+    result["mean_abs_preactivation_train"] = _like(template, means[0])
+    result["mean_abs_preactivation_test"] = _like(template, means[1])
+    result["mean_abs_preactivation_difference"] = _like(template, means[0] - means[1])
+    nonfinite = (_field(counts, 3) + _field(absolute, 2)).sum(pool)
+    result["n_nonfinite"] = _like(template, nonfinite.transpose(*group).values.astype(np.int64))
+    _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
+    unit = "(run, sample) pair" if "run" not in by else "sample"
+    family = _family_description(by, int(np.isfinite(adjusted).sum()), "pvalue")
+    _describe(result, {
+        "difference": "fraction_train - fraction_test",
+        "ci_low": f"lower end of the {confidence_level:.0%} stratified bootstrap interval of difference",
+        "ci_high": f"upper end of the {confidence_level:.0%} stratified bootstrap interval of difference",
+        "pvalue": f"two-sided permutation test ({n_permutations} permutations of {unit}s between the splits)",
+        "pvalue_adjusted": family,
+        "mean_abs_preactivation_train": "mean over training samples of each sample's mean |preactivation|",
+        "mean_abs_preactivation_test": "mean over held-out samples of each sample's mean |preactivation|",
+    })
+    result.attrs = _attrs(
+        "compare_splits", by, [d for d in ACTIVATION_DIMS if d not in by],
+        method=f"kernels.compare_groups on per-sample saturated fractions: {comparison.method}",
+        eps=eps,
+        confidence_level=confidence_level,
+        independent_unit=unit,
+        pvalue_adjustment=family,
+    )
+    return result

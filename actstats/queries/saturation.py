@@ -1,0 +1,305 @@
+"""``saturation``: the fraction of activations within ``eps`` of the bounds, with sample-level CIs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from actstats import kernels
+from actstats.errors import ActstatsValueError
+from actstats.queries._engine import (
+    _FIELD, _Layout, _cells_by, _compute, _field, _in_run_batches, _layout, _map_chunks, _merge_sum, _pool_axes,
+    _runs_per_batch,
+)
+from actstats.queries._results import (
+    _attrs, _concat_splits, _describe, _divide, _like, _sample_subsets, _take, _to_int, _warn_nonfinite,
+)
+from actstats.validate import (
+    ACTIVATION_DIMS, DEFAULT_ACTIVATION_BY, require_variables, validate_by, validate_confidence_level, validate_eps,
+)
+
+
+def _count_function(values, *, grid, n_reduce, layout, eps):
+    """``[low, high, total]`` over the reduced axes with each run's bounds (run is axis 0)."""
+    runs = grid["run"].reshape(-1)
+    lower, upper = layout.lower[runs], layout.upper[runs]
+    out = np.zeros(values.shape[: values.ndim - n_reduce] + (3,), dtype=np.int64)
+    axis = tuple(range(values.ndim - n_reduce, values.ndim))
+    for low, high in {(float(a), float(b)) for a, b in zip(lower, upper)}:
+        rows = (lower == low) & (upper == high)
+        if np.isfinite(high):
+            out[rows] = kernels.saturation_counts(values[rows], low, high, eps, axis=axis)
+        else:  # unbounded above (relu): dead units, exact zeros
+            out[rows] = kernels.saturation_counts(values[rows], axis=axis, mode="zero")
+    return out
+
+
+def _cell_counts(ds: xr.Dataset, layout: _Layout, eps: float, index=None) -> xr.DataArray:
+    """Lazy ``[low, high, total, nonfinite]`` per (run, epoch, layer, sample) cell."""
+    return _map_chunks(_take(ds["activation"], index), _count_function,
+                       ["run", "epoch", "layer", "sample"], ["unit"], 3, layout, eps=eps,
+                       block_function=_count_block)
+
+
+def _band_thresholds(lower: float, upper: float, eps: float, dtype) -> tuple[Any, Any]:
+    """Thresholds in ``dtype`` with ``x <= low ⟺ float64(x) <= lower + eps·width`` and
+    ``x >= high ⟺ float64(x) >= upper - eps·width`` for every x of that dtype: the float64
+    bounds rounded down and up to the dtype, so the band is the kernel's, exactly."""
+    width = upper - lower
+    low, high = lower + eps * width, upper - eps * width
+    low_t, high_t = dtype.type(low), dtype.type(high)
+    if float(low_t) > low:
+        low_t = np.nextafter(low_t, dtype.type(-np.inf))
+    if float(high_t) < high:
+        high_t = np.nextafter(high_t, dtype.type(np.inf))
+    return low_t, high_t
+
+
+def _count_true(mask: np.ndarray) -> np.ndarray:
+    """True values per row of a 2-D boolean mask (summing bytes: ~2× np.count_nonzero)."""
+    dtype = np.uint16 if mask.shape[1] < 2**16 else np.int64
+    return mask.view(np.uint8).sum(axis=1, dtype=dtype).astype(np.int64)
+
+
+def _count_block(block, *, function, dims, n_reduce, layout, rescale, kwargs, block_info=None, location=None):
+    """:func:`_block` + :func:`_count_function` for activation blocks (run, epoch, layer,
+    sample, unit), in one pass over each (run, epoch, layer) slab in its own dtype: the
+    saturation counts are the hot loop of the biggest queries. Same output, to the count
+    (``tests/test_queries.py`` compares them)."""
+    if location is None:
+        location = block_info[0]["array-location"]
+    values = np.asarray(block)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    eps = kwargs["eps"]
+    (r0, _), (e0, _), (l0, _), _, (u0, u1) = location
+    out = np.zeros(values.shape[:4] + (1, 4))
+    for i, j, k in np.ndindex(*values.shape[:3]):
+        run, epoch, layer = r0 + i, e0 + j, l0 + k
+        if not layout.complete[run, epoch]:
+            continue
+        units = min(u1, int(layout.width[run, layer])) - u0
+        if units <= 0:
+            continue
+        slab = values[i, j, k, :, :units]
+        with np.errstate(over="ignore", invalid="ignore"):
+            clean = bool(np.isfinite(slab.sum()))  # no NaN or inf (one cheap pass)
+        if clean:
+            nonfinite = np.zeros(slab.shape[0], dtype=np.int64)
+        else:
+            finite = np.isfinite(slab)
+            nonfinite = slab.shape[1] - _count_true(finite)
+            slab = np.where(finite, slab, np.nan)
+        lower, upper = layout.lower[run], layout.upper[run]
+        if np.isfinite(upper):
+            low_t, high_t = _band_thresholds(float(lower), float(upper), eps, slab.dtype)
+            low = _count_true(slab <= low_t)
+            high = _count_true(slab >= high_t)
+        elif np.isfinite(lower):  # relu: dead units, exact zeros
+            low = _count_true(slab == 0)
+            high = np.zeros_like(low)
+        else:  # unknown activation function: nothing counted (as the kernel's NaN bounds)
+            low = high = np.zeros(slab.shape[0], dtype=np.int64)
+        out[i, j, k, :, 0, 0] = low
+        out[i, j, k, :, 0, 1] = high
+        out[i, j, k, :, 0, 2] = units - nonfinite
+        out[i, j, k, :, 0, 3] = nonfinite
+    return out
+
+
+def saturation(
+    ds: xr.Dataset,
+    eps: float = 0.05,
+    by: str | Sequence[str] = DEFAULT_ACTIVATION_BY,
+    confidence_level: float = 0.95,
+    *,
+    n_resamples: int = kernels.DEFAULT_RESAMPLES,
+    seed: int = kernels.DEFAULT_SEED,
+) -> xr.Dataset:
+    """Fraction of activations within ``eps`` of the bounds, with sample-level CIs.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store (:func:`actstats.open_store`) or the same data in memory.
+    eps : float, default 0.05
+        Width of each saturated band as a fraction of the range: a value is *low* if
+        ``x <= lower + eps (upper - lower)`` and *high* if ``x >= upper - eps (upper -
+        lower)``. Bounds come from each run's ``activation_fn``: sigmoid [0, 1], tanh and
+        softsign [-1, 1]. For relu (unbounded above) *low* is an exact zero (a dead
+        unit), *high* is never counted, and ``eps`` does not apply. Must be in (0, 0.5).
+    by : str or sequence of str, default ("run", "epoch", "layer", "split")
+        Kept dimensions, from run, epoch, layer, sample, unit and split.
+    confidence_level : float, default 0.95
+    n_resamples, seed
+        Of the bootstrap inside :func:`actstats.kernels.fraction_interval`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per group: ``fraction`` (low or high), ``fraction_low``, ``fraction_high``,
+        ``ci_low``/``ci_high`` (the interval of ``fraction``), ``interval_method``,
+        ``n_samples`` (independent units in the group), ``n_values`` (activations
+        counted) and ``n_nonfinite`` (excluded, see the module notes).
+
+    Notes
+    -----
+    Each *cell* — a (run, sample) pair, further split by the kept dims — gets its own
+    fraction over its units (and over epochs/layers when those are pooled):
+    :func:`~actstats.kernels.saturation_counts` then
+    :func:`~actstats.kernels.saturated_fractions`. ``fraction`` is the mean of the
+    cell fractions over the group's samples; it equals the pooled fraction of values
+    whenever every sample has the same number of values (always within one run).
+    The interval is :func:`~actstats.kernels.fraction_interval` over those cells: a BCa
+    bootstrap that resamples samples, or the Wilson interval when fewer than 10 samples
+    are saturated (or unsaturated). When ``run`` is pooled the resampled unit is the
+    (run, sample) pair, which treats runs as exchangeable replicates.
+
+    With ``sample`` in ``by`` each group is one sample, and with ``unit`` in ``by`` the
+    per-unit fraction over samples is reported; neither has an interval here
+    (``ci_low``/``ci_high`` are NaN and ``interval_method`` is empty).
+
+    Verification: fractions, counts and intervals equal a plain numpy loop over groups
+    that applies the same definitions and ``fraction_interval`` to per-sample fractions
+    (``tests/test_queries.py``); numpy- and dask-backed data give identical numbers;
+    interval coverage checked by simulation on a hierarchical store (100 replicate runs,
+    inside the binomial 99% band around 95%).
+
+    Examples
+    --------
+    >>> import actstats
+    >>> from actstats.synthetic import synthetic_store
+    >>> ds = synthetic_store(runs=1, weight_scale=8.0)
+    >>> result = actstats.saturation(ds, by=("layer", "split"))
+    >>> result.fraction.dims
+    ('layer', 'split')
+    >>> bool((result.ci_low <= result.fraction).all() and (result.fraction <= result.ci_high).all())
+    True
+    """
+    eps = validate_eps(eps)
+    confidence_level = validate_confidence_level(confidence_level)
+    by = validate_by(by, ACTIVATION_DIMS, split=True)
+    if "sample" in by and "unit" in by:
+        raise ActstatsValueError("by: sample and unit together make each group a single activation; keep one of them")
+    require_variables(ds, ["activation"], "saturation")
+    layout = _layout(ds)
+    layout.check_activations(ds["run"].values)
+    group = [d for d in by if d != "split"]
+    pool = [d for d in ("run", "sample") if d not in by]
+    subsets = _sample_subsets(ds, by)
+    labels = [label for label, _ in subsets]
+    per_unit = "unit" in by
+
+    if "run" in by and not per_unit and _runs_per_batch(ds) < ds.sizes["run"]:
+        # Groups never span runs: a batch of runs at a time keeps the per-sample cell counts
+        # (the bootstrap's input) bounded whatever the number of runs. Same numbers: each
+        # group's bootstrap depends on its own cells and the seed only.
+        result = _in_run_batches(ds, lambda part: saturation(part, eps, by, confidence_level,
+                                                             n_resamples=n_resamples, seed=seed)).transpose(*by, ...)
+        _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
+        return result
+
+    if per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
+        lazy = [
+            _map_chunks(_take(ds["activation"], index), _count_function,
+                        ["run", "epoch", "layer", "unit"], ["sample"], 3, layout, eps=eps)
+            for _, index in subsets
+        ]
+        parts = [_unit_saturation(_merge_sum(c), by) for c in _compute(*lazy)]
+    else:
+        (counts,) = _compute(_cell_counts(ds, layout, eps))
+        cells = _cells_by(_merge_sum(counts), by)
+        parts = [
+            _sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
+            for _, index in subsets
+        ]
+    result = _concat_splits(parts, labels).transpose(*by, ...)
+    _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
+
+    with_interval = "sample" not in by and not per_unit
+    unit = "(run, sample) pair" if "run" not in by else "sample"
+    _describe(result, {
+        "fraction": "mean over samples of each sample's fraction of values within eps of a bound",
+        "fraction_low": "same, near the lower bound (relu: exact zeros)",
+        "fraction_high": "same, near the upper bound (relu: 0)",
+        "ci_low": f"lower end of the {confidence_level:.0%} interval of fraction",
+        "ci_high": f"upper end of the {confidence_level:.0%} interval of fraction",
+        "interval_method": "bootstrap-bca or wilson (kernels.fraction_interval); empty without an interval",
+        "n_samples": f"independent units in the group: each a {unit}",
+        "n_values": "activations counted",
+        "n_nonfinite": "existing values that were not finite (excluded)",
+    })
+    result.attrs = _attrs(
+        "saturation", by, [d for d in ACTIVATION_DIMS if d not in by],
+        method=(
+            "per-sample fraction of values within eps*(upper-lower) of a bound (kernels.saturation_counts, "
+            "saturated_fractions); fraction = mean over samples"
+            if not per_unit else
+            "fraction of the unit's values within eps*(upper-lower) of a bound, pooled over samples"
+        ),
+        eps=eps,
+        bounds="sigmoid [0, 1]; tanh, softsign [-1, 1]; relu: exact zeros count as low, eps unused",
+        confidence_level=confidence_level,
+        interval=(
+            f"kernels.fraction_interval over {unit}s: BCa bootstrap ({n_resamples} resamples, seed {seed}), "
+            "Wilson when fewer than 10 samples are saturated (or unsaturated)"
+            if with_interval
+            else "none: with sample or unit in by a group is not a set of independent samples (NaN)"
+        ),
+        independent_unit=unit,
+    )
+    return result
+
+
+def _sample_saturation(cells, group, pool, confidence_level, n_resamples, seed) -> xr.Dataset:
+    """Saturation per group from cell counts (dims run, sample, kept dims, field)."""
+    values, axes = _pool_axes(cells, group, pool)
+    template = cells.isel({d: 0 for d in pool}, drop=True).isel({_FIELD: 0}, drop=True).transpose(*group)
+    fractions = kernels.saturated_fractions(values[..., :3])
+    present = ~np.isnan(fractions[..., 0])
+    n_samples = present.sum(axis=axes)
+    out = xr.Dataset(coords=template.coords)
+    for k, name in enumerate(("fraction", "fraction_low", "fraction_high")):
+        total = np.where(present, fractions[..., k], 0.0).sum(axis=axes)
+        out[name] = _like(template, _divide(total, n_samples))
+    if "sample" in pool:
+        interval = kernels.fraction_interval(
+            fractions[..., 0], axis=axes, confidence_level=confidence_level, n_resamples=n_resamples, seed=seed
+        )
+        out["fraction"] = _like(template, interval.estimate)  # the interval's own estimate
+        out["ci_low"] = _like(template, interval.ci_low)
+        out["ci_high"] = _like(template, interval.ci_high)
+        out["interval_method"] = _like(template, np.asarray(interval.interval_method, dtype=str))
+    else:
+        out["ci_low"] = _like(template, np.full(template.shape, np.nan))
+        out["ci_high"] = _like(template, np.full(template.shape, np.nan))
+        out["interval_method"] = _like(template, np.full(template.shape, "", dtype=str))
+    out["n_samples"] = _like(template, n_samples.astype(np.int64))
+    out["n_values"] = _like(template, values[..., 2].sum(axis=axes).astype(np.int64))
+    out["n_nonfinite"] = _like(template, values[..., 3].sum(axis=axes).astype(np.int64))
+    return out
+
+
+def _unit_saturation(counts: xr.DataArray, by) -> xr.Dataset:
+    """Saturation per unit from counts summed over samples (dims run, epoch, layer, unit, field)."""
+    pooled = [d for d in ("run", "epoch", "layer") if d not in by]
+    summed = counts.sum(pooled) if pooled else counts
+    low, high, total = (_field(summed, k) for k in range(3))
+    out = xr.Dataset(coords=low.coords)
+    out["fraction"] = _like(low, _divide(low + high, total))
+    out["fraction_low"] = _like(low, _divide(low, total))
+    out["fraction_high"] = _like(low, _divide(high, total))
+    out["ci_low"] = xr.full_like(out["fraction"], np.nan)
+    out["ci_high"] = xr.full_like(out["fraction"], np.nan)
+    out["interval_method"] = _like(low, np.full(low.shape, "", dtype=str))
+    # every existing unit has a value for each sample: its sample count is its value count
+    samples = _field(counts, 2)
+    within = [d for d in ("epoch", "layer") if d not in by]
+    samples = samples.max(within) if within else samples
+    out["n_samples"] = _to_int(samples.sum("run") if "run" not in by else samples)
+    out["n_values"] = _to_int(total)
+    out["n_nonfinite"] = _to_int(_field(summed, 3))
+    return out
