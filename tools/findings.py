@@ -8,6 +8,10 @@ activation, initialisation, depth, optimizer and layer with bootstrap intervals 
 runs, and one section per reproduction (Glorot & Bengio 2010, Saxe et al. 2018, the
 initialisation scale). Every number in the text is computed here from the stores; the
 comparisons with the literature are sentences chosen by those numbers.
+
+Split by topic: ``findings_sweeps.py`` (the answer sweeps and the table helpers),
+``findings_reproductions.py`` (the reproductions) and this file (the answer, one section
+per claim, the command line). Run as a script, so the three import each other by name.
 """
 
 from __future__ import annotations
@@ -16,320 +20,16 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import sys
 import time
-import warnings
 
 import numpy as np
 
-from actstats.report.figures import pyplot
-
-ANSWER_SWEEPS = (("answer", "digits"), ("answer_mnist1d", "mnist1d"))
-EPS = 0.05
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _fmt(x, digits=2):
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "–"
-    return f"{x:.{digits}f}"
-
-
-def _ci(values, seed=0):
-    """Mean and 95% BCa bootstrap interval over runs (NaN skipped)."""
-    from actstats.kernels import bootstrap_mean_interval
-
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.nan, np.nan, np.nan
-    if values.size == 1 or np.ptp(values) == 0:
-        return float(values[0]), float(values[0]), float(values[0])
-    estimate, low, high = bootstrap_mean_interval(values, seed=seed)
-    return float(estimate), float(low), float(high)
-
-
-def _cell(values):
-    mean, low, high = _ci(values)
-    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]" if np.isfinite(mean) else "–"
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------- answer sweeps
-
-
-class Sweep:
-    """One answer store: its report's verdicts and per-run numbers for the breakdowns."""
-
-    def __init__(self, name, dataset, store, work, reuse=False):
-        import xarray as xr
-
-        from actstats import queries
-        from actstats.report import build_report, init_labels, last_complete
-        from actstats.store import open_store
-
-        self.name, self.dataset, self.store = name, dataset, store
-        started = time.perf_counter()
-        existing = os.path.join(work, name, "findings.json")
-        self.reused = bool(reuse and os.path.exists(existing) and os.path.getmtime(existing) >= _newest_write(store))
-        if self.reused:
-            with open(existing) as f:  # a report of this store as it is now
-                self.findings = json.load(f)
-        else:
-            self.findings = build_report(store, os.path.join(work, name), eps=EPS, progress=False)
-        self.report_seconds = time.perf_counter() - started
-        self.figures = os.path.join(work, name, "figures")
-        ds = open_store(store)
-        last = last_complete(ds)
-        keep = np.flatnonzero(last >= 0)
-        ds, last = ds.isel(run=keep), last[keep]
-        self.ds, self.last = ds, last
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            saturation = queries.saturation(ds, eps=EPS, by=("run", "epoch", "layer", "split")).compute()
-        runs = np.arange(ds.sizes["run"])
-        at_last = saturation.isel(epoch=xr.DataArray(last, dims="run"))
-        self.layer_fraction = at_last["fraction"].sel(split="train").transpose("run", "layer").values
-        self.layer_fraction_test = at_last["fraction"].sel(split="test").transpose("run", "layer").values
-        self.initial_fraction = saturation["fraction"].sel(split="train").isel(epoch=0).mean("layer", skipna=True).values
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self.run_fraction = np.nanmean(self.layer_fraction, axis=1)
-            self.run_fraction_test = np.nanmean(self.layer_fraction_test, axis=1)
-        self.factors = {
-            "activation": ds["activation_fn"].values.astype(str),
-            "init": init_labels(ds),
-            "depth": ds["depth"].values.astype(int),
-            "optimizer": ds["optimizer"].values.astype(str),
-        }
-        accuracy = ds["test_accuracy"].values if "test_accuracy" in ds else np.full(ds["complete"].shape, np.nan)
-        self.accuracy = accuracy[runs, last]
-        self.diverged = (
-            ds["diverged"].values[runs, last] if "diverged" in ds else np.zeros(len(runs), dtype=bool)
-        ) | ~np.isfinite(self.run_fraction)
-        self.n_runs = len(runs)
-        self.epochs = float(ds["epoch"].values[-1])
-        # weights at initialisation and at each run's last epoch (histogram CDF path: fast)
-        ends = sorted(set(last.tolist()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            normality = queries.weight_normality(ds.isel(epoch=sorted({0, *ends})), by=("run", "epoch", "layer"),
-                                                 families=("normal",), method="histogram").compute()
-        self.kurtosis_init = normality["excess_kurtosis"].isel(epoch=0).transpose("run", "layer").values
-        positions = np.searchsorted(sorted({0, *ends}), last)
-        end = normality.isel(epoch=xr.DataArray(positions, dims="run"))
-        self.kurtosis_end = end["excess_kurtosis"].transpose("run", "layer").values
-        self.gaussian_end = end["gaussian"].transpose("run", "layer").values.astype(float)
-        self.gaussian_end[~np.isfinite(self.kurtosis_end)] = np.nan
-
-    def claim(self, claim_id):
-        return next(c for c in self.findings["claims"] if c["id"] == claim_id)
-
-    def by(self, factor, values, where=None, levels=None):
-        """Rows ``level, runs, mean [95% CI]`` of ``values`` over runs, by ``factor``."""
-        labels = self.factors[factor]
-        where = np.ones(self.n_runs, dtype=bool) if where is None else where
-        rows = []
-        for level in levels if levels is not None else sorted(set(labels[where].tolist()), key=str):
-            pick = where & (labels == level)
-            rows.append((level, int(pick.sum()), _cell(values[pick])))
-        return rows
-
-
-def _two_way(sweep, values, row_factor, column_factor, where=None):
-    where = np.ones(sweep.n_runs, dtype=bool) if where is None else where
-    rows_levels = sorted(set(sweep.factors[row_factor][where].tolist()), key=str)
-    column_levels = sorted(set(sweep.factors[column_factor][where].tolist()), key=str)
-    rows = []
-    for r in rows_levels:
-        row = [r]
-        for c in column_levels:
-            pick = where & (sweep.factors[row_factor] == r) & (sweep.factors[column_factor] == c)
-            row.append(_fmt(np.nanmean(values[pick])) if pick.any() and np.isfinite(values[pick]).any() else "–")
-        rows.append(row)
-    return _table([f"{row_factor} \\ {column_factor}"] + [str(c) for c in column_levels], rows)
-
-
-def _copy_figure(sweep, name, out_dir, new_name):
-    source = os.path.join(sweep.figures, name)
-    if not os.path.exists(source):
-        return None
-    shutil.copyfile(source, os.path.join(out_dir, new_name))
-    return new_name
-
-
-# ---------------------------------------------------------------------- reproductions
-
-
-def glorot_section(store, figures_dir):
-    """Glorot & Bengio 2010, Fig. 2: mean activation per layer over training."""
-    from actstats.store import open_store
-
-    ds = open_store(store)
-    train = np.flatnonzero(ds["split"].values == "train")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mean = ds["activation"].isel(sample=train).mean(["sample", "unit"]).compute().values  # run, epoch, layer
-    epochs = ds["epoch"].values
-    depth = ds["depth"].values
-    plt = pyplot()
-    depths = sorted(set(depth.tolist()))
-    fig, axes = plt.subplots(1, len(depths), figsize=(5 * len(depths), 3.4), sharey=True)
-    axes = np.atleast_1d(axes)
-    lines = []
-    for ax, d in zip(axes, depths):
-        runs = np.flatnonzero(depth == d)
-        for layer in range(d):
-            values = mean[runs][:, :, layer]
-            ax.plot(epochs, values.mean(axis=0), label=f"layer {layer + 1}")
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), alpha=0.2)
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlim(0, epochs.max() * 1.1)
-        ax.set_title(f"depth {d}: mean sigmoid activation (training probes; {len(runs)} seeds)")
-        ax.set_xlabel("epoch")
-        ax.axhline(0.5, color="grey", lw=0.5)
-        top = mean[runs][:, :, d - 1]
-        top_mean = top.mean(axis=0)
-        lowest = int(np.argmin(top_mean))
-        recovered = float(top_mean[-1] - top_mean[lowest])
-        lower = mean[runs][:, -1, : d - 1].mean(axis=0)
-        acc = ds["test_accuracy"].values[runs, -1] if "test_accuracy" in ds else np.full(len(runs), np.nan)
-        lines.append((d, len(runs), float(top_mean[0]), float(top_mean[lowest]), float(epochs[lowest]),
-                      float(top_mean[-1]), recovered, lower, float(np.mean(acc))))
-    axes[0].set_ylabel("mean activation")
-    axes[-1].legend(loc="center right")
-    fig.tight_layout()
-    fig.savefig(os.path.join(figures_dir, "glorot2010_mean_activation.png"), bbox_inches="tight", dpi=90)
-    plt.close(fig)
-    rows, sentences = [], []
-    for d, n, start, low, at, end, recovered, lower, acc in lines:
-        rows.append((d, n, _fmt(start), f"{_fmt(low, 3)} (epoch {at:g})", _fmt(end, 3),
-                     ", ".join(_fmt(v) for v in lower), _fmt(acc)))
-        collapsed = low < 0.2
-        desaturated = recovered > 0.1
-        sentences.append(
-            f"With depth {d} the top layer's mean activation "
-            + (f"collapsed from {start:.2f} to {low:.3f} (lowest at epoch {at:g})" if collapsed else
-               f"did not collapse (lowest {low:.2f})")
-            + (f" and recovered by {recovered:.2f} by epoch {epochs[-1]:g}" if desaturated else
-               f" and had not desaturated by epoch {epochs[-1]:g} (it ends at {end:.3f})")
-            + "; the layers below end at " + ", ".join(f"{v:.2f}" for v in lower)
-            + (", above 0.5 and rising with height, as in the paper." if np.all(lower >= 0.5) and np.all(np.diff(lower) >= 0)
-               else ".")
-            + f" Test accuracy at the end: {acc:.2f}"
-            + (" — chance level: these networks had not started to learn, the plateau that Glorot & Bengio "
-               "describe before the top layer desaturates." if acc < 0.2 else ".")
-        )
-    table = _table(["depth", "seeds", "top layer at init", "top layer lowest", "top layer at end",
-                    "lower layers at end", "test accuracy"], rows)
-    return table, sentences
-
-
-def saxe_section(store, figures_dir):
-    """Saxe et al. 2018: tanh layers saturate over training, ReLU layers do not."""
-    from actstats import queries
-    from actstats.activations import get_activation
-    from actstats.store import open_store
-
-    ds = open_store(store)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = queries.saturation(ds, eps=EPS, by=("run", "epoch", "layer", "split")).compute()
-    fraction = result["fraction"].sel(split="train").transpose("run", "epoch", "layer").values
-    epochs = ds["epoch"].values
-    names = ds["activation_fn"].values.astype(str)
-    plt = pyplot()
-    kinds = list(dict.fromkeys(names.tolist()))
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.4), sharey=True)
-    axes = np.atleast_1d(axes)
-    rows = []
-    for ax, kind in zip(axes, kinds):
-        runs = np.flatnonzero(names == kind)
-        for layer in range(fraction.shape[2]):
-            values = fraction[runs][:, :, layer]
-            if not np.isfinite(values).any():
-                continue
-            ax.plot(epochs, np.nanmean(values, axis=0), label=f"layer {layer + 1}")
-            start, end = np.nanmean(values[:, 0]), np.nanmean(values[:, -1])
-            rows.append((kind, layer + 1, len(runs), _fmt(start), _fmt(end), _fmt(end - start)))
-        ax.set_xscale("symlog", linthresh=float(epochs[1]))
-        ax.set_xlim(0, epochs.max() * 1.1)
-        what = "dead (exactly 0)" if get_activation(kind).saturation == "dead_at_zero" else f"within {EPS} of ±1"
-        ax.set_title(f"{kind}: fraction of activations {what}")
-        ax.set_xlabel("epoch")
-    axes[0].set_ylabel("fraction (training probes)")
-    axes[-1].legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(figures_dir, "saxe2018_saturation.png"), bbox_inches="tight", dpi=90)
-    plt.close(fig)
-    change = {k: float(np.nanmean(fraction[names == k][:, -1] - fraction[names == k][:, 0])) for k in kinds}
-    accuracy = {k: float(np.mean(ds["test_accuracy"].values[names == k, -1])) for k in kinds} if "test_accuracy" in ds else {}
-    table = _table(["activation", "layer", "runs", "fraction at init", "at the end", "change"], rows)
-    return table, change, accuracy, float(epochs[-1])
-
-
-def init_scale_section(store, figures_dir):
-    """Saturation, gradient size and accuracy against the scale of N(0, s²) initial weights."""
-    from actstats import queries
-    from actstats.report import init_labels
-    from actstats.store import open_store
-
-    ds = open_store(store)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sat = queries.saturation(ds, eps=EPS, by=("run", "epoch", "split")).compute()
-        grads = queries.gradient_flow(ds).compute()
-    scales = np.array([json.loads(c)["model"]["init_scale"] for c in ds["config"].values.astype(str)])
-    names = ds["activation_fn"].values.astype(str)
-    at_init = sat["fraction"].sel(split="train").isel(epoch=0).values
-    at_end = sat["fraction"].sel(split="train").isel(epoch=-1).values
-    grad = grads["weight_grad_norm"].isel(epoch=0).sel(layer=1).values
-    accuracy = ds["test_accuracy"].values[:, -1]
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
-    rows = []
-    for index, kind in enumerate(dict.fromkeys(names.tolist())):
-        color = f"C{index}"
-        levels = sorted(set(scales[names == kind].tolist()))
-        pick = [(names == kind) & (scales == s) for s in levels]
-        series = [
-            [np.mean(at_init[p]) for p in pick], [np.mean(at_end[p]) for p in pick],
-            [np.mean(grad[p]) for p in pick], [np.mean(accuracy[p]) for p in pick],
-        ]
-        axes[0].plot(levels, series[1], marker="o", color=color, label=f"{kind}, end")
-        axes[0].plot(levels, series[0], marker=".", ls=":", color=color, label=f"{kind}, init")
-        axes[1].plot(levels, series[2], marker="o", color=color, label=kind)
-        axes[2].plot(levels, series[3], marker="o", color=color, label=kind)
-        for s, values in zip(levels, zip(*series)):
-            rows.append((kind, f"{s:g}", *[_fmt(v, 3) for v in values]))
-    for ax, title in zip(axes, ["saturated fraction (training probes)", "‖∂L/∂W₁‖ at initialisation",
-                                "test accuracy at the end"]):
-        ax.set_xscale("log")
-        ax.set_xlabel("initial weight scale s in N(0, s²)")
-        ax.set_title(title)
-    axes[1].set_yscale("symlog", linthresh=1e-3)
-    axes[1].set_ylim(bottom=0)
-    for ax in axes:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(figures_dir, "init_scale.png"), bbox_inches="tight", dpi=90)
-    plt.close(fig)
-    table = _table(["activation", "scale s", "saturated at init", "saturated at end", "‖∂L/∂W₁‖ at init",
-                    "test accuracy"], rows)
-    data = {"scales": scales, "names": names, "at_end": at_end, "grad": grad, "accuracy": accuracy,
-            "labels": init_labels(ds)}
-    return table, data
-
-
-# ---------------------------------------------------------------------- the document
+from findings_reproductions import reproductions
+from findings_sweeps import (
+    ANSWER_SWEEPS, EPS, Sweep, copy_figure, fmt, interval_cell, markdown_table, mean_interval, newest_write,
+    two_way_table,
+)
 
 
 def _verdict_table(sweeps, claim_id):
@@ -337,7 +37,7 @@ def _verdict_table(sweeps, claim_id):
     for s in sweeps:
         c = s.claim(claim_id)
         rows.append((s.dataset, f"**{c['verdict']}**", c["evidence"].get("summary", "").replace("|", "/")))
-    return _table(["sweep", "verdict", "numbers (from the report)"], rows)
+    return markdown_table(["sweep", "verdict", "numbers (from the report)"], rows)
 
 
 def write_findings(data_dir: str, out_dir: str, work_dir: str, timings: dict[str, float], *,
@@ -367,7 +67,7 @@ def write_findings(data_dir: str, out_dir: str, work_dir: str, timings: dict[str
     lines += _sweeps_table(sweeps, data_dir)
     for claim_id in ("C1", "C2", "C3", "C4", "C5", "C6"):
         lines += _claim_section(sweeps, claim_id, figures_dir)
-    lines += _reproductions(data_dir, figures_dir, sweeps)
+    lines += reproductions(data_dir, figures_dir, sweeps)
     lines += _not_supported(sweeps)
     timings["this document: reports, breakdowns, reproductions, figures"] = time.perf_counter() - started
     lines += _regenerate(timings)
@@ -391,16 +91,16 @@ def _answer(sweeps):
         others = sig & (s.factors["init"] != "normal(1)")
         medians.append(float(np.median(finite)))
         shares.append(float(np.mean(finite > 0.5)))
-        large.append(_ci(s.run_fraction[normal_large])[0])
-        rest.append(_ci(s.run_fraction[others])[0])
+        large.append(mean_interval(s.run_fraction[normal_large])[0])
+        rest.append(mean_interval(s.run_fraction[others])[0])
         initial_large.append(float(np.nanmean(s.initial_fraction[normal_large])) if normal_large.any() else np.nan)
         parts.append(
             f"On **{s.dataset}** ({sig.sum()} trained sigmoid networks, {s.n_runs} runs in all, {s.epochs:g} epochs), "
             f"the median fraction of a hidden layer's activations within {EPS} of 0 or 1 on training points is "
             f"{medians[-1]:.3f} (90th percentile {np.quantile(finite, 0.9):.3f}; {shares[-1]:.0%} of run×layer pairs "
             f"have more than half saturated). From N(0, 1) initial weights the mean is "
-            f"{_cell(s.run_fraction[normal_large])} ({initial_large[-1]:.2f} already at initialisation); from every "
-            f"other initialisation {_cell(s.run_fraction[others])} (mean over runs, 95% bootstrap interval)."
+            f"{interval_cell(s.run_fraction[normal_large])} ({initial_large[-1]:.2f} already at initialisation); from every "
+            f"other initialisation {interval_cell(s.run_fraction[others])} (mean over runs, 95% bootstrap interval)."
         )
     if max(medians) < 0.1 and max(shares) < 0.25:
         headline = ("**Mostly no.** A trained sigmoid network's hidden activations on its training points are, in "
@@ -429,7 +129,7 @@ def _sweeps_table(sweeps, data_dir):
     rows = []
     for s in sweeps:
         rows.append((s.dataset, f"`data/configs/{s.name}.toml`", s.n_runs, int(s.diverged.sum()), f"{s.epochs:g}",
-                     _fmt(float(np.nanmedian(s.accuracy)))))
+                     fmt(float(np.nanmedian(s.accuracy)))))
     return [
         "## The sweeps",
         "",
@@ -439,7 +139,7 @@ def _sweeps_table(sweeps, data_dir):
         "log-spaced moments. Saturation is the fraction of activations within 0.05 of a bound of the "
         "activation function (for ReLU: exactly 0, a dead unit).",
         "",
-        _table(["dataset", "config", "runs", "diverged or unusable", "epochs", "median test accuracy"], rows),
+        markdown_table(["dataset", "config", "runs", "diverged or unusable", "epochs", "median test accuracy"], rows),
         "",
     ]
 
@@ -463,7 +163,7 @@ def _claim_section(sweeps, claim_id, figures_dir):
     lines += detail(sweeps)
     for s in sweeps:
         for name, caption in figure_names:
-            copied = _copy_figure(s, name, figures_dir, f"{s.name}_{name}")
+            copied = copy_figure(s, name, figures_dir, f"{s.name}_{name}")
             if copied:
                 lines += [f"![{claim_id}, {s.dataset}: {caption}](findings/{copied})", ""]
     lines += [LITERATURE[claim_id](sweeps), ""]
@@ -474,18 +174,18 @@ def _c1_detail(sweeps):
     lines = ["Where it holds: mean saturated fraction on training probes at the end of training (mean over a "
              "run's layers, then over runs), by activation and initialisation:", ""]
     for s in sweeps:
-        lines += [f"*{s.dataset}*", "", _two_way(s, s.run_fraction, "init", "activation", ~s.diverged), ""]
+        lines += [f"*{s.dataset}*", "", two_way_table(s, s.run_fraction, "init", "activation", ~s.diverged), ""]
     lines += ["By depth and by layer (sigmoid runs; layer 1 is the lowest):", ""]
     for s in sweeps:
         sig = _sigmoid_runs(s) & ~s.diverged
         rows = []
         for depth in sorted(set(s.factors["depth"][sig].tolist())):
             pick = sig & (s.factors["depth"] == depth)
-            rows.append((depth, int(pick.sum()), *[_cell(s.layer_fraction[pick, k]) for k in range(depth)]))
+            rows.append((depth, int(pick.sum()), *[interval_cell(s.layer_fraction[pick, k]) for k in range(depth)]))
         width = max(len(r) for r in rows)
         rows = [r + ("",) * (width - len(r)) for r in rows]
         header = ["depth", "runs"] + [f"layer {k + 1}" for k in range(width - 2)]
-        lines += [f"*{s.dataset}*", "", _table(header, rows), ""]
+        lines += [f"*{s.dataset}*", "", markdown_table(header, rows), ""]
     return lines
 
 
@@ -493,7 +193,7 @@ def _c2_detail(sweeps):
     lines = ["Training minus held-out saturated fraction at the end, by activation (mean over runs, 95% interval):", ""]
     for s in sweeps:
         rows = s.by("activation", s.run_fraction - s.run_fraction_test, ~s.diverged)
-        lines += [f"*{s.dataset}*", "", _table(["activation", "runs", "train − held-out"], rows), ""]
+        lines += [f"*{s.dataset}*", "", markdown_table(["activation", "runs", "train − held-out"], rows), ""]
     return lines
 
 
@@ -506,9 +206,9 @@ def _c3_detail(sweeps):
         for level in sorted(set(s.factors["init"].tolist())):
             pick = (s.factors["init"] == level) & ~s.diverged
             k0, k1, g = s.kurtosis_init[pick], s.kurtosis_end[pick], s.gaussian_end[pick]
-            rows.append((level, int(pick.sum()), _fmt(np.nanmedian(k0)), _fmt(np.nanmedian(k1)),
+            rows.append((level, int(pick.sum()), fmt(np.nanmedian(k0)), fmt(np.nanmedian(k1)),
                          f"{np.nanmean(g):.0%}" if np.isfinite(g).any() else "–"))
-        lines += [f"*{s.dataset}*", "", _table(["init", "runs", "kurtosis at init", "kurtosis at end",
+        lines += [f"*{s.dataset}*", "", markdown_table(["init", "runs", "kurtosis at init", "kurtosis at end",
                                                  "Gaussian at end"], rows), ""]
         uniform = np.isin(s.factors["init"], ["default", "xavier_uniform"]) & ~s.diverged
         if uniform.any():
@@ -523,8 +223,8 @@ def _c3_detail(sweeps):
         if "best_family_counts" in c:
             counts = ", ".join(f"{k} {v}" for k, v in c["best_family_counts"].items())
             lines += [f"*{s.dataset}*: best family by AIC at the last epoch: {counts}; median excess kurtosis "
-                      f"{_fmt(c.get('median_excess_kurtosis'))} at the end against "
-                      f"{_fmt(c.get('median_excess_kurtosis_at_initialisation'))} at initialisation.", ""]
+                      f"{fmt(c.get('median_excess_kurtosis'))} at the end against "
+                      f"{fmt(c.get('median_excess_kurtosis_at_initialisation'))} at initialisation.", ""]
     return lines
 
 
@@ -534,8 +234,8 @@ def _c4_detail(sweeps):
         c = s.claim("C4")["evidence"]
         if "median_mean_derivative_last_epoch" in c:
             lines += [f"*{s.dataset}*: the mean derivative f′(z) over a layer's units at the last epoch has "
-                      f"median {_fmt(c['median_mean_derivative_last_epoch'], 3)} over bounded run×layer pairs "
-                      f"(maximum {_fmt(c.get('max_mean_derivative_last_epoch'), 3)}; σ′ ≤ 0.25, tanh′ ≤ 1).", ""]
+                      f"median {fmt(c['median_mean_derivative_last_epoch'], 3)} over bounded run×layer pairs "
+                      f"(maximum {fmt(c.get('max_mean_derivative_last_epoch'), 3)}; σ′ ≤ 0.25, tanh′ ≤ 1).", ""]
     return lines
 
 
@@ -543,13 +243,13 @@ def _c5_detail(sweeps):
     lines = ["Factor effects (the report's Kruskal–Wallis across levels, BH-adjusted):", ""]
     for s in sweeps:
         factors = s.claim("C5")["evidence"].get("factors", {})
-        rows = [(k, ", ".join(f"{lvl} {m:.2f}" for lvl, m in v["level_means"].items()), _fmt(v["effect"]),
+        rows = [(k, ", ".join(f"{lvl} {m:.2f}" for lvl, m in v["level_means"].items()), fmt(v["effect"]),
                  f"{v['pvalue_adjusted']:.2g}") for k, v in factors.items()]
-        lines += [f"*{s.dataset}*", "", _table(["factor", "mean saturated fraction by level", "effect", "adjusted p"],
+        lines += [f"*{s.dataset}*", "", markdown_table(["factor", "mean saturated fraction by level", "effect", "adjusted p"],
                                                rows), ""]
     lines += ["By optimizer and activation (mean saturated fraction at the end):", ""]
     for s in sweeps:
-        lines += [f"*{s.dataset}*", "", _two_way(s, s.run_fraction, "optimizer", "activation", ~s.diverged), ""]
+        lines += [f"*{s.dataset}*", "", two_way_table(s, s.run_fraction, "optimizer", "activation", ~s.diverged), ""]
     return lines
 
 
@@ -559,7 +259,7 @@ def _c6_detail(sweeps):
         rows = s.by("activation", s.run_fraction, ~s.diverged)
         accuracy = s.by("activation", s.accuracy, ~s.diverged)
         rows = [r + (a[2],) for r, a in zip(rows, accuracy)]
-        lines += [f"*{s.dataset}*", "", _table(["activation", "runs", "saturated (ReLU: dead) fraction",
+        lines += [f"*{s.dataset}*", "", markdown_table(["activation", "runs", "saturated (ReLU: dead) fraction",
                                                  "test accuracy"], rows), ""]
     return lines
 
@@ -635,100 +335,6 @@ def _lit_c6(sweeps):
 LITERATURE = {"C1": _lit_c1, "C2": _lit_c2, "C3": _lit_c3, "C4": _lit_c4, "C5": _lit_c5, "C6": _lit_c6}
 
 
-def _reproductions(data_dir, figures_dir, sweeps):
-    lines = ["## Reproductions", ""]
-    store = os.path.join(data_dir, "glorot2010.zarr")
-    if os.path.exists(store):
-        table, sentences = glorot_section(store, figures_dir)
-        lines += [
-            "### Glorot & Bengio (2010), Fig. 2: the top sigmoid layer saturates first",
-            "",
-            "*Paper:* with the standard initialisation, the top hidden layer's sigmoid activations are pushed to 0 "
-            "early in training while the lower layers' means stay above 0.5, ordered by height; the top layer "
-            "slowly desaturates later (with depth 5, it did not). *Here* (`data/configs/glorot2010.toml`; 256 "
-            "units, digits, SGD lr 0.1, mini-batches of 10):",
-            "",
-            table,
-            "",
-            *[s + "\n" for s in sentences],
-            "![Glorot 2010 reproduction](findings/glorot2010_mean_activation.png)",
-            "",
-        ]
-    store = os.path.join(data_dir, "saxe2018.zarr")
-    if os.path.exists(store):
-        table, change, accuracy, end = saxe_section(store, figures_dir)
-        tanh, relu = change.get("tanh", np.nan), change.get("relu", np.nan)
-        verdict = ("reproduced: tanh layers saturate as training goes on, ReLU layers do not grow more dead"
-                   if tanh > 0.1 and relu < tanh / 2 else "not reproduced at this scale")
-        lines += [
-            "### Saxe et al. (2018): tanh saturates over training, ReLU does not",
-            "",
-            "*Paper:* in the 12-10-7-5-4-3-2 network, tanh layers move into saturation during training while "
-            f"ReLU layers do not. *Here* (`data/configs/saxe2018.toml`, {end:g} epochs, 3 seeds each): the "
-            f"saturated fraction changes on average by {tanh:+.2f} per tanh layer and the dead fraction by "
-            f"{relu:+.2f} per ReLU layer from initialisation to the end: {verdict}. Test accuracy: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in accuracy.items()) + ".",
-            "",
-            table,
-            "",
-            "![Saxe 2018 reproduction](findings/saxe2018_saturation.png)",
-            "",
-        ]
-    store = os.path.join(data_dir, "init_scale.zarr")
-    if os.path.exists(store):
-        table, data = init_scale_section(store, figures_dir)
-        lines += [
-            "### Initialisation scale: small weights vanish, large weights saturate",
-            "",
-            "*Claim (the question's answer):* small initial weights make gradients vanish, large ones saturate "
-            "the units, and both fail. *Here* (`data/configs/init_scale.toml`: 5 layers of 64 units, N(0, s²) "
-            "weights, digits, SGD lr 0.1, 30 epochs, 2 seeds):",
-            "",
-            table,
-            "",
-            _init_scale_sentence(data),
-            "",
-            "![initialisation scale](findings/init_scale.png)",
-            "",
-        ]
-    lines += _init_comparison(sweeps)
-    return lines
-
-
-def _init_scale_sentence(data):
-    parts = []
-    for kind in dict.fromkeys(data["names"].tolist()):
-        pick = data["names"] == kind
-        scales = data["scales"][pick]
-        acc = data["accuracy"][pick]
-        grad = data["grad"][pick]
-        sat = data["at_end"][pick]
-        small, large = scales.min(), scales.max()
-        best = scales[np.argmax(acc)]
-        parts.append(
-            f"{kind}: at s = {small:g} the first layer's gradient norm is {np.mean(grad[scales == small]):.2g} and "
-            f"accuracy {np.mean(acc[scales == small]):.2f}; at s = {large:g} {np.mean(sat[scales == large]):.0%} of "
-            f"activations are saturated and accuracy is {np.mean(acc[scales == large]):.2f}; the best scale is "
-            f"{best:g} (accuracy {acc.max():.2f})"
-        )
-    return ("Both failure modes appear, but not symmetrically: " + "; ".join(parts) + ". Large weights give "
-            "*large*, not vanishing, first-layer gradients at initialisation; what fails with them is the "
-            "saturated units' learning, and sigmoid networks tolerate it better than tanh.")
-
-
-def _init_comparison(sweeps):
-    lines = ["### LSUV and Xavier against PyTorch's default (answer sweeps)", "",
-             "Mishkin & Matas (2016) report that LSUV matches or beats other initialisations for deep networks. "
-             "Test accuracy at the end and saturated fraction, by initialisation (all activations, depths and "
-             "optimizers; mean over runs, 95% interval):", ""]
-    for s in sweeps:
-        rows = s.by("init", s.accuracy, ~s.diverged)
-        saturation = s.by("init", s.run_fraction, ~s.diverged)
-        rows = [r + (a[2],) for r, a in zip(rows, saturation)]
-        lines += [f"*{s.dataset}*", "", _table(["init", "runs", "test accuracy", "saturated fraction"], rows), ""]
-    return lines
-
-
 def _not_supported(sweeps):
     lines = ["## What the data do not support", ""]
     for claim_id in ("C1", "C2", "C3", "C4", "C5", "C6"):
@@ -765,18 +371,9 @@ def _regenerate(timings):
         "from its store's creation to its last write includes any time the machine spent on other jobs or "
         "the capture was paused, so read them as upper bounds):",
         "",
-        _table(["step", "time"], rows),
+        markdown_table(["step", "time"], rows),
         "",
     ]
-
-
-def _newest_write(store) -> float:
-    """The modification time of the newest file in a store."""
-    newest = 0.0
-    for root, _, files in os.walk(store):
-        for name in files:
-            newest = max(newest, os.path.getmtime(os.path.join(root, name)))
-    return newest
 
 
 def _store_span(store):
@@ -787,7 +384,7 @@ def _store_span(store):
         start = datetime.datetime.fromisoformat(created).timestamp()
     except (OSError, KeyError, ValueError):
         return None
-    return max(_newest_write(store), start) - start
+    return max(newest_write(store), start) - start
 
 
 def main(argv=None) -> int:
