@@ -11,7 +11,7 @@ CONFIG ?= data/configs/default.toml
 # resumes where an interrupted one stopped.
 FINDINGS := saxe2018 init_scale answer answer_mnist1d glorot2010
 
-.PHONY: all report test bench bench-scale stress venv clean findings findings-data
+.PHONY: all report test test-portable bench bench-scale stress venv clean findings findings-data
 
 all: test
 
@@ -31,6 +31,11 @@ report: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# The numerical tests again with numpy's SIMD dispatch narrowed to its baseline and one BLAS
+# thread, as another CPU would compute them (tests/README.md: the tolerance policy).
+test-portable: venv
+	$(PY) tests/portable.py
 
 stress: venv
 	$(PY) -m pytest -q -m stress

@@ -9,6 +9,7 @@ import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
 from actstats.kernels import benjamini_hochberg, compare_groups
+from tolerances import BH_RTOL
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "multiple.json").read_text())
 
@@ -70,7 +71,7 @@ def test_equal_groups_give_pvalue_one():
 @pytest.mark.parametrize("case", REFERENCE["cases"], ids=lambda c: c["name"])
 def test_benjamini_hochberg_against_stored_statsmodels(case):
     adjusted = benjamini_hochberg(np.array(case["input"]))
-    np.testing.assert_allclose(adjusted, case["expected"]["adjusted"], rtol=1e-12)
+    np.testing.assert_allclose(adjusted, case["expected"]["adjusted"], rtol=BH_RTOL)
     np.testing.assert_array_equal(adjusted <= 0.05, case["expected"]["reject_at_0.05"])
 
 
@@ -91,10 +92,10 @@ def test_benjamini_hochberg_axis_and_nan_live():
         family = p[:, :, j]
         present = ~np.isnan(family)
         expected = multipletests(family[present], method="fdr_bh")[1]
-        np.testing.assert_allclose(adjusted[:, :, j][present], expected, rtol=1e-12)
+        np.testing.assert_allclose(adjusted[:, :, j][present], expected, rtol=BH_RTOL)
         assert np.isnan(adjusted[:, :, j][~present]).all()
     whole = benjamini_hochberg(p)
     present = ~np.isnan(p)
-    np.testing.assert_allclose(whole[present], multipletests(p[present], method="fdr_bh")[1], rtol=1e-12)
+    np.testing.assert_allclose(whole[present], multipletests(p[present], method="fdr_bh")[1], rtol=BH_RTOL)
     with pytest.raises(ValueError):
         benjamini_hochberg(np.array([0.5, 1.2]))
