@@ -4,7 +4,8 @@ Each :class:`Activation` entry holds everything the rest of the project reads ab
 activation function: its numpy form, derivative and inverse, its range, what "saturated"
 means for it, the ``torch.nn`` module capture builds networks with, and the Kaiming gain.
 Capture's config validation, ``capture.model``'s networks and Kaiming initialisation,
-synthetic stores, the queries and the report's prose all derive from :data:`ACTIVATIONS`.
+synthetic stores' pre-activations, the queries' bounds and derivatives, and (through
+:func:`describe_saturation`) the prose that states the bounds derive from :data:`ACTIVATIONS`.
 
 Saturation semantics (the field ``saturation``):
 
