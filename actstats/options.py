@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable
 
 OPTIONS: dict[str, Any] = {
@@ -90,6 +91,24 @@ def scheduler_timeout() -> float:
 
         raise ActstatsError(f"ACTSTATS_SCHEDULER_TIMEOUT={text!r}: expected a positive number of seconds")
     return value
+
+
+def progress_enabled(progress: bool | None = None) -> bool:
+    """Whether to show a progress bar on stderr: `progress` if it is True or False, else
+    ``OPTIONS["progress"]`` if that is, else only when stderr is a terminal (so a bar hides
+    itself in pipes, logs and tests).
+
+    Examples
+    --------
+    >>> with set_options(progress=True):
+    ...     progress_enabled(), progress_enabled(False)
+    (True, False)
+    """
+    if progress is None:
+        progress = OPTIONS["progress"]
+    if progress is None:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return bool(progress)
 
 
 class set_options:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -203,54 +202,6 @@ def synthetic_store(
 # ------------------------------------------------------------------ large stores on disk
 
 
-class _ChunkFiles:
-    """Whole chunks of one local Zarr 3 array written as files: C-order little-endian bytes,
-    then their CRC-32C (little-endian), the codec chain of every store array (bytes, crc32c;
-    docs/store-format.md). Each file is written beside its place and renamed into it."""
-
-    def __init__(self, store_path: str, array):
-        from zarr.codecs import BytesCodec, Crc32cCodec
-
-        codecs = list(array.metadata.codecs)
-        if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], Crc32cCodec):
-            raise ValueError(f"{array.name}: codecs {codecs} are not bytes+crc32c")
-        self.directory = os.path.join(store_path, array.name.strip("/"))
-        self.chunks = tuple(array.chunks)
-        self.dtype = np.dtype(array.dtype).newbyteorder("<")
-        self.fill_value = array.metadata.fill_value
-        self.encode_key = array.metadata.encode_chunk_key
-
-    def write(self, index: tuple[int, ...], piece: np.ndarray) -> int:
-        """Write chunk `index`; a `piece` smaller than a chunk (at the array's edge) is padded
-        with the fill value. Returns the bytes written."""
-        import crc32c
-
-        piece = np.asarray(piece, dtype=self.dtype).reshape(
-            (1,) * (len(self.chunks) - np.ndim(piece)) + np.shape(piece))
-        if piece.shape != self.chunks:
-            full = np.full(self.chunks, self.fill_value, dtype=self.dtype)
-            full[tuple(slice(0, n) for n in piece.shape)] = piece
-            piece = full
-        piece = np.ascontiguousarray(piece)
-        path = os.path.join(self.directory, *self.encode_key(index).split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial"
-        with open(tmp, "wb") as f:
-            f.write(memoryview(piece).cast("B"))
-            f.write(crc32c.crc32c(piece).to_bytes(4, "little"))
-        os.replace(tmp, path)
-        return piece.nbytes + 4
-
-    def write_rows(self, head: tuple[int, ...], block: np.ndarray) -> int:
-        """Write a 2-d ``block`` (rows, columns) at chunk index ``head`` of the leading dims,
-        split along rows into chunks (the columns are one chunk)."""
-        rows = self.chunks[-2]
-        if self.chunks[-1] < block.shape[1]:
-            raise ValueError(f"{self.directory}: columns are split over chunks {self.chunks}")
-        return sum(self.write(head + (i, 0), block[i * rows:(i + 1) * rows])
-                   for i in range(-(-block.shape[0] // rows)))
-
-
 def _epoch_values(epochs) -> np.ndarray:
     if isinstance(epochs, (int, np.integer)):
         if epochs < 1:
@@ -337,6 +288,7 @@ def write_synthetic_store(
     import zarr
 
     from actstats.store import StoreLayout, canonical_json, create_store
+    from actstats.store.chunks import ChunkFiles
 
     path = os.fspath(path)
     epoch_values = _epoch_values(epochs)
@@ -388,7 +340,7 @@ def write_synthetic_store(
     create_store(path, layout, coords, attributes, x)
 
     group = zarr.open_group(path, mode="r")
-    files = {name: _ChunkFiles(path, group[name])
+    files = {name: ChunkFiles(path, name, group[name], fsync=False)
              for name in ("activation", "preactivation", "weight", "bias", "complete")}
     slab = samples * units * 4
     total = runs * n_epochs * layers * (2 * slab + units * units * 4)
@@ -408,8 +360,8 @@ def write_synthetic_store(
                 z += mu
                 with np.errstate(over="ignore"):
                     h = np.asarray(f(z), dtype=np.float32)
-                files["preactivation"].write_rows((r, e, l), z)
-                files["activation"].write_rows((r, e, l), h)
+                files["preactivation"].write_block((r, e, l), z)
+                files["activation"].write_block((r, e, l), h)
                 del z, h
                 std = np.float32((1 + run_scale[r] * t * (l + 1)) / np.sqrt(units))
                 if l % 4 == 2:  # uniform on (-a, a): std a / sqrt(3)
@@ -424,13 +376,13 @@ def write_synthetic_store(
                 else:
                     w = _standard_normal(slab_rng, (units, units))
                     w *= std
-                files["weight"].write_rows((r, e, l), w)
+                files["weight"].write_block((r, e, l), w)
                 bias[l] = np.float32(0.1) * _standard_normal(slab_rng, units)
                 del w
                 done += 2 * slab + units * units * 4
                 if progress is not None:
                     progress(done, total)
-            files["bias"].write((r, e, 0, 0), bias)
+            files["bias"].write_block((r, e), bias)
         # last: the records of this run are all on disk
-        files["complete"].write((r, 0), np.ones((1, n_epochs), dtype=bool))
+        files["complete"].write_block((r, 0), np.ones((1, n_epochs), dtype=bool))
     return path

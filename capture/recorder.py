@@ -2,9 +2,10 @@
 
 Crash safety rests on one order of writes per (run, epoch) record, kept by a single writer
 thread: every record variable -> the run's checkpoint (resume/run-NNNNN.pt, replaced
-atomically) -> `complete[run, epoch] = True`. zarr's LocalStore replaces each chunk
-atomically (a temporary file, then a rename), so a kill at any moment leaves old or new
-chunks, never half a chunk. `--resume` trusts only records marked complete.
+atomically) -> `complete[run, epoch] = True`. Each chunk and checkpoint is replaced
+atomically (a temporary file, fsync'd, then a rename: :mod:`actstats.store.chunks`), so a
+kill at any moment leaves old or new chunks, never half a chunk. `--resume` trusts only
+records marked complete.
 
 One process writes a run at a time: :func:`capture_run` holds the run's lock
 (resume/run-NNNNN.lock) while it trains and records it, and removes the temporary files
@@ -36,6 +37,7 @@ import torch
 import zarr
 
 from actstats.store import RECORD_VARIABLES, canonical_json
+from actstats.store.chunks import atomic_write
 from capture.chunks import ChunkWriter
 from capture.data import Dataset
 from capture.model import FeedForward, initialise, make_optimizer
@@ -155,22 +157,7 @@ class Writer:
         # the file's name, where a plain write raises OSError (ENOSPC) naming it.
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        path = checkpoint_path(self.path, run)
-        tmp = f"{path}.{os.getpid()}.partial"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException as exc:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
-                raise OSError(exc.errno, exc.strerror, path) from None
-            raise
+        atomic_write(checkpoint_path(self.path, run), (buffer.getbuffer(),), fsync=True)
         self.arrays["complete"].update((run, 0), (0, epoch_index), True)
         if on_done is not None:
             on_done()

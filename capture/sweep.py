@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import multiprocessing
 import os
-import shutil
-import sys
 import uuid
 from typing import Any
 
 import numpy as np
 
 from actstats.errors import ActstatsError
-from actstats.store import StoreLayout, canonical_json, create_store, hold_directory_lock, tidy_beside
+from actstats.options import progress_enabled
+from actstats.store import StoreContents, StoreLayout, canonical_json, is_local, local_path, prepare_store
 from capture.config import CaptureConfig, load_config
 from capture.data import load_dataset
 from capture.recorder import capture_run, record_steps, select_probes
@@ -126,56 +125,31 @@ def capture(
     import zarr
 
     from actstats.cluster import check_scheduler, scheduler_address
-    from actstats.store import _is_local, _local_path
 
     if resume and overwrite:
         raise ActstatsError("--resume and --overwrite exclude each other")
     if workers < 1:
         raise ActstatsError(f"--workers {workers}: must be at least 1")
     store_path = os.fspath(store_path)
-    if not _is_local(store_path):
+    if not is_local(store_path):
         raise ActstatsError(
             f"{store_path}: capture writes to a local path or a file:// URL only; capture locally, then copy the store"
         )
-    store_path = _local_path(store_path)
+    store_path = local_path(store_path)
     config = load_config(config_path)
     scheduler = scheduler_address()
     if scheduler:
         check_scheduler(scheduler)  # before any store is made: an absent scheduler fails here
-    for line in tidy_beside(store_path):
-        print(f"{store_path}: {line}", file=sys.stderr)
-    exists = os.path.exists(store_path)
-    refusal = f"{store_path}: store exists; use --resume to continue it or --overwrite to replace it"
-    if exists and not (resume or overwrite):
-        raise ActstatsError(refusal)
-    if exists and resume:
-        _check_resumable(store_path, config)
-    layout, coords, data, probes = _layout_and_coordinates(config)
-    if not exists:
-        try:
-            create_store(store_path, layout, coords, _root_attributes(config), probes.x)
-        except FileExistsError:  # another capture created it meanwhile
-            if not resume:
-                raise ActstatsError(refusal) from None
-            _check_resumable(store_path, config)  # and join it: the run locks share out its runs
-    elif overwrite:  # build the new store first, then swap
-        aside = os.path.join(os.path.dirname(os.path.abspath(store_path)), f".{os.path.basename(store_path)}.old-{uuid.uuid4().hex[:8]}")
-        if not os.path.exists(os.path.join(store_path, "zarr.json")) and os.listdir(store_path):
-            raise ActstatsError(f"{store_path}: exists and is not a Zarr store; refusing to overwrite it")
-        try:
-            lock = hold_directory_lock(store_path)  # held until the old store is gone: see tidy_beside
-        except BlockingIOError:
-            raise ActstatsError(f"{store_path}: another capture is replacing this store right now") from None
-        try:
-            os.rename(store_path, aside)
-            try:
-                create_store(store_path, layout, coords, _root_attributes(config), probes.x)
-            except BaseException:
-                os.rename(aside, store_path)
-                raise
-            shutil.rmtree(aside)
-        finally:
-            os.close(lock)
+    # The data set is loaded only after the checks that may refuse the store (see prepare_store).
+    prepared = functools.cache(lambda: _layout_and_coordinates(config))
+
+    def contents() -> StoreContents:
+        layout, coords, _, probes = prepared()
+        return StoreContents(layout, coords, _root_attributes(config), probes.x)
+
+    mode = "resume" if resume else "overwrite" if overwrite else "create"
+    prepare_store(store_path, mode, contents=contents, sweep=canonical_json(config.sweep))
+    layout, _, data, probes = prepared()
 
     group = zarr.open_group(store_path, mode="r")
     complete = np.asarray(group["complete"][...])
@@ -189,10 +163,8 @@ def capture(
     sizes = layout.sizes()
     from tqdm.auto import tqdm
 
-    from actstats.store import _progress_disabled
-
     written = 0
-    with tqdm(total=total, desc="capture", unit="record", disable=_progress_disabled(progress)) as bar:
+    with tqdm(total=total, desc="capture", unit="record", disable=not progress_enabled(progress)) as bar:
         if scheduler:
             written = _capture_on_cluster(scheduler, config_path, store_path, jobs, sizes, bar, asynchronous)
         elif workers == 1 or len(jobs) <= 1:
@@ -212,20 +184,6 @@ def capture(
         else:
             written = _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous)
     return {"runs": len(config.runs), "written": written, "already_complete": int(complete.sum())}
-
-
-def _check_resumable(store_path: str, config: CaptureConfig) -> None:
-    import zarr
-
-    try:
-        group = zarr.open_group(store_path, mode="r")
-        stored = group.attrs.get("sweep")
-    except Exception:
-        raise ActstatsError(f"{store_path}: exists but is not a readable store; refusing to resume into it") from None
-    if stored != canonical_json(config.sweep):
-        raise ActstatsError(
-            f"{store_path}: --resume with a different config than the store was made with ({_difference(stored, config.sweep)})"
-        )
 
 
 def _worker(args):
@@ -337,18 +295,3 @@ def _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynch
     finally:
         manager.shutdown()
     return written
-
-
-def _difference(stored: str | None, new: dict) -> str:
-    if stored is None:
-        return "the store has no config"
-    try:
-        old = json.loads(stored)
-    except ValueError:
-        return "the store's config is not readable"
-    for section in sorted(set(old) | set(new)):
-        a, b = old.get(section, {}), new.get(section, {})
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return f"{section}.{key}: store has {a.get(key)!r}, config has {b.get(key)!r}"
-    return "they differ"

@@ -1,4 +1,5 @@
-"""capture's direct chunk writer writes exactly what zarr would, and zarr reads it back."""
+"""The chunk codec (actstats.store.chunks, and capture's writer on it) writes exactly what zarr
+would, zarr reads it back, and it reads back what zarr wrote."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from actstats.store.chunks import ChunkFiles, DamagedChunkError, atomic_write
 from capture.chunks import ChunkWriter
 
 
@@ -81,3 +83,33 @@ def test_other_codecs_are_refused(tmp_path):
     array = group.create_array("a", shape=(4,), chunks=(2,), dtype="float32", compressors=[ZstdCodec(), Crc32cCodec()])
     with pytest.raises(ValueError, match="not bytes\\+crc32c"):
         ChunkWriter(str(tmp_path / "z"), "a", array)
+
+
+def test_reads_what_zarr_wrote_and_refuses_a_damaged_or_truncated_chunk(tmp_path):
+    by_zarr, _ = _pair(tmp_path, (2, 5), (1, 5), "float32", np.nan)
+    by_zarr[...] = np.arange(10, dtype="float32").reshape(2, 5)
+    files = ChunkFiles(str(tmp_path / "by_zarr"), "a", by_zarr)
+    np.testing.assert_array_equal(files.read((1, 0)), by_zarr[1:2])
+    assert ChunkFiles(str(tmp_path / "by_writer"), "a", by_zarr).read((0, 0)) is None  # absent
+    raw = bytearray(open(files.path((0, 0)), "rb").read())
+    raw[0] ^= 1
+    open(files.path((0, 0)), "wb").write(bytes(raw))
+    with pytest.raises(DamagedChunkError, match="CRC-32C checksum mismatch"):
+        files.read((0, 0))
+    open(files.path((0, 0)), "wb").write(bytes(raw[:-1]))
+    with pytest.raises(DamagedChunkError, match="23 bytes, expected 24"):
+        files.read((0, 0))
+
+
+def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path):
+    target = tmp_path / "f"
+    target.write_bytes(b"old")
+
+    def killed():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(target), [b"new"], before_rename=killed)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["f"]
+    atomic_write(str(target), [b"n", memoryview(b"ew")], fsync=False)
+    assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["f"]

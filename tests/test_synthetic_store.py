@@ -15,7 +15,7 @@ import zarr
 from scipy import stats
 
 import actstats
-import actstats.store
+import actstats.store.schema
 from actstats.cli import main as cli_main
 from actstats.synthetic import write_synthetic_store
 
@@ -99,7 +99,7 @@ def test_saturation_equals_numpy(store):
 
 def test_chunk_edges(tmp_path, monkeypatch):
     """Several chunks per (run, epoch, layer) slab, the last one partial (padded with NaN)."""
-    monkeypatch.setattr(actstats.store, "CHUNK_TARGET_BYTES", 7 * 4 * 10)  # 7 rows of 10 floats
+    monkeypatch.setattr(actstats.store.schema, "CHUNK_TARGET_BYTES", 7 * 4 * 10)  # 7 rows of 10 floats
     path = write_synthetic_store(str(tmp_path / "edges.zarr"), runs=1, epochs=2, layers=2, samples=23, units=10,
                                  activation_fn="tanh")
     group = zarr.open_group(path, mode="r")

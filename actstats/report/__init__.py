@@ -80,7 +80,8 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
 
     from actstats import queries
     from actstats.activations import get_activation
-    from actstats.store import _progress_disabled, open_store
+    from actstats.options import progress_enabled
+    from actstats.store import open_store
 
     if not 0 < eps < 0.5:
         raise ActstatsError(f"--eps {eps:g}: must be between 0 and 0.5")
@@ -98,7 +99,7 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
     splits = set(ds["split"].values.tolist())
 
     steps = ["saturation", "comparison", "weights", "gradients", "claims", "figures", "write"]
-    bar = tqdm(total=len(steps), desc="report", unit="step", disable=_progress_disabled(progress))
+    bar = tqdm(total=len(steps), desc="report", unit="step", disable=not progress_enabled(progress))
 
     def step(name):
         bar.set_postfix_str(name)

@@ -1,0 +1,64 @@
+"""The store format "actstats.store/1", end to end.
+
+The schema lives here, in actstats: capture writes stores through :func:`prepare_store` /
+:func:`create_store` and :class:`~actstats.store.chunks.ChunkFiles`, and :func:`open_store`
+checks any store (written by capture or by another program) against the same tables.
+docs/store-format.md describes the format for readers and writers in other languages.
+
+- :mod:`~actstats.store.schema`: the tables (variables, coordinates, root attributes) and
+  the chunk layout (:class:`StoreLayout`).
+- :mod:`~actstats.store.chunks`: the one chunk codec (bytes + CRC-32C, as plain files) and
+  :func:`~actstats.store.chunks.atomic_write`.
+- :mod:`~actstats.store.create`: :func:`create_store`, :func:`prepare_store` (tidy, refuse
+  or check an existing store, or replace it), the directory locks.
+- :mod:`~actstats.store.open`: :func:`open_store` and its checked reads.
+- :mod:`~actstats.store.manifest`: which chunks a store must hold.
+- :mod:`~actstats.store.verify`: :func:`verify_store`.
+- :mod:`~actstats.store.paths`: local paths and URLs.
+"""
+
+from actstats.store.create import (
+    ABANDONED_AFTER_SECONDS,
+    StoreContents,
+    create_store,
+    hold_directory_lock,
+    prepare_store,
+    tidy_beside,
+)
+from actstats.store.open import open_store
+from actstats.store.paths import is_local, local_path
+from actstats.store.schema import (
+    CHUNK_TARGET_BYTES,
+    COORDINATES,
+    RECORD_DIMS,
+    RECORD_VARIABLES,
+    ROOT_ATTRIBUTES,
+    SCHEMA,
+    VARIABLES,
+    StoreLayout,
+    canonical_json,
+)
+from actstats.store.verify import VerifyReport, verify_store
+
+__all__ = [
+    "ABANDONED_AFTER_SECONDS",
+    "CHUNK_TARGET_BYTES",
+    "COORDINATES",
+    "RECORD_DIMS",
+    "RECORD_VARIABLES",
+    "ROOT_ATTRIBUTES",
+    "SCHEMA",
+    "VARIABLES",
+    "StoreContents",
+    "StoreLayout",
+    "VerifyReport",
+    "canonical_json",
+    "create_store",
+    "hold_directory_lock",
+    "is_local",
+    "local_path",
+    "open_store",
+    "prepare_store",
+    "tidy_beside",
+    "verify_store",
+]

@@ -1,0 +1,199 @@
+"""The chunk codec of the format, written once: whole chunks as plain files, and one atomic write.
+
+Every array of the format has the codec chain ``bytes`` (little-endian), then ``crc32c``, and
+no compressor (:mod:`actstats.store.create`), so a chunk file is the chunk's C-order bytes
+followed by their CRC-32C, little-endian. :class:`ChunkFiles` writes and reads exactly that
+with plain file calls; capture's recorder, :func:`actstats.synthetic.write_synthetic_store`
+and the checked reads of :func:`actstats.store.open_store` all go through it.
+
+Why not zarr-python for these bytes: its read and write paths are asyncio and Python-heavy,
+and hold the GIL. Capture writes from a background thread while training runs on the main
+thread; measured (docs/benchmarks.md, "Capture"), a zarr write loop in a background thread
+slowed the training thread 2.6x through the GIL, where the same bytes written with plain
+file calls (which release the GIL) slowed it ~10%. Reading, zarr decodes at ~1 GB/s under
+the GIL where plain reads reach the file system's speed and let dask's threads overlap
+(docs/benchmarks.md, "Scale"). The files are byte-identical to zarr's own encoding and zarr
+reads them back (tests/test_chunks.py).
+
+Each file is written whole beside its place and renamed into it (:func:`atomic_write`, as
+zarr's LocalStore does), so a kill at any moment leaves the old chunk or the new one, never
+half a chunk; with ``fsync`` the bytes reach the disk before the rename.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import uuid
+from collections.abc import Callable, Iterable
+
+import crc32c
+import numpy as np
+
+
+def atomic_write(
+    path: str,
+    parts: Iterable,
+    *,
+    fsync: bool = True,
+    before_rename: Callable[[], None] | None = None,
+) -> None:
+    """Write the bytes-like `parts`, one after the other, as the file `path`, atomically.
+
+    The bytes go to a temporary file ``PATH.<random>.partial`` beside `path` (synced to the
+    disk first if `fsync`), which is then renamed onto `path`: readers see the old file or
+    the new one, never a mix. `before_rename` is called just before the rename (capture's
+    fault injection kills the process there). On any failure the temporary file is removed,
+    and an OSError that names no file is raised again naming `path`.
+    """
+    tmp = f"{path}.{uuid.uuid4().hex}.partial"
+    try:
+        with open(tmp, "wb") as f:
+            for part in parts:
+                f.write(part)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename()
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
+        raise
+
+
+class DamagedChunkError(ValueError):
+    """A chunk file whose length or CRC-32C checksum is wrong; the message says which."""
+
+
+class ChunkFiles:
+    """The chunk files of one local Zarr 3 array with a regular grid and the codecs
+    ``bytes`` + ``crc32c``.
+
+    Parameters
+    ----------
+    store_path : str
+        The store's local directory.
+    name : str
+        The array's name (its directory in the store).
+    array : zarr.Array
+        The array, for its metadata (shape, chunks, data type, fill value, chunk keys).
+    fsync : bool
+        Sync each chunk to the disk before its rename (capture: a record's data is durable
+        before the ``complete`` flag that vouches for it).
+    before_rename : callable, optional
+        Called before each chunk's rename (see :func:`atomic_write`).
+
+    Raises
+    ------
+    ValueError
+        When the array's codecs are not exactly ``bytes`` + ``crc32c``.
+    """
+
+    def __init__(self, store_path: str, name: str, array, *, fsync: bool = True,
+                 before_rename: Callable[[], None] | None = None):
+        from zarr.codecs import BytesCodec, Crc32cCodec
+
+        meta = array.metadata
+        codecs = list(meta.codecs)
+        if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], Crc32cCodec):
+            raise ValueError(f"{name}: codecs {codecs} are not bytes+crc32c; use zarr to write it")
+        self.name = name
+        self.directory = os.path.join(store_path, name)
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self.chunks = tuple(array.chunks)
+        self.shape = tuple(array.shape)
+        self.fill_value = meta.fill_value
+        self.encode_key = meta.encode_chunk_key
+        self.nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
+        self.fsync = fsync
+        self.before_rename = before_rename
+
+    def path(self, index: tuple[int, ...]) -> str:
+        """The file of chunk `index`."""
+        return os.path.join(self.directory, *self.encode_key(tuple(index)).split("/"))
+
+    # -- reading ----------------------------------------------------------------------
+    def read(self, index: tuple[int, ...]) -> np.ndarray | None:
+        """Chunk `index` as a read-only array of the chunk's shape, or None if its file is absent.
+
+        Raises :class:`DamagedChunkError` when the file's length or checksum is wrong; other
+        OSErrors of the read pass through.
+        """
+        try:
+            with open(self.path(index), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        if len(data) != self.nbytes + 4:
+            raise DamagedChunkError(f"{len(data)} bytes, expected {self.nbytes + 4}")
+        if crc32c.crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
+            raise DamagedChunkError("CRC-32C checksum mismatch")
+        values = np.frombuffer(data, dtype=self.dtype, count=self.nbytes // self.dtype.itemsize)
+        return values.reshape(self.chunks)
+
+    # -- writing ----------------------------------------------------------------------
+    def write(self, index: tuple[int, ...], piece: np.ndarray) -> None:
+        """Write chunk `index`. A `piece` smaller than a chunk fills its leading corner and
+        the rest is the fill value."""
+        piece = np.asarray(piece)
+        if piece.shape != self.chunks:
+            full = np.full(self.chunks, self.fill_value, dtype=self.dtype)
+            full[tuple(slice(0, n) for n in piece.shape)] = piece
+            piece = full
+        piece = np.ascontiguousarray(piece, dtype=self.dtype)
+        path = self.path(index)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        body = memoryview(piece).cast("B")
+        atomic_write(path, (body, crc32c.crc32c(body).to_bytes(4, "little")),
+                     fsync=self.fsync, before_rename=self.before_rename)
+
+    def write_block(self, start: tuple[int, ...], block: np.ndarray) -> None:
+        """Write `block` at `start` (chunk-aligned; missing trailing dims start at 0, missing
+        leading dims of `block` have size 1). Where the block ends inside a chunk, the rest of
+        that chunk is the fill value: callers pass blocks whose remainder is padding (layers
+        a run does not have), or that run to the array's edge."""
+        block = np.asarray(block)
+        start = tuple(start) + (0,) * (len(self.shape) - len(start))
+        block = block.reshape((1,) * (len(self.shape) - block.ndim) + block.shape)
+        for s, c in zip(start, self.chunks):
+            if s % c:
+                raise ValueError(f"{self.name}: start {start} is not aligned to chunks {self.chunks}")
+        first = [s // c for s, c in zip(start, self.chunks)]
+        counts = [-(-n // c) for n, c in zip(block.shape, self.chunks)]
+        for offset in np.ndindex(*counts):
+            index = tuple(f + o for f, o in zip(first, offset))
+            lo = [o * c for o, c in zip(offset, self.chunks)]
+            self.write(index, block[tuple(slice(a, a + c) for a, c in zip(lo, self.chunks))])
+
+    def update(self, index: tuple[int, ...], where: tuple, value) -> None:
+        """Read-modify-write one chunk (for small per-run arrays such as ``complete``); an
+        absent chunk starts as the fill value, a damaged one raises ValueError."""
+        try:
+            chunk = self.read(index)
+        except DamagedChunkError:
+            raise ValueError(f"{self.name}: chunk {index} fails its crc32c checksum") from None
+        chunk = np.full(self.chunks, self.fill_value, dtype=self.dtype) if chunk is None else chunk.copy()
+        chunk[where] = value
+        self.write(index, chunk)
+
+    def remove_leftovers(self, run: int) -> None:
+        """Delete the temporary files that a killed write left among run `run`'s chunks
+        (the caller holds the run's lock: no write of that run is under way)."""
+        shape = [-(-n // c) for n, c in zip(self.shape, self.chunks)]
+        if self.shape[0] == 0 or run >= shape[0]:
+            return
+        own = {self.path((run, *rest)) for rest in np.ndindex(*shape[1:])}
+        base = os.path.commonpath([os.path.dirname(p) for p in own])  # the run's own subtree
+        for leftover in glob.glob(os.path.join(glob.escape(base), "**", "*.partial"), recursive=True):
+            chunk = leftover[: -len(".partial")].rsplit(".", 1)[0]
+            if chunk in own:
+                try:
+                    os.remove(leftover)
+                except FileNotFoundError:
+                    pass

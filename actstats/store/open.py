@@ -1,0 +1,383 @@
+"""Opening a store: its format checked against the schema, its data read lazily and checked.
+
+:func:`open_store` refuses a group that departs from the format with a message naming what
+is wrong, and wraps each data variable in a :class:`_CheckedArray` for dask: a read error
+names the variable and the chunk, and a chunk of a complete record that is absent is an
+error, not NaN handed to a statistic. Whole chunks of local arrays are read with
+:class:`~actstats.store.chunks.ChunkFiles` (plain file reads, checked here), not zarr-python.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+
+import numpy as np
+
+from actstats.errors import IntegrityError, StoreFormatError
+from actstats.store.chunks import ChunkFiles, DamagedChunkError
+from actstats.store.manifest import ExpectedChunks, chunk_exists
+from actstats.store.paths import is_local, local_path
+from actstats.store.schema import COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
+
+
+def _covered_chunks(key, shape, chunks) -> list[tuple[int, ...]] | None:
+    """Indices of the chunks that an ``array[key]`` selection touches (None: cannot tell)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis or k is None for k in key):
+        return None
+    key = key + (slice(None),) * (len(shape) - len(key))
+    ranges = []
+    for k, n, c in zip(key, shape, chunks):
+        if isinstance(k, slice):
+            positions = range(*k.indices(n))
+            if positions.step == 1:
+                ranges.append(list(range(positions.start // c, -(-positions.stop // c))) if positions else [])
+                continue
+        elif isinstance(k, (int, np.integer)):
+            positions = [int(k) % n] if n else []
+        else:
+            try:
+                positions = [int(i) % n for i in np.asarray(k).ravel()]
+            except (TypeError, ValueError):
+                return None
+        ranges.append(sorted({p // c for p in positions}))
+    return [tuple(int(i) for i in index) for index in itertools.product(*ranges)]
+
+
+class _CheckedArray:
+    """A zarr array whose read errors name the variable and chunk (for dask.from_array).
+
+    zarr reads an absent chunk as the fill value; when the chunk belongs to a complete record
+    (see :class:`ExpectedChunks`), that is a deleted chunk, not padding, and reading it raises
+    IntegrityError instead of handing NaN to a statistic.
+    """
+
+    def __init__(self, array, name: str, location: str, expected: ExpectedChunks | None = None):
+        self.array = array
+        self.name = name
+        self.location = location
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = array.ndim
+        self.dims = VARIABLES[name][0] if name in VARIABLES else ()
+        self.expected = expected
+        self._present: set[tuple[int, ...]] = set()
+        self._files = _chunk_files(array, name, location)
+
+    def __dask_tokenize__(self):
+        return (type(self).__name__, self.location, self.name, self.shape, str(self.dtype))
+
+    def __getitem__(self, key):
+        if self._files is not None:
+            values = self._read_whole_chunk(key)
+            if values is not None:  # else: not one whole chunk, or absent: zarr decides
+                return values
+        try:
+            values = self.array[key]
+        except Exception as exc:  # any decode failure: checksum, truncation, codec
+            where = _describe_selection(key, self.array.chunks)
+            raise IntegrityError(
+                f"{self.location}: variable {self.name!r} {where} is damaged ({type(exc).__name__}: {exc})"
+            ) from None
+        if self.expected is not None and _holds_fill(values):
+            self._check_present(key)
+        return values
+
+    def _check_present(self, key) -> None:
+        covered = _covered_chunks(key, self.shape, self.array.chunks)
+        for index in covered or ():
+            if index in self._present:
+                continue
+            reason = self.expected.reason(self.dims, self.array.chunks, index)
+            if reason is None:
+                continue
+            if not chunk_exists(self.array, self.array.metadata.encode_chunk_key(index)):
+                raise IntegrityError(
+                    f"{self.location}: variable {self.name!r} chunk {index} is missing although {reason}"
+                )
+            self._present.add(index)
+
+    def _read_whole_chunk(self, key):
+        """`key` read with :class:`ChunkFiles` if it selects one whole chunk (clipped at the
+        array's edge) that exists; else None, and zarr decides. Plain file reads: zarr-python's
+        read path does the same work in Python under the GIL at ~1 GB/s, this reaches the file
+        system's speed and lets dask's threads overlap (docs/benchmarks.md, "Scale")."""
+        files = self._files
+        if not isinstance(key, tuple) or len(key) != len(files.shape):
+            return None
+        index, region = [], []
+        for k, size, n in zip(key, files.chunks, files.shape):
+            if not isinstance(k, slice) or k.step not in (None, 1):
+                return None
+            start, stop, _ = k.indices(n)
+            if start % size or stop != min(start + size, n):
+                return None
+            index.append(start // size)
+            region.append(slice(0, stop - start))
+        index = tuple(index)
+        try:
+            values = files.read(index)
+        except DamagedChunkError as exc:
+            raise IntegrityError(f"{self.location}: variable {self.name!r} chunk {index} is damaged ({exc})") from None
+        except OSError as exc:
+            raise IntegrityError(
+                f"{self.location}: variable {self.name!r} chunk {index} cannot be read ({exc.strerror})"
+            ) from None
+        if values is None:
+            return None
+        return values[tuple(region)].astype(files.dtype.newbyteorder("="), copy=False)
+
+
+def _chunk_files(array, name: str, location: str) -> ChunkFiles | None:
+    """:class:`ChunkFiles` for reading a local array with exactly the bytes (little-endian) +
+    crc32c codecs, a numeric or boolean data type of more than one byte (one-byte types
+    name no byte order: zarr reads those) and a regular chunk grid."""
+    try:
+        from zarr.codecs import BytesCodec, Crc32cCodec
+
+        codecs = list(array.metadata.codecs)
+        plain = (
+            len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], Crc32cCodec)
+            and codecs[0].endian is not None and codecs[0].endian.value == "little"
+            and np.dtype(array.dtype).kind in "fiub"
+            and array.metadata.chunk_grid is not None and hasattr(array.metadata.chunk_grid, "chunk_shape")
+        )
+    except (ImportError, AttributeError):
+        return None
+    if not plain or not is_local(location):
+        return None
+    store_path = local_path(location)
+    if not os.path.isdir(os.path.join(store_path, name)):
+        return None
+    return ChunkFiles(store_path, name, array)
+
+
+def _holds_fill(values) -> bool:
+    """Whether a read block has any fill value in it (NaN, or False): the only blocks that
+    can come from an absent chunk."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return False
+    if values.dtype.kind == "f":
+        return bool(np.isnan(values).any())
+    if values.dtype.kind == "b":
+        return not bool(values.all())
+    return False
+
+
+def _describe_selection(key, chunks) -> str:
+    if not isinstance(key, tuple):
+        key = (key,)
+    index = []
+    for k, c in zip(key, chunks):
+        if isinstance(k, slice):
+            index.append(str((k.start or 0) // c))
+        elif isinstance(k, (int, np.integer)):
+            index.append(str(int(k) // c))
+        else:
+            index.append("?")
+    return f"chunk ({', '.join(index)})" if index else "chunk"
+
+
+def _open_group(path):
+    import zarr
+
+    location = os.fspath(path) if not isinstance(path, str) else path
+    try:
+        if is_local(location) and not os.path.exists(local_path(location)):
+            raise StoreFormatError(f"{location}: no such store")
+        # A URL goes to zarr's FsspecStore (read-only), through whatever fsspec back end its
+        # protocol names (memory://, s3:// with s3fs, gs:// with gcsfs, ...); file:// and
+        # plain paths go to zarr's LocalStore.
+        group = zarr.open_group(local_path(location) if is_local(location) else location, mode="r")
+        if group.metadata.zarr_format != 3:
+            raise StoreFormatError(f"{location}: Zarr format {group.metadata.zarr_format}, expected 3")
+        attrs = dict(group.attrs)
+        arrays = dict(group.arrays())
+    except StoreFormatError:
+        raise
+    except Exception as exc:
+        if not is_local(location):
+            problem = _url_problem(location, exc)
+            if problem:
+                raise StoreFormatError(f"{location}: {problem}") from None
+        raise StoreFormatError(f"{location}: not a Zarr group ({type(exc).__name__}: {exc})") from None
+    return location, group, attrs, arrays
+
+
+def _url_problem(url: str, exc: Exception) -> str | None:
+    """Why a URL could not be opened, when the reason is the URL rather than its content:
+    no fsspec back end for its protocol (or the back end is not installed), or nothing there."""
+    if isinstance(exc, ImportError) or (isinstance(exc, ValueError) and "protocol" in str(exc).lower()):
+        return f"cannot open this URL ({exc})"
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(url)
+        if not fs.exists(root):
+            return "no such store"
+    except Exception:  # the original error says more
+        return None
+    return None
+
+
+def _array_problem(name, array, expected_dims, expected_dtype) -> str | None:
+    """What is wrong with one array's metadata (dimension names, checksum codec, data type)."""
+    from zarr.codecs import Crc32cCodec
+
+    dims = tuple(array.metadata.dimension_names or ())
+    if dims != tuple(expected_dims):
+        return f"variable {name!r} has dimension_names {list(dims)}, expected {list(expected_dims)}"
+    codecs = getattr(array.metadata, "codecs", ())
+    if not any(isinstance(c, Crc32cCodec) for c in codecs):
+        return f"variable {name!r} has no crc32c checksum codec"
+    if expected_dtype is not None:
+        kind = np.dtype(array.dtype).kind if not _is_string(array.dtype) else "U"
+        ok = {
+            "float32": np.dtype(array.dtype) == np.float32 if kind == "f" else False,
+            "bool": kind == "b",
+            "int": kind in "iu",
+            "float": kind == "f",
+            "str": kind in "UTO",
+        }[expected_dtype]
+        if not ok:
+            return f"variable {name!r} has data type {array.dtype}, expected {expected_dtype}"
+    return None
+
+
+def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
+    """Every way a group departs from the format, in the order :func:`open_store` checks,
+    and the names of the arrays whose metadata is wrong."""
+    problems: list[str] = []
+    bad: set[str] = set()
+    schema = attrs.get("schema")
+    if schema is None:
+        problems.append("root attribute 'schema' is missing (not an actstats store)")
+    elif schema != SCHEMA:
+        problems.append(f"schema {schema!r} is not supported (expected {SCHEMA!r})")
+    for key in ROOT_ATTRIBUTES:
+        if key != "schema" and key not in attrs:
+            problems.append(f"root attribute {key!r} is missing")
+    # (name, dims, data type, what to say if it is absent): variables, then coordinates
+    tables = [(n, d, t, f"required variable {n!r} is missing" if required else None)
+              for n, (d, t, required) in VARIABLES.items()]
+    tables += [(n, d, kind, f"coordinate {n!r} is missing") for n, (d, kind) in COORDINATES.items()]
+    for name, dims, kind, if_absent in tables:
+        if name not in arrays:
+            if if_absent:
+                problems.append(if_absent)
+            continue
+        problem = _array_problem(name, arrays[name], dims, kind)
+        if problem:
+            problems.append(problem)
+            bad.add(name)
+    # each dimension's size is the one most arrays agree on, so that an edited array is
+    # named, not the arrays that agree with each other
+    checked = [n for n in arrays if (n in VARIABLES or n in COORDINATES) and n not in bad]
+    votes: dict[str, Counter] = {}
+    for name in checked:
+        for dim, size in zip(arrays[name].metadata.dimension_names, arrays[name].shape):
+            votes.setdefault(dim, Counter())[size] += 1
+    sizes = {}
+    for dim, counts in votes.items():
+        ranked = counts.most_common()
+        # a tie names no size: every array with that dimension is then suspect
+        sizes[dim] = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else None
+    for name in checked:
+        for dim, size in zip(arrays[name].metadata.dimension_names, arrays[name].shape):
+            if size != sizes[dim]:
+                others = sizes[dim] if sizes[dim] is not None else " or ".join(str(s) for s in votes[dim] if s != size)
+                problems.append(f"variable {name!r} has {dim}={size}, but other variables have {dim}={others}")
+                bad.add(name)
+                break
+    return problems, bad
+
+
+def _is_string(dtype) -> bool:
+    try:
+        return np.dtype(dtype).kind in "UTO"
+    except TypeError:
+        return True
+
+
+def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
+    """Open a store lazily as an xarray Dataset (dask-backed), after checking its format.
+
+    Parameters
+    ----------
+    path
+        A local path or an fsspec URL of a Zarr v3 group in the actstats.store/1 format.
+    chunks
+        "zarr" (default): one dask chunk per Zarr chunk.
+
+    Returns
+    -------
+    xarray.Dataset
+        Data variables as dask arrays whose read errors name the variable and the chunk
+        (:class:`~actstats.errors.IntegrityError`), including a chunk of a complete record
+        that is absent; coordinates and ``complete`` loaded in memory (``complete`` as it
+        was at opening: records completed later by a running capture stay masked).
+
+    Raises
+    ------
+    StoreFormatError
+        With a message naming what is missing or wrong.
+    IntegrityError
+        When a coordinate or ``complete`` cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from actstats.synthetic import write_synthetic_store
+    >>> path = write_synthetic_store(os.path.join(tempfile.mkdtemp(), "s.zarr"), runs=1, epochs=2,
+    ...                              layers=2, samples=10, units=4)
+    >>> ds = open_store(path)
+    >>> ds.activation.dims
+    ('run', 'epoch', 'layer', 'sample', 'unit')
+    """
+    import dask.array as da
+    import xarray as xr
+
+    location, group, attrs, arrays = _open_group(path)
+    problems, _ = _format_problems(attrs, arrays)
+    if problems:
+        raise StoreFormatError(f"{location}: {problems[0]}")
+
+    coords = {}
+    for name, (dims, kind) in COORDINATES.items():
+        try:
+            values = arrays[name][...]
+        except Exception as exc:
+            raise IntegrityError(f"{location}: coordinate {name!r} is damaged ({type(exc).__name__}: {exc})") from None
+        if kind == "str":
+            values = np.asarray(values, dtype=object).astype(str)
+        coords[name] = (dims, values)
+    try:
+        complete = np.asarray(arrays["complete"][...])
+    except Exception as exc:
+        raise IntegrityError(f"{location}: variable 'complete' is damaged ({type(exc).__name__}: {exc})") from None
+    expected = ExpectedChunks(complete, np.asarray(coords["depth"][1]), np.asarray(coords["width"][1]),
+                              np.asarray(coords["epoch"][1]))
+    data_vars = {}
+    for name, (dims, _, _) in VARIABLES.items():
+        if name not in arrays:
+            continue
+        array = arrays[name]
+        if name == "complete":
+            data = complete
+        else:
+            checked = _CheckedArray(array, name, location, expected)
+            data = da.from_array(
+                checked,
+                chunks=array.chunks,
+                asarray=False,
+                lock=False,
+                meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+                name=f"actstats-{name}-{da.core.tokenize(checked)}",
+            )
+        var_attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
+        data_vars[name] = xr.Variable(dims, data, attrs=var_attrs)
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -1,0 +1,154 @@
+"""The tables of the format "actstats.store/1": variables, coordinates, root attributes, and
+the chunk layout of a store of given sizes.
+
+These tables are the schema: :func:`~actstats.store.create_store` lays a store out from
+them and :func:`~actstats.store.open_store` checks any store (written by capture or by
+another program) against them. docs/store-format.md describes the format for readers and
+writers in other languages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "actstats.store/1"
+
+RECORD_DIMS = ("run", "epoch")
+
+#: Data variables: name -> (dims, dtype, required).
+VARIABLES: dict[str, tuple[tuple[str, ...], str, bool]] = {
+    "activation": (("run", "epoch", "layer", "sample", "unit"), "float32", True),
+    "preactivation": (("run", "epoch", "layer", "sample", "unit"), "float32", True),
+    "weight": (("run", "epoch", "layer", "unit", "fan_in"), "float32", True),
+    "bias": (("run", "epoch", "layer", "unit"), "float32", True),
+    "readout_weight": (("run", "epoch", "class", "fan_in"), "float32", False),
+    "readout_bias": (("run", "epoch", "class"), "float32", False),
+    "delta": (("run", "epoch", "layer", "sample", "unit"), "float32", False),
+    "weight_grad": (("run", "epoch", "layer", "unit", "fan_in"), "float32", False),
+    "train_loss": (("run", "epoch"), "float32", False),
+    "test_loss": (("run", "epoch"), "float32", False),
+    "train_accuracy": (("run", "epoch"), "float32", False),
+    "test_accuracy": (("run", "epoch"), "float32", False),
+    "diverged": (("run", "epoch"), "bool", False),
+    "complete": (("run", "epoch"), "bool", True),
+    "input": (("sample", "feature"), "float32", True),
+}
+
+#: Coordinates: name -> (dims, kind). kind: "int", "float" or "str".
+COORDINATES: dict[str, tuple[tuple[str, ...], str]] = {
+    "run": (("run",), "int"),
+    "epoch": (("epoch",), "float"),
+    "layer": (("layer",), "int"),
+    "unit": (("unit",), "int"),
+    "fan_in": (("fan_in",), "int"),
+    "class": (("class",), "int"),
+    "feature": (("feature",), "int"),
+    "sample": (("sample",), "int"),
+    "step": (("run", "epoch"), "int"),
+    "split": (("sample",), "str"),
+    "label": (("sample",), "int"),
+    "source_index": (("sample",), "int"),
+    "width": (("run", "layer"), "int"),
+    "depth": (("run",), "int"),
+    "activation_fn": (("run",), "str"),
+    "init": (("run",), "str"),
+    "optimizer": (("run",), "str"),
+    "lr": (("run",), "float"),
+    "batch_size": (("run",), "int"),
+    "seed": (("run",), "int"),
+    "dataset": (("run",), "str"),
+    "config": (("run",), "str"),
+}
+
+ROOT_ATTRIBUTES = (
+    "schema",
+    "created_at",
+    "creation_library",
+    "creation_library_version",
+    "torch_version",
+    "sweep",
+)
+
+#: Variables written once per (run, epoch) record, in the order capture writes them.
+RECORD_VARIABLES = tuple(
+    name for name, (dims, _, _) in VARIABLES.items() if dims[:2] == RECORD_DIMS and name != "complete"
+)
+
+#: Target size of one uncompressed chunk of the large record variables. Chosen by
+#: measurement (docs/benchmarks.md): big enough that per-chunk overhead is small, small
+#: enough that one (run, epoch, layer) slab of a wide layer splits over several chunks.
+CHUNK_TARGET_BYTES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """The sizes of every dimension of a store, and which optional variables it holds."""
+
+    n_runs: int
+    epochs: tuple[float, ...]
+    n_layers: int
+    n_units: int
+    n_fan_in: int
+    n_classes: int
+    n_features: int
+    n_samples: int
+    optional: frozenset[str] = field(default_factory=frozenset)
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "run": self.n_runs,
+            "epoch": len(self.epochs),
+            "layer": self.n_layers,
+            "unit": self.n_units,
+            "fan_in": self.n_fan_in,
+            "class": self.n_classes,
+            "feature": self.n_features,
+            "sample": self.n_samples,
+        }
+
+    def variables(self) -> list[str]:
+        return [
+            name
+            for name, (_, _, required) in VARIABLES.items()
+            if required or name in self.optional
+        ]
+
+    def chunks(self, name: str) -> tuple[int, ...]:
+        """Chunk shape: one chunk per (run, epoch, layer) slab, split along samples or units
+        to stay near CHUNK_TARGET_BYTES; (run, epoch) scalars are chunked per run."""
+        dims = VARIABLES[name][0]
+        sizes = self.sizes()
+        shape = [sizes[d] for d in dims]
+        if dims == RECORD_DIMS:
+            return (1, len(self.epochs))
+        if dims[:2] != RECORD_DIMS:
+            return tuple(shape)  # input: small, one chunk
+        chunk = [1, 1] + shape[2:]
+        if len(dims) == 5:
+            chunk[2] = 1  # one layer per chunk
+            row_bytes = shape[4] * 4
+            chunk[3] = max(1, min(shape[3], CHUNK_TARGET_BYTES // row_bytes))
+        return tuple(chunk)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text with sorted keys: equal configs give equal text.
+
+    Examples
+    --------
+    >>> canonical_json({"b": 1, "a": [1.5, "x"]})
+    '{"a":[1.5,"x"],"b":1}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def library_version() -> str:
+    """The installed version of actstats (the root attribute ``creation_library_version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("actstats")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
