@@ -105,7 +105,9 @@ def _plain(value):
 def snapshot() -> tuple[dict[str, np.ndarray], dict, dict]:
     import actstats
 
-    stores, _ = _stores()
+    import shutil
+
+    stores, directory = _stores()
     arrays, meta, records = {}, {}, {}
     for store_name, ds in stores.items():
         for query_name, query in _queries().items():
@@ -129,6 +131,7 @@ def snapshot() -> tuple[dict[str, np.ndarray], dict, dict]:
                                                  "coordinate": name in result.coords}
             meta[key] = entry
             records[key] = json.loads(json.dumps(actstats.to_records(result), allow_nan=True))
+    shutil.rmtree(directory, ignore_errors=True)
     return arrays, meta, records
 
 

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["_rows", "moments", "normality", "bounded", "fits", "intervals", "comparison", "multiple", "histogram", "logit_histogram"]
+MODULES = ["_rows", "moments", "normality", "saturation", "beta", "mixture", "fits", "intervals", "comparison", "multiple", "histogram", "logit_histogram"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,39 +7,44 @@ fields are arrays over the kept axes. Nothing here imports xarray, dask, torch o
 matplotlib; the xarray layer maps ``dim=`` onto these functions.
 
 Modules: ``moments`` (mergeable moments), ``normality`` (tests and effect sizes),
-``bounded`` (saturation, bimodality, Beta fits), ``fits`` (distribution families),
+``saturation`` (counts in the saturated bands, dip test, bimodality near the bounds),
+``beta`` (Beta and logit-normal fits), ``mixture`` (the Beta mixture EM), ``fits`` (distribution families),
 ``intervals`` (sample-level intervals), ``comparison`` (two groups), ``multiple``
 (Benjamini–Hochberg), ``histogram`` (CDF statistics of groups too large for memory),
 ``logit_histogram`` (the same for bounded activations, in logit space).
 """
 
 from ._rows import DEFAULT_SEED, deterministic_subsample, normalize_axis
-from .bounded import (
+from .beta import (
     BETA_STATISTIC_FIELDS,
-    BIMODALITY_COEFFICIENT_THRESHOLD,
     DEFAULT_DELTA,
-    MIXTURE_MAX_SIZE,
-    SATURATION_FIELDS,
     BetaFit,
-    BetaMixtureFit,
-    BimodalityResult,
-    DipTestResult,
     LogitNormalFit,
     beta_sufficient_statistics,
-    bimodal_at_bounds,
-    bimodality,
-    bimodality_coefficient,
-    dip_test,
     fit_beta,
     fit_beta_from_statistics,
-    fit_beta_mixture,
     fit_logit_normal,
     fit_logit_normal_from_statistics,
     rescale_to_unit,
+)
+from .mixture import MIXTURE_MAX_SIZE, BetaMixtureFit, fit_beta_mixture
+from .saturation import (
+    BIMODALITY_COEFFICIENT_THRESHOLD,
+    BIMODALITY_FIELDS,
+    SATURATION_FIELDS,
+    BimodalityResult,
+    DipTestResult,
+    band_thresholds,
+    bimodal_at_bounds,
+    bimodality,
+    bimodality_coefficient,
+    bimodality_fields,
+    count_true,
+    dip_test,
     saturation_counts,
 )
 from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, compare_groups
-from .fits import FAMILIES, SLOW_FIT_MAX_SIZE, FamilyFits, fit_families
+from .fits import FAMILIES, SLOW_FIT_MAX_SIZE, FamilyFits, fit_families, ks_from_cdf, logit_grid_cdfs
 from .intervals import (
     DEFAULT_RESAMPLES,
     MIN_INFORMATIVE_SAMPLES,
@@ -78,6 +83,8 @@ from .histogram import (
     histogram_cdf_statistics,
     histogram_edges,
     histogram_ks,
+    histogram_normality,
+    HistogramNormality,
     histogram_quantiles,
     standardized_histogram,
 )
@@ -104,6 +111,8 @@ __all__ = [
     "HISTOGRAM_FIT_FAMILIES",
     "HistogramFamilyFits",
     "histogram_fit_families",
+    "histogram_normality",
+    "HistogramNormality",
     "HISTOGRAM_LIMIT",
     "HistogramCDFStatistics",
     "anderson_darling_pvalue",
@@ -124,6 +133,10 @@ __all__ = [
     "MIXTURE_MAX_SIZE",
     "MOMENT_FIELDS",
     "SATURATION_FIELDS",
+    "BIMODALITY_FIELDS",
+    "band_thresholds",
+    "bimodality_fields",
+    "count_true",
     "SHAPIRO_MAX_SIZE",
     "SLOW_FIT_MAX_SIZE",
     "BetaFit",
@@ -154,6 +167,8 @@ __all__ = [
     "fit_beta_from_statistics",
     "fit_beta_mixture",
     "fit_families",
+    "ks_from_cdf",
+    "logit_grid_cdfs",
     "fit_logit_normal",
     "fit_logit_normal_from_statistics",
     "DIP_SAMPLE_SIZE",

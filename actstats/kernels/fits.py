@@ -17,7 +17,7 @@ from scipy import special, stats
 
 from ._rows import DEFAULT_SEED, Axis, as_rows, deterministic_subsample
 
-__all__ = ["FAMILIES", "FamilyFits", "SLOW_FIT_MAX_SIZE", "fit_families"]
+__all__ = ["FAMILIES", "FamilyFits", "SLOW_FIT_MAX_SIZE", "fit_families", "ks_from_cdf", "logit_grid_cdfs"]
 
 #: Supported families, in the order of the family axis.
 FAMILIES = ("normal", "t", "laplace", "logistic", "uniform", "gennorm")
@@ -309,3 +309,72 @@ def fit_families(
         max_fit_size=max_fit_size,
         seed=seed,
     )
+
+
+def ks_from_cdf(cdf, counts) -> np.ndarray:
+    """Two-sided Kolmogorov–Smirnov distance of sorted samples to a model CDF, row by row.
+
+    Parameters
+    ----------
+    cdf : array_like, shape (groups, m)
+        The model CDF at each group's values sorted ascending, NaN (padding) last.
+    counts : array_like of int, shape (groups,)
+        The number of values of each group (its first ``counts`` entries count).
+
+    Returns
+    -------
+    ndarray, shape (groups,)
+        ``max_i max(i/n - F(x_(i)), F(x_(i)) - (i-1)/n)``; NaN for empty groups.
+
+    Verification: equal to ``scipy.stats.kstest(x, cdf).statistic`` for Beta, normal and
+    padded groups (``tests/test_kernels_fits.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> x = np.sort(np.array([0.1, 0.4, 0.5, 0.9]))
+    >>> float(ks_from_cdf(stats.uniform.cdf(x)[None, :], np.array([4]))[0])
+    0.25
+    """
+    cdf = np.asarray(cdf, dtype=float)
+    counts = np.asarray(counts)
+    n = counts[:, None].astype(float)
+    index = np.arange(1, cdf.shape[1] + 1)[None, :]
+    valid = index <= n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        above = np.where(valid, index / n - cdf, -np.inf).max(axis=1, initial=-np.inf)
+        below = np.where(valid, cdf - (index - 1) / n, -np.inf).max(axis=1, initial=-np.inf)
+    distance = np.maximum(above, below)
+    return np.where((counts > 0) & np.isfinite(distance), distance, np.nan)
+
+
+def logit_grid_cdfs(family: str, parameters) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted family's CDF at the logit histogram's edges and bin middles.
+
+    ``family`` is ``"beta"`` (``parameters = (a, b)`` on [0, 1]) or ``"logit_normal"``
+    (``(mean, std)`` of logit y). Returns ``(..., bins + 1)`` and ``(..., bins)`` arrays
+    (:func:`actstats.kernels.logit_histogram_edges` and ``_middles``), what
+    :func:`actstats.kernels.logit_histogram_ks` compares a streamed histogram with.
+
+    Verification: equal to ``scipy.stats.beta.cdf`` and ``scipy.stats.norm.cdf`` of the
+    logit at the grid (``tests/test_kernels_fits.py``).
+
+    Examples
+    --------
+    >>> edges, middles = logit_grid_cdfs("logit_normal", (0.0, 1.0))
+    >>> bool(edges[0] < 0.5 < edges[-1]) and edges.shape[-1] == middles.shape[-1] + 1
+    True
+    """
+    from scipy.special import betainc, expit, ndtr
+
+    from .logit_histogram import logit_histogram_edges, logit_histogram_middles
+
+    edges, middles = logit_histogram_edges(), logit_histogram_middles()
+    if family == "beta":
+        a, b = (np.asarray(p, dtype=float)[..., None] for p in parameters)
+        return betainc(a, b, expit(edges)), betainc(a, b, expit(middles))
+    if family != "logit_normal":
+        raise ValueError(f"family must be 'beta' or 'logit_normal', got {family!r}")
+    mean, std = (np.asarray(p, dtype=float)[..., None] for p in parameters)
+    return ndtr((edges - mean) / std), ndtr((middles - mean) / std)

@@ -591,3 +591,81 @@ def histogram_fit_families(histogram, moments, minimum, maximum, *, families=HIS
         ks_statistic=shaped(ks), ks_statistic_error=shaped(ks_error),
         n=shaped(n), best_family_index=shaped(best),
     )
+
+
+@dataclass(frozen=True)
+class HistogramNormality:
+    """The CDF-based normality statistics of groups, from their standardised histograms.
+
+    Fields are arrays over the groups: ``ad_statistic``/``ad_pvalue`` (Anderson–Darling,
+    NaN below 8 values), ``lilliefors_statistic``/``lilliefors_pvalue`` (NaN below 4),
+    ``ks_d`` and ``w1_normal`` (to the maximum-likelihood normal), ``best_family_index``
+    (into ``families``, binned likelihood), and the error bounds ``ks_d_error``,
+    ``w1_normal_error``, ``ad_statistic_error``.
+    """
+
+    ad_statistic: np.ndarray
+    ad_pvalue: np.ndarray
+    lilliefors_statistic: np.ndarray
+    lilliefors_pvalue: np.ndarray
+    ks_d: np.ndarray
+    w1_normal: np.ndarray
+    best_family_index: np.ndarray
+    ks_d_error: np.ndarray
+    w1_normal_error: np.ndarray
+    ad_statistic_error: np.ndarray
+
+
+def histogram_normality(histogram, n, *, families=HISTOGRAM_FAMILIES) -> HistogramNormality:
+    """Normality statistics of groups too large for memory, from :func:`standardized_histogram`.
+
+    Parameters
+    ----------
+    histogram : array_like, shape (..., HISTOGRAM_BINS + 4)
+        Summed standardised histograms (standardised with the ddof=0 standard deviation).
+    n : array_like
+        Values per group.
+    families : sequence of str
+        Compared for ``best_family_index`` (:func:`histogram_best_family`).
+
+    Returns
+    -------
+    HistogramNormality
+
+    Verification: within the stated error bounds of the exact statistics
+    (:func:`~actstats.kernels.anderson_darling`, :func:`~actstats.kernels.lilliefors`,
+    :func:`~actstats.kernels.ks_distance_normal`, :func:`~actstats.kernels.wasserstein_normal`)
+    on plain arrays (``tests/test_kernels_histogram.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(1, 4000))
+    >>> h = standardized_histogram(x, x.mean(axis=-1), x.std(axis=-1))
+    >>> result = histogram_normality(h, np.array([4000.0]))
+    >>> bool(result.ks_d[0] < 0.03 and result.ad_pvalue[0] > 0.01)
+    True
+    """
+    from .normality import anderson_darling_pvalue, lilliefors_pvalue
+
+    histogram = np.asarray(histogram, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt(n / (n - 1))  # std(ddof=1) / std(ddof=0): the Lilliefors/AD normal
+    fitted = histogram_cdf_statistics(histogram)
+    sample = histogram_cdf_statistics(histogram, scale=ratio)
+    ad = np.where(~(n >= 8), np.nan, sample.ad_statistic)
+    lilliefors = np.where(~(n >= 4), np.nan, sample.ks_d)
+    median = histogram_quantiles(histogram, [0.5])[0][..., 0]
+    bins = histogram.shape[-1] - 4
+    edges = histogram_edges(bins)
+    middles = (edges[:-1] + edges[1:]) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mad = (histogram[..., :bins] * np.abs(middles - median[..., None])).sum(axis=-1) / n
+    return HistogramNormality(
+        ad_statistic=ad, ad_pvalue=anderson_darling_pvalue(ad, n),
+        lilliefors_statistic=lilliefors, lilliefors_pvalue=lilliefors_pvalue(lilliefors, n),
+        ks_d=fitted.ks_d, w1_normal=fitted.w1,
+        best_family_index=histogram_best_family(histogram, median, mad, families=families),
+        ks_d_error=fitted.ks_d_error, w1_normal_error=fitted.w1_error, ad_statistic_error=sample.ad_statistic_error,
+    )

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from .bounded import DEFAULT_DELTA, _mixture_log_densities
+from .beta import DEFAULT_DELTA
+from .mixture import _mixture_log_densities
 
 #: Default grid: 65536 equal bins of logit y on [logit(delta), logit(1 - delta)] ...
 LOGIT_HISTOGRAM_BINS = 65536

@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -51,6 +52,12 @@ class _Layout:
     upper: np.ndarray  # (run,) inf when unbounded above (relu)
     activation_index: np.ndarray  # (run,) position in ACTIVATIONS, -1 if unknown
     names: tuple[str, ...]  # (run,) activation_fn
+    saturation: tuple[str, ...]  # (run,) Activation.saturation: bounds | dead_at_zero | none ("none" if unknown)
+
+    @property
+    def bounded(self) -> np.ndarray:
+        """(run,) whether each run's activation saturates at two finite bounds."""
+        return np.array([kind == "bounds" for kind in self.saturation], dtype=bool)
 
     def check_activations(self, runs) -> None:
         for run, name, index in zip(runs, self.names, self.activation_index):
@@ -80,7 +87,8 @@ def _layout(ds: xr.Dataset) -> _Layout:
     index = np.array([known.index(n) if n in ACTIVATIONS else -1 for n in names], dtype=np.int64)
     lower = np.array([ACTIVATIONS[n].lower if n in ACTIVATIONS else np.nan for n in names], dtype=float)
     upper = np.array([ACTIVATIONS[n].upper if n in ACTIVATIONS else np.nan for n in names], dtype=float)
-    return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names)
+    saturation = tuple(ACTIVATIONS[n].saturation if n in ACTIVATIONS else "none" for n in names)
+    return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names, saturation)
 
 
 def _grid(dims: Sequence[str], location) -> dict[str, np.ndarray]:
@@ -104,8 +112,82 @@ def _exists(layout: _Layout, grid: dict[str, np.ndarray], epoch=None) -> np.ndar
     return mask
 
 
-def _block(block, *others, function, dims, n_reduce, layout, rescale, kwargs, block_info=None, location=None):
-    """Clean one block, apply ``function`` to it, append the count of non-finite values.
+class Fields:
+    """Named fields of a per-chunk result, laid out once: name -> position(s) on the last axis.
+
+    A field is a name (one number per group) or ``(name, width)`` (a vector, e.g. the five
+    mergeable moments). The engine appends ``n_nonfinite``. Per-chunk functions return a
+    dict by name (:meth:`pack` lays it out); queries read fields by name (:meth:`get`).
+    """
+
+    def __init__(self, *spec):
+        self.slices: dict[str, slice | int] = {}
+        start = 0
+        for entry in (*spec, "n_nonfinite"):
+            name, width = (entry, None) if isinstance(entry, str) else entry
+            if name in self.slices:
+                raise ValueError(f"field {name!r} named twice")
+            self.slices[name] = start if width is None else slice(start, start + width)
+            start += 1 if width is None else width
+        self.size = start  # including n_nonfinite
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.slices)
+
+    def pack(self, values: dict, keep_shape: tuple[int, ...]) -> np.ndarray:
+        """``(*keep_shape, size - 1)``: the fields of ``values`` (all but n_nonfinite) in their places."""
+        expected = self.names[:-1]
+        if tuple(values) != expected:
+            raise ValueError(f"fields {tuple(values)} given where {expected} are laid out")
+        parts = [np.asarray(values[name], dtype=np.float64).reshape(keep_shape + (-1,)) for name in expected]
+        return np.concatenate(parts, axis=-1) if parts else np.zeros(keep_shape + (0,))
+
+    def get(self, array, name: str):
+        """The field ``name`` of a packed array: numpy (last axis) or xarray (the field dim)."""
+        where = self.slices[name]
+        if isinstance(array, xr.DataArray):
+            return array.isel({_FIELD: where}, drop=isinstance(where, int))
+        return np.asarray(array)[..., where]
+
+    def unpack(self, array: xr.DataArray) -> dict[str, xr.DataArray]:
+        """Every field of a packed DataArray, by name."""
+        return {name: self.get(array, name) for name in self.slices}
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """A chunked reduction with named fields, in the spirit of flox's ``Aggregation``.
+
+    ``chunk(values, *others, grid, n_reduce, layout, **options)`` reduces the last
+    ``n_reduce`` axes of one cleaned block (what does not exist is NaN, see :func:`_block`)
+    and returns a dict ``{field: array}`` in the order of ``fields``. ``combine`` says how
+    the per-chunk entries of a group merge: ``"sum"`` (counts and sums, added),
+    ``"whole"`` (the group was one chunk: its single entry) or ``"gather"`` (kept per
+    chunk, for a merge the query does itself, e.g. moments or extremes). ``block``, if
+    given, replaces :func:`_block` (cleaning and reducing in one pass, for hot loops).
+    """
+
+    name: str
+    chunk: Callable | None
+    fields: Fields
+    combine: str = "sum"
+    block: Callable | None = None
+
+    def merge(self, computed: xr.DataArray) -> xr.DataArray:
+        """The per-chunk entries of a computed :func:`_map_chunks` result combined per group."""
+        if self.combine == "sum":
+            return _merge_sum(computed)
+        if self.combine == "whole":
+            return _single(computed)
+        return computed
+
+    def get(self, array, name: str):
+        return self.fields.get(array, name)
+
+
+def _block(block, *others, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None):
+    """Clean one block, apply ``reduction.chunk`` to it, append the count of non-finite values.
 
     The block's last ``n_reduce`` axes are reduced. Values that do not exist become NaN;
     values that exist but are not finite become NaN and are counted. Returns an array of
@@ -123,16 +205,16 @@ def _block(block, *others, function, dims, n_reduce, layout, rescale, kwargs, bl
         nonfinite = nonfinite & ~(np.isnan(values) & ~layout.fan_in_known[grid["run"], grid["layer"]])
     nonfinite = np.broadcast_to(nonfinite, values.shape).sum(axis=reduce_axes)
     values = np.where(exists & finite, values, np.nan)
-    if rescale:  # to [0, 1] with each run's bounds; NaN for unbounded (relu) runs
+    if rescale:  # to [0, 1] with each run's bounds; NaN for runs not saturating at two bounds (relu)
         lower = layout.lower[grid["run"]]
         upper = layout.upper[grid["run"]]
-        scale = np.where(np.isfinite(upper), upper - lower, np.nan)
+        scale = np.where(layout.bounded[grid["run"]], upper - lower, np.nan)
         with np.errstate(invalid="ignore"):
             values = (values - lower) / scale
     with np.errstate(all="ignore"):
-        out = function(values, *others, grid=grid, n_reduce=n_reduce, layout=layout, **kwargs)
+        out = reduction.chunk(values, *others, grid=grid, n_reduce=n_reduce, layout=layout, **options)
     keep_shape = values.shape[: values.ndim - n_reduce]
-    out = np.asarray(out, dtype=np.float64).reshape(keep_shape + (-1,))
+    out = reduction.fields.pack(out, keep_shape)
     out = np.concatenate([out, np.asarray(nonfinite, dtype=np.float64).reshape(keep_shape + (1,))], axis=-1)
     return out.reshape(keep_shape + (1,) * n_reduce + (out.shape[-1],))
 
@@ -145,40 +227,36 @@ def _is_dask(obj) -> bool:
 
 def _map_chunks(
     x: xr.DataArray,
-    function,
+    reduction: Reduction,
     keep: Sequence[str],
     reduce: Sequence[str],
-    n_fields: int,
     layout: _Layout,
     *,
-    whole: bool = False,
     rescale: bool = False,
     others: Sequence[xr.DataArray] = (),
-    block_function=None,
-    **kwargs,
+    **options,
 ) -> xr.DataArray:
-    """``function`` on each chunk of ``x`` (dims ``keep`` + ``reduce``), lazily.
+    """``reduction`` on each chunk of ``x`` (dims ``keep`` + ``reduce``), lazily: one task a chunk.
 
-    ``function(values, *others, grid, n_reduce, layout, **kwargs)`` reduces the last
-    ``n_reduce`` axes of ``values`` and returns ``(*kept, n_fields)``. With ``whole``
-    the ``reduce`` dims are first merged into one chunk, so that each call sees whole
-    groups. The result has dims ``keep``, one ``<dim>_chunk`` dim per reduced dim (one
-    entry per chunk, to be merged by the caller) and a field dim whose last entry is
-    the number of non-finite values.
+    With ``reduction.combine == "whole"`` the ``reduce`` dims are first merged into one
+    chunk, so that each call sees whole groups (refused beyond ``OPTIONS["exact_max_size"]``
+    values a group). The result has dims ``keep``, one ``<dim>_chunk`` dim per reduced dim
+    (one entry per chunk: :meth:`Reduction.merge` combines them) and the field dim of
+    ``reduction.fields``, whose last entry is the number of non-finite values.
     """
     keep, reduce = list(keep), list(reduce)
     dims = tuple(keep + reduce)
     x = x.transpose(*dims)
     n_keep, ndim = len(keep), len(dims)
     call = functools.partial(
-        block_function or _block, function=function, dims=dims, n_reduce=len(reduce), layout=layout,
-        rescale=rescale, kwargs=kwargs,
+        reduction.block or _block, reduction=reduction, dims=dims, n_reduce=len(reduce), layout=layout,
+        rescale=rescale, options=options,
     )
     if _is_dask(x):
         import dask.array as da
 
         data = x.data
-        if whole and reduce:
+        if reduction.combine == "whole" and reduce:
             group_size = int(np.prod(data.shape[n_keep:], dtype=np.int64))
             limit = OPTIONS["exact_max_size"]
             if group_size > limit:
@@ -188,7 +266,7 @@ def _map_chunks(
                 )
             data = data.rechunk({axis: -1 for axis in range(n_keep, ndim)})
         other_data = [da.asarray(o.transpose(*dims).data).rechunk(data.chunks) for o in others]
-        chunks = data.chunks[:n_keep] + tuple((1,) * len(c) for c in data.chunks[n_keep:]) + ((n_fields + 1,),)
+        chunks = data.chunks[:n_keep] + tuple((1,) * len(c) for c in data.chunks[n_keep:]) + ((reduction.fields.size,),)
         out = da.map_blocks(
             call, data, *other_data, chunks=chunks, new_axis=ndim, dtype=np.float64,
             meta=np.empty((0,) * (ndim + 1), dtype=np.float64),
@@ -208,12 +286,8 @@ def _merge_sum(computed: xr.DataArray) -> xr.DataArray:
 
 
 def _single(computed: xr.DataArray) -> xr.DataArray:
-    """The one entry of a ``whole`` :func:`_map_chunks` result."""
+    """The one entry of a whole-group :func:`_map_chunks` result."""
     return computed.isel({d: 0 for d in computed.dims if str(d).endswith("_chunk")}, drop=True)
-
-
-def _field(array: xr.DataArray, index: int) -> xr.DataArray:
-    return array.isel({_FIELD: index}, drop=True)
 
 
 def _flat(values: np.ndarray, n_reduce: int) -> np.ndarray:
@@ -221,8 +295,20 @@ def _flat(values: np.ndarray, n_reduce: int) -> np.ndarray:
     return values.reshape(values.shape[: values.ndim - n_reduce] + (-1,))
 
 
-def _stack(fields: Sequence) -> np.ndarray:
-    return np.stack([np.asarray(f, dtype=np.float64) for f in fields], axis=-1)
+def _reduce_axes(values: np.ndarray, n_reduce: int) -> tuple[int, ...]:
+    return tuple(range(values.ndim - n_reduce, values.ndim))
+
+
+def _chunk_values(computed: xr.DataArray, group: Sequence[str], core: Sequence[str]) -> tuple[np.ndarray, tuple]:
+    """A gathered result as numpy ``(*group, *chunks, field)`` and the chunk axes."""
+    values = computed.transpose(*group, *[f"{d}_chunk" for d in core], _FIELD).values
+    return values, tuple(range(len(group), len(group) + len(core)))
+
+
+def _template(computed: xr.DataArray, core: Sequence[str] = ()) -> xr.DataArray:
+    """Dims and coords of the groups of a :func:`_map_chunks` result (one field, first chunk)."""
+    first = computed.isel({f"{d}_chunk": 0 for d in core}, drop=True) if core else computed
+    return first.isel({_FIELD: 0}, drop=True)
 
 
 def _progress_enabled() -> bool:
@@ -290,4 +376,5 @@ def _largest_group(x: xr.DataArray, core: Sequence[str], subsets) -> int:
 
 
 def _unbounded_functions(layout: _Layout) -> list[str]:
-    return sorted({n for n, u in zip(layout.names, layout.upper) if not np.isfinite(u)})
+    """The activation functions of runs that do not saturate at two bounds (skipped by bimodality and fit)."""
+    return sorted({n for n, kind in zip(layout.names, layout.saturation) if kind != "bounds"})

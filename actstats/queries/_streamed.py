@@ -16,11 +16,28 @@ import numpy as np
 import xarray as xr
 
 from actstats import kernels
-from actstats.queries._engine import _FIELD, _Layout, _compute, _field, _flat, _map_chunks, _merge_sum
+from actstats.queries._engine import (
+    _FIELD, Fields, Reduction, _Layout, _chunk_values, _compute, _flat, _map_chunks, _merge_sum, _reduce_axes,
+    _template,
+)
 
 
-def _moments_function(values, *, grid, n_reduce, layout):
-    return kernels.moments(values, axis=tuple(range(values.ndim - n_reduce, values.ndim)))
+def _moments_chunk(values, *, grid, n_reduce, layout):
+    return {"moments": kernels.moments(values, axis=_reduce_axes(values, n_reduce))}
+
+
+#: Mergeable moments of each chunk (kernels.moments), merged by the query with combine_moments.
+MOMENTS = Reduction("moments", _moments_chunk, Fields(("moments", 5)), combine="gather")
+
+
+def _extrema_chunk(values, *, grid, n_reduce, layout):
+    flat = _flat(values, n_reduce)
+    missing = np.isnan(flat)
+    return {"min": np.where(missing, np.inf, flat).min(axis=-1), "max": np.where(missing, -np.inf, flat).max(axis=-1)}
+
+
+#: The smallest and largest value of each chunk.
+EXTREMA = Reduction("extrema", _extrema_chunk, Fields("min", "max"), combine="gather")
 
 
 def _group_values(per_group: np.ndarray, grid, n_group: int, shape) -> np.ndarray:
@@ -29,25 +46,42 @@ def _group_values(per_group: np.ndarray, grid, n_group: int, shape) -> np.ndarra
     return per_group[np.ix_(*index)].reshape(shape) if n_group else np.asarray(per_group).reshape(shape)
 
 
-def _histogram_function(values, *, grid, n_reduce, layout, mean, std, n_group):
+def _histogram_chunk(values, *, grid, n_reduce, layout, mean, std, n_group):
     keep_shape = values.shape[: values.ndim - n_reduce]
-    return kernels.standardized_histogram(
+    return {"histogram": kernels.standardized_histogram(
         _flat(values, n_reduce),
         _group_values(mean, grid, n_group, keep_shape),
         _group_values(std, grid, n_group, keep_shape),
-    )
+    )}
+
+
+#: Histograms of the standardised values (kernels.standardized_histogram), summed over chunks.
+STANDARDIZED_HISTOGRAM = Reduction("standardized_histogram", _histogram_chunk,
+                                   Fields(("histogram", kernels.HISTOGRAM_BINS + 4)))
 
 
 def _standardized_histograms(weight: xr.DataArray, group, core, layout: _Layout, mean, std) -> xr.DataArray:
     """Lazy per-group histograms of ``(weight - mean) / std`` (per-group arrays), summed over chunks."""
-    return _merge_sum(_map_chunks(
-        weight, _histogram_function, group, core, kernels.HISTOGRAM_BINS + 4, layout,
+    return STANDARDIZED_HISTOGRAM.merge(_map_chunks(
+        weight, STANDARDIZED_HISTOGRAM, group, core, layout,
         mean=np.asarray(mean, dtype=float), std=np.asarray(std, dtype=float), n_group=len(group),
     ))
 
 
-def _bounded_summary_function(values, *, grid, n_reduce, layout):
-    return kernels.bounded_summary(_flat(values, n_reduce))
+#: The layout of :func:`actstats.kernels.bounded_summary` (its docstring): Beta sums,
+#: moments of y, moments of logit y, then the logit histogram.
+_SUMMARY = Fields(("sums", 4), ("moments", 5), ("logit_moments", 5),
+                  ("histogram", kernels.LOGIT_HISTOGRAM_BINS + 2 * kernels.LOGIT_OUTER_BINS + 4))
+#: What is gathered per chunk (the histogram is summed in the graph instead).
+_SUMMARY_HEAD = ("sums", "moments", "logit_moments", "n_nonfinite")
+
+
+def _bounded_summary_chunk(values, *, grid, n_reduce, layout):
+    summary = kernels.bounded_summary(_flat(values, n_reduce))
+    return {name: summary[..., _SUMMARY.slices[name]] for name in _SUMMARY.names[:-1]}
+
+
+BOUNDED_SUMMARY = Reduction("bounded_summary", _bounded_summary_chunk, _SUMMARY, combine="gather")
 
 
 @dataclass(frozen=True)
@@ -61,42 +95,33 @@ class _Streamed:
     n_nonfinite: np.ndarray
     template: xr.DataArray  # dims and coords of the groups
 
-    def packed(self, fields: np.ndarray) -> xr.DataArray:
-        """``(..., k)`` fields + the non-finite count, laid out like a ``_single`` whole-group result."""
-        values = np.concatenate([fields, self.n_nonfinite[..., None]], axis=-1)
-        return xr.DataArray(values, dims=self.template.dims + (_FIELD,), coords=self.template.coords)
+    def fields(self, values: dict[str, np.ndarray]) -> dict[str, xr.DataArray]:
+        """Per-group numpy fields (+ ``n_nonfinite``) as DataArrays over the groups."""
+        values = {**values, "n_nonfinite": self.n_nonfinite}
+        return {name: xr.DataArray(np.asarray(v), dims=self.template.dims, coords=self.template.coords)
+                for name, v in values.items()}
 
 
 def _stream_bounded(arrays: Sequence[xr.DataArray], group: Sequence[str], core: Sequence[str],
                     layout: _Layout) -> list[_Streamed]:
     """One streaming pass over each array: the summaries the histogram paths of fit and bimodality need."""
-    head = kernels.SUMMARY_FIELDS
-    fields = head + kernels.LOGIT_HISTOGRAM_BINS + 2 * kernels.LOGIT_OUTER_BINS + 4
+    head = Fields(*[(n, _SUMMARY.slices[n].stop - _SUMMARY.slices[n].start) for n in _SUMMARY_HEAD[:-1]])
+    positions = [p for n in _SUMMARY_HEAD for p in np.atleast_1d(np.arange(_SUMMARY.size)[_SUMMARY.slices[n]])]
     lazy = []
     for x in arrays:  # one task per chunk; its small head is gathered, its histogram summed
-        summary = _map_chunks(x, _bounded_summary_function, group, core, fields, layout, rescale=True)
-        lazy.append(summary.isel({_FIELD: list(range(head)) + [fields]}))  # + the non-finite count
-        lazy.append(_merge_sum(summary.isel({_FIELD: slice(head, fields + 1)})))
+        summary = _map_chunks(x, BOUNDED_SUMMARY, group, core, layout, rescale=True)
+        lazy.append(summary.isel({_FIELD: positions}))  # laid out as `head`
+        lazy.append(_merge_sum(_SUMMARY.get(summary, "histogram")))
     computed = _compute(*lazy)
     out = []
-    chunk_axes = tuple(range(len(group), len(group) + len(core)))
     for blocks, histogram in zip(computed[0::2], computed[1::2]):
-        block = blocks.transpose(*group, *[f"{d}_chunk" for d in core], _FIELD)
-        values = block.values
-        template = _field(block.isel({f"{d}_chunk": 0 for d in core}, drop=True), 0)
+        values, chunk_axes = _chunk_values(blocks, group, core)
         out.append(_Streamed(
-            sums=values[..., :4].sum(axis=chunk_axes),
-            moments=kernels.combine_moments(values[..., 4:9], axis=chunk_axes),
-            logit_moments=kernels.combine_moments(values[..., 9:14], axis=chunk_axes),
-            histogram=histogram.transpose(*group, _FIELD).values[..., :-1],
-            n_nonfinite=values[..., 14].sum(axis=chunk_axes),
-            template=template,
+            sums=head.get(values, "sums").sum(axis=chunk_axes),
+            moments=kernels.combine_moments(head.get(values, "moments"), axis=chunk_axes),
+            logit_moments=kernels.combine_moments(head.get(values, "logit_moments"), axis=chunk_axes),
+            histogram=histogram.transpose(*group, _FIELD).values,
+            n_nonfinite=head.get(values, "n_nonfinite").sum(axis=chunk_axes),
+            template=_template(blocks, core),
         ))
     return out
-
-
-def _extrema_function(values, *, grid, n_reduce, layout):
-    flat = _flat(values, n_reduce)
-    missing = np.isnan(flat)
-    return np.stack([np.where(missing, np.inf, flat).min(axis=-1), np.where(missing, -np.inf, flat).max(axis=-1)],
-                    axis=-1)

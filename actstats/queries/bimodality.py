@@ -10,31 +10,22 @@ import xarray as xr
 
 from actstats import kernels
 from actstats.queries._engine import (
-    QUERY_MIXTURE_MAX_SIZE, _compute, _field, _flat, _largest_group, _layout, _map_chunks, _single,
-    _stack, _unbounded_functions,
+    QUERY_MIXTURE_MAX_SIZE, Fields, Reduction, _compute, _flat, _largest_group, _layout, _map_chunks,
+    _unbounded_functions,
 )
 from actstats.queries._results import (
     _attrs, _bh, _concat_splits, _describe, _family_description, _like, _sample_subsets, _take, _to_bool, _to_int,
     _warn_nonfinite,
 )
 from actstats.queries._streamed import _Streamed, _stream_bounded
-from actstats.validate import ACTIVATION_DIMS, DEFAULT_ACTIVATION_BY, require_variables, validate_by, validate_choice, validate_method
-
-
-_BIMODALITY_FIELDS = (
-    "n", "dip", "dip_pvalue", "bimodality_coefficient",
-    "beta_a", "beta_b", "beta_a_standard_error", "beta_b_standard_error", "u_shaped", "n_clipped",
-    "beta_log_likelihood", "beta_bic", "logit_normal_log_likelihood", "logit_normal_bic",
-    "mixture_weight_low", "mixture_weight_interior", "mixture_weight_high",
-    "mixture_a_low", "mixture_b_low", "mixture_a_interior", "mixture_b_interior",
-    "mixture_a_high", "mixture_b_high",
-    "mixture_log_likelihood", "mixture_bic", "mixture_preferred_by_bic", "mixture_fitted",
-    "bimodal_at_bounds_unadjusted",
+from actstats.validate import (
+    ACTIVATION_DIMS, DEFAULT_ACTIVATION_BY, require_variables, validate_by, validate_choice, validate_method,
 )
+
 _BIMODALITY_BOOL = ("u_shaped", "mixture_preferred_by_bic", "mixture_fitted", "bimodal_at_bounds_unadjusted")
 
 
-def _bimodality_function(values, *, grid, n_reduce, layout, alpha, mixture, mixture_max_size, seed):
+def _bimodality_chunk(values, *, grid, n_reduce, layout, alpha, mixture, mixture_max_size, seed):
     """What kernels.bimodality computes, with the Beta mixture only where it is asked for."""
     flat = _flat(values, n_reduce)
     batch = flat.shape[:-1]
@@ -46,46 +37,19 @@ def _bimodality_function(values, *, grid, n_reduce, layout, alpha, mixture, mixt
     def fit_mixture(selected):
         return kernels.fit_beta_mixture(rows[selected], 0.0, 1.0, max_size=mixture_max_size, seed=seed)
 
-    return _bimodality_fields(
+    fields = kernels.bimodality_fields(
         dip.statistic, dip.pvalue, kernels.bimodality_coefficient(x=rows), beta, logit_normal, fit_mixture,
         alpha=alpha, mixture=mixture,
-    ).reshape(batch + (-1,))
-
-
-def _bimodality_fields(dip, dip_pvalue, coefficient, beta, logit_normal, fit_mixture, *, alpha, mixture):
-    """The ``_BIMODALITY_FIELDS`` of flat groups; ``fit_mixture(mask)`` fits the masked groups' mixtures."""
-    n_rows = np.shape(beta.n)[0]
-    if mixture == "always":
-        fitted = np.ones(n_rows, dtype=bool)
-    elif mixture == "never":
-        fitted = np.zeros(n_rows, dtype=bool)
-    else:  # the mixture can change bimodal_at_bounds only for multimodal groups that are not U-shaped
-        fitted = ~np.asarray(beta.u_shaped, dtype=bool) & (
-            (dip_pvalue < alpha) | (coefficient > kernels.BIMODALITY_COEFFICIENT_THRESHOLD)
-        )
-    fit = SimpleNamespace(
-        weights=np.full((n_rows, 3), np.nan), a=np.full((n_rows, 3), np.nan), b=np.full((n_rows, 3), np.nan),
-        log_likelihood=np.full(n_rows, np.nan), bic=np.full(n_rows, np.nan),
-        preferred_by_bic=np.zeros(n_rows, dtype=bool),
     )
-    fitted &= beta.n >= 10  # the kernel's minimum
-    if fitted.any():
-        part = fit_mixture(fitted)
-        for name in ("weights", "a", "b", "log_likelihood", "bic", "preferred_by_bic"):
-            getattr(fit, name)[fitted] = getattr(part, name)
-    verdict = kernels.bimodal_at_bounds(dip_pvalue, coefficient, beta.u_shaped, fit, alpha=alpha)
-    return _stack([
-        beta.n, dip, dip_pvalue, coefficient,
-        beta.a, beta.b, beta.a_standard_error, beta.b_standard_error, beta.u_shaped, beta.n_clipped,
-        beta.log_likelihood, beta.bic, logit_normal.log_likelihood, logit_normal.bic,
-        fit.weights[:, 0], fit.weights[:, 1], fit.weights[:, 2],
-        fit.a[:, 0], fit.b[:, 0], fit.a[:, 1], fit.b[:, 1], fit.a[:, 2], fit.b[:, 2],
-        fit.log_likelihood, fit.bic, fit.preferred_by_bic, fitted, verdict,
-    ])
+    return {name: np.reshape(value, batch) for name, value in fields.items()}
 
 
-def _bimodality_from_histogram(streamed: _Streamed, *, alpha, mixture, mixture_max_size, seed) -> np.ndarray:
-    """The ``_BIMODALITY_FIELDS`` then ``dip_error``, from streamed summaries."""
+#: Whole groups (rescaled to [0, 1]) in one chunk each: the exact path.
+BIMODALITY = Reduction("bimodality", _bimodality_chunk, Fields(*kernels.BIMODALITY_FIELDS), combine="whole")
+
+
+def _bimodality_from_histogram(streamed: _Streamed, *, alpha, mixture, mixture_max_size, seed) -> dict:
+    """The fields of :data:`BIMODALITY` and ``dip_error``, from streamed summaries."""
     shape = streamed.template.shape
     histogram = streamed.histogram.reshape(-1, streamed.histogram.shape[-1])
     beta = kernels.fit_beta_from_statistics(streamed.sums.reshape(-1, 4))
@@ -105,9 +69,10 @@ def _bimodality_from_histogram(streamed: _Streamed, *, alpha, mixture, mixture_m
         return SimpleNamespace(weights=part.weights, a=part.a, b=part.b, log_likelihood=log_likelihood, bic=bic,
                                preferred_by_bic=bic < beta.bic[selected])
 
-    fields = _bimodality_fields(dip.statistic, dip.pvalue, coefficient, beta, normal, fit_mixture,
-                                alpha=alpha, mixture=mixture)
-    return np.concatenate([fields, dip.error[:, None]], axis=-1).reshape(shape + (-1,))
+    fields = kernels.bimodality_fields(dip.statistic, dip.pvalue, coefficient, beta, normal, fit_mixture,
+                                       alpha=alpha, mixture=mixture)
+    fields["dip_error"] = dip.error
+    return {name: np.asarray(value, dtype=np.float64).reshape(shape) for name, value in fields.items()}
 
 
 def _mixture_view(result: xr.Dataset) -> SimpleNamespace:
@@ -225,33 +190,30 @@ def bimodality(
     core = [d for d in ACTIVATION_DIMS if d not in group]
     subsets = _sample_subsets(ds, by)
     method = validate_method(method, "bimodality", _largest_group(ds[variable], core, subsets), exact_max_size)
-    fields = _BIMODALITY_FIELDS
     if method == "histogram":
-        fields = fields + ("dip_error",)
         streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)
         packs = [
-            part.packed(_bimodality_from_histogram(part, alpha=alpha, mixture=mixture,
+            part.fields(_bimodality_from_histogram(part, alpha=alpha, mixture=mixture,
                                                    mixture_max_size=mixture_max_size, seed=seed))
             for part in streamed
         ]
     else:
         lazy = [
-            _map_chunks(_take(ds[variable], index), _bimodality_function, group, core, len(fields), layout,
-                        whole=True, rescale=True, alpha=alpha, mixture=mixture, mixture_max_size=mixture_max_size,
-                        seed=seed)
+            _map_chunks(_take(ds[variable], index), BIMODALITY, group, core, layout, rescale=True, alpha=alpha,
+                        mixture=mixture, mixture_max_size=mixture_max_size, seed=seed)
             for _, index in subsets
         ]
-        packs = [_single(computed) for computed in _compute(*lazy)]
+        packs = [BIMODALITY.fields.unpack(BIMODALITY.merge(computed)) for computed in _compute(*lazy)]
     parts = []
-    for packed in packs:
-        out = xr.Dataset({name: _field(packed, i) for i, name in enumerate(fields)})
+    for fields in packs:
+        out = xr.Dataset({name: fields[name] for name in (*kernels.BIMODALITY_FIELDS, "dip_error") if name in fields})
         if "dip_error" not in out:
             out["dip_error"] = xr.zeros_like(out["dip"])
         for name in _BIMODALITY_BOOL:
             out[name] = _to_bool(out[name])
         out["n"] = _to_int(out["n"])
         out["n_clipped"] = _to_int(out["n_clipped"])
-        out["n_nonfinite"] = _to_int(_field(packed, len(fields)))
+        out["n_nonfinite"] = _to_int(fields["n_nonfinite"])
         parts.append(out)
     result = _concat_splits(parts, [label for label, _ in subsets]).transpose(*by, ...)
     _warn_nonfinite(result["n_nonfinite"], f"{variable!r}", "bimodality")

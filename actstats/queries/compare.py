@@ -10,21 +10,25 @@ import xarray as xr
 from actstats import kernels
 from actstats.errors import ActstatsError
 from actstats.queries._engine import (
-    _FIELD, _cells_by, _compute, _field, _in_run_batches, _layout, _map_chunks, _merge_sum, _pool_axes,
-    _runs_per_batch, _stack,
+    Fields, Reduction, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes, _reduce_axes,
+    _runs_per_batch, _template,
 )
 from actstats.queries._results import _attrs, _bh, _describe, _divide, _family_description, _like, _warn_nonfinite
-from actstats.queries.saturation import _cell_counts
+from actstats.queries.saturation import CELL_COUNTS, _cell_counts, _counts_of
 from actstats.validate import (
     ACTIVATION_DIMS, DEFAULT_WEIGHT_BY, require_variables, validate_by, validate_confidence_level, validate_eps,
 )
 
 
-def _abs_function(values, *, grid, n_reduce, layout):
-    """``[sum |x|, count]`` over the reduced axes."""
-    axis = tuple(range(values.ndim - n_reduce, values.ndim))
+def _absolute_chunk(values, *, grid, n_reduce, layout):
+    """Σ |x| and the count over the reduced axes."""
+    axis = _reduce_axes(values, n_reduce)
     present = ~np.isnan(values)
-    return _stack([np.where(present, np.abs(values), 0.0).sum(axis=axis), present.sum(axis=axis)])
+    return {"sum_abs": np.where(present, np.abs(values), 0.0).sum(axis=axis), "count": present.sum(axis=axis)}
+
+
+#: Σ |preactivation| per (run, epoch, layer, sample) cell, summed over unit chunks.
+ABSOLUTE = Reduction("sum_of_absolute_values", _absolute_chunk, Fields("sum_abs", "count"))
 
 
 def compare_splits(
@@ -108,26 +112,26 @@ def compare_splits(
     keep = ["run", "epoch", "layer", "sample"]
     counts, absolute = _compute(
         _cell_counts(ds, layout, eps),
-        _map_chunks(ds["preactivation"], _abs_function, keep, ["unit"], 2, layout),
+        _map_chunks(ds["preactivation"], ABSOLUTE, keep, ["unit"], layout),
     )
     group = list(by)
     pool = [d for d in ("run", "sample") if d not in by]
-    counts = _cells_by(_merge_sum(counts), by)
-    absolute = _cells_by(_merge_sum(absolute), by)
+    counts = _cells_by(CELL_COUNTS.merge(counts), by)
+    absolute = _cells_by(ABSOLUTE.merge(absolute), by)
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     fractions, means = [], []
     for index in (train, test):
         values, axes = _pool_axes(counts.isel(sample=index), group, pool)
-        fractions.append(kernels.saturated_fractions(values[..., :3])[..., 0])
+        fractions.append(kernels.saturated_fractions(_counts_of(values))[..., 0])
         sums, _ = _pool_axes(absolute.isel(sample=index), group, pool)
-        per_sample = _divide(sums[..., 0], sums[..., 1])
+        per_sample = _divide(ABSOLUTE.get(sums, "sum_abs"), ABSOLUTE.get(sums, "count"))
         present = ~np.isnan(per_sample)
         means.append(_divide(np.where(present, per_sample, 0.0).sum(axis=axes), present.sum(axis=axes)))
     comparison = kernels.compare_groups(
         fractions[0], fractions[1], axis=axes, n_permutations=n_permutations, n_resamples=n_resamples,
         confidence_level=confidence_level, seed=seed,
     )
-    template = counts.isel({d: 0 for d in pool}, drop=True).isel({_FIELD: 0}, drop=True).transpose(*group)
+    template = _template(counts.isel({d: 0 for d in pool}, drop=True)).transpose(*group)
     template = template.drop_vars([c for c in template.coords if "sample" in template[c].dims or c == "split"])
     result = xr.Dataset(coords=template.coords)
     result["fraction_train"] = _like(template, comparison.mean_first)
@@ -143,7 +147,7 @@ def compare_splits(
     result["mean_abs_preactivation_train"] = _like(template, means[0])
     result["mean_abs_preactivation_test"] = _like(template, means[1])
     result["mean_abs_preactivation_difference"] = _like(template, means[0] - means[1])
-    nonfinite = (_field(counts, 3) + _field(absolute, 2)).sum(pool)
+    nonfinite = (CELL_COUNTS.get(counts, "n_nonfinite") + ABSOLUTE.get(absolute, "n_nonfinite")).sum(pool)
     result["n_nonfinite"] = _like(template, nonfinite.transpose(*group).values.astype(np.int64))
     _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
     unit = "(run, sample) pair" if "run" not in by else "sample"

@@ -11,14 +11,14 @@ from scipy import special
 from actstats import kernels
 from actstats.errors import ActstatsError
 from actstats.queries._engine import (
-    QUERY_MIXTURE_MAX_SIZE, _FIELD, _Layout, _compute, _field, _flat, _largest_group, _layout, _map_chunks, _single,
-    _stack, _unbounded_functions,
+    QUERY_MIXTURE_MAX_SIZE, _FIELD, Fields, Reduction, _Layout, _chunk_values, _compute, _flat, _largest_group,
+    _layout, _map_chunks, _template, _unbounded_functions,
 )
 from actstats.queries._results import (
     _attrs, _concat_splits, _describe, _like, _sample_subsets, _take, _to_int, _warn_nonfinite,
 )
 from actstats.queries._streamed import (
-    _Streamed, _extrema_function, _moments_function, _standardized_histograms, _stream_bounded,
+    EXTREMA, MOMENTS, STANDARDIZED_HISTOGRAM, _standardized_histograms, _stream_bounded, _Streamed,
 )
 from actstats.validate import (
     ACTIVATION_DIMS, DEFAULT_ACTIVATION_BY, DEFAULT_WEIGHT_BY, WEIGHT_DIMS, require_variables, validate_by,
@@ -27,17 +27,6 @@ from actstats.validate import (
 
 _FAMILY_PARAMETERS = {"beta": 2, "logit_normal": 2, "beta_mixture": 8,
                       "normal": 2, "t": 3, "laplace": 2, "logistic": 2, "uniform": 2, "gennorm": 3}
-
-
-def _ks_from_cdf(cdf: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Two-sided KS distance of rows sorted ascending (NaN last) with model CDF ``cdf``."""
-    n = counts[:, None].astype(float)
-    index = np.arange(1, cdf.shape[1] + 1)[None, :]
-    valid = index <= n
-    above = np.where(valid, index / n - cdf, -np.inf).max(axis=1, initial=-np.inf)
-    below = np.where(valid, cdf - (index - 1) / n, -np.inf).max(axis=1, initial=-np.inf)
-    distance = np.maximum(above, below)
-    return np.where((counts > 0) & np.isfinite(distance), distance, np.nan)
 
 
 def _activation_fit_fields(families) -> tuple[str, ...]:
@@ -53,7 +42,7 @@ def _activation_fit_fields(families) -> tuple[str, ...]:
     return tuple(fields)
 
 
-def _activation_fit_function(values, *, grid, n_reduce, layout, families, mixture_max_size, seed):
+def _activation_fit_chunk(values, *, grid, n_reduce, layout, families, mixture_max_size, seed):
     flat = _flat(values, n_reduce)
     batch = flat.shape[:-1]
     rows = flat.reshape(-1, flat.shape[-1])
@@ -61,89 +50,101 @@ def _activation_fit_function(values, *, grid, n_reduce, layout, families, mixtur
     ordered = np.sort(np.clip(rows, delta, 1 - delta), axis=1)  # as the likelihoods see them
     counts = (~np.isnan(rows)).sum(axis=1)
     beta = kernels.fit_beta(rows, 0.0, 1.0, axis=-1)
-    fields: list = [beta.n, beta.n_clipped]
+    fields: dict = {"n": beta.n, "n_clipped": beta.n_clipped}
     for family in families:
         if family == "beta":
+            fit = beta
             cdf = special.betainc(beta.a[:, None], beta.b[:, None], ordered)
-            fields += [beta.log_likelihood, beta.aic, beta.bic, _ks_from_cdf(cdf, counts),
-                       beta.a, beta.b, beta.a_standard_error, beta.b_standard_error]
+            parameters = {"beta_a": beta.a, "beta_b": beta.b, "beta_a_standard_error": beta.a_standard_error,
+                          "beta_b_standard_error": beta.b_standard_error}
         elif family == "logit_normal":
             fit = kernels.fit_logit_normal(rows, 0.0, 1.0, axis=-1)
             logit = np.log(ordered) - np.log1p(-ordered)
             cdf = special.ndtr((logit - fit.mean_logit[:, None]) / fit.std_logit[:, None])
-            fields += [fit.log_likelihood, fit.aic, fit.bic, _ks_from_cdf(cdf, counts), fit.mean_logit, fit.std_logit]
+            parameters = {"logit_normal_mean": fit.mean_logit, "logit_normal_std": fit.std_logit}
         else:
             fit = kernels.fit_beta_mixture(rows, 0.0, 1.0, axis=-1, max_size=mixture_max_size, seed=seed)
             cdf = sum(
                 fit.weights[:, k, None] * special.betainc(fit.a[:, k, None], fit.b[:, k, None], ordered)
                 for k in range(3)
             )
-            fields += [fit.log_likelihood, fit.aic, fit.bic, _ks_from_cdf(cdf, counts)]
-            fields += [fit.weights[:, k] for k in range(3)] + [fit.a[:, k] for k in range(3)]
-            fields += [fit.b[:, k] for k in range(3)]
-    return _stack(fields).reshape(batch + (-1,))
+            parameters = {f"mixture_{name}_{component}": getattr(fit, attribute)[:, k]
+                          for name, attribute in (("weight", "weights"), ("a", "a"), ("b", "b"))
+                          for k, component in enumerate(("low", "interior", "high"))}
+        fields.update({f"{family}:log_likelihood": fit.log_likelihood, f"{family}:aic": fit.aic,
+                       f"{family}:bic": fit.bic, f"{family}:ks_statistic": kernels.ks_from_cdf(cdf, counts)})
+        fields.update(parameters)
+    return {name: np.reshape(value, batch) for name, value in fields.items()}
 
 
 _WEIGHT_FIT_STATISTICS = ("shape", "loc", "scale", "log_likelihood", "aic", "bic", "ks_statistic", "fit_size")
 
 
-def _weight_fit_function(values, *, grid, n_reduce, layout, families, max_fit_size, seed):
+def _weight_fit_fields(families) -> tuple[str, ...]:
+    return tuple(f"{f}:{s}" for s in _WEIGHT_FIT_STATISTICS for f in families) + ("n", "best_family_index")
+
+
+def _weight_fit_chunk(values, *, grid, n_reduce, layout, families, max_fit_size, seed):
     fits = kernels.fit_families(_flat(values, n_reduce), axis=-1, families=families,
                                 max_fit_size=max_fit_size, seed=seed)
-    columns = [getattr(fits, s)[..., k] for s in _WEIGHT_FIT_STATISTICS for k in range(len(families))]
-    return _stack(columns + [fits.n, fits.best_family_index])
+    fields = {f"{f}:{s}": getattr(fits, s)[..., k] for s in _WEIGHT_FIT_STATISTICS for k, f in enumerate(families)}
+    return {**fields, "n": fits.n, "best_family_index": fits.best_family_index}
+
+
+def _fit_reduction(variable: str, families) -> Reduction:
+    """Whole groups in one chunk each (the exact path); the fields depend on the families."""
+    if variable == "activation":
+        return Reduction("fit_activation", _activation_fit_chunk, Fields(*_activation_fit_fields(families)),
+                         combine="whole")
+    return Reduction("fit_weight", _weight_fit_chunk, Fields(*_weight_fit_fields(families)), combine="whole")
 
 
 def _weight_fit_streamed(weight: xr.DataArray, group: Sequence[str], core: Sequence[str], layout: _Layout,
-                         families) -> xr.DataArray:
-    """Weight fits of groups too large for memory, laid out like the whole-group result (+ KS errors)."""
-    chunk_dims = [f"{d}_chunk" for d in core]
-    axes = tuple(range(len(group), len(group) + len(core)))
-    blocks, extrema = _compute(_map_chunks(weight, _moments_function, group, core, 5, layout),
-                               _map_chunks(weight, _extrema_function, group, core, 2, layout))
-    values = blocks.transpose(*group, *chunk_dims, _FIELD).values
-    moments = kernels.combine_moments(values[..., :5], axis=axes)
-    bounds = extrema.transpose(*group, *chunk_dims, _FIELD).values
+                         families) -> dict[str, xr.DataArray]:
+    """Weight fits of groups too large for memory, by field name like the whole-group result (+ KS errors)."""
+    blocks, extrema = _compute(_map_chunks(weight, MOMENTS, group, core, layout),
+                               _map_chunks(weight, EXTREMA, group, core, layout))
+    values, axes = _chunk_values(blocks, group, core)
+    moments = kernels.combine_moments(MOMENTS.get(values, "moments"), axis=axes)
+    bounds, _ = _chunk_values(extrema, group, core)
     with np.errstate(invalid="ignore", divide="ignore"):
         std = np.sqrt(moments[..., 2] / moments[..., 0])
     (histogram,) = _compute(_standardized_histograms(weight, group, core, layout, moments[..., 1], std))
-    fits = kernels.histogram_fit_families(histogram.transpose(*group, _FIELD).values[..., :-1], moments,
-                                          bounds[..., 0].min(axis=axes), bounds[..., 1].max(axis=axes),
-                                          families=families)
+    fits = kernels.histogram_fit_families(STANDARDIZED_HISTOGRAM.get(histogram.transpose(*group, _FIELD).values,
+                                                                     "histogram"), moments,
+                                          EXTREMA.get(bounds, "min").min(axis=axes),
+                                          EXTREMA.get(bounds, "max").max(axis=axes), families=families)
     columns = {"shape": np.full(fits.loc.shape, np.nan), "fit_size": np.broadcast_to(fits.n[..., None], fits.loc.shape)}
     columns.update({s: getattr(fits, s) for s in _WEIGHT_FIT_STATISTICS if s not in columns})
-    packed = [columns[s][..., k] for s in _WEIGHT_FIT_STATISTICS for k in range(len(families))]
-    packed += [fits.n, fits.best_family_index] + [fits.ks_statistic_error[..., k] for k in range(len(families))]
-    packed.append(values[..., 5].sum(axis=axes))  # non-finite values
-    template = _field(blocks.isel({d: 0 for d in chunk_dims}, drop=True), 0)
-    return xr.DataArray(_stack(packed), dims=template.dims + (_FIELD,), coords=template.coords)
+    fields = {f"{f}:{s}": columns[s][..., k] for s in _WEIGHT_FIT_STATISTICS for k, f in enumerate(families)}
+    fields.update({"n": fits.n, "best_family_index": fits.best_family_index})
+    fields.update({f"{f}:ks_statistic_error": fits.ks_statistic_error[..., k] for k, f in enumerate(families)})
+    fields["n_nonfinite"] = MOMENTS.get(values, "n_nonfinite").sum(axis=axes)
+    template = _template(blocks, core)
+    return {name: xr.DataArray(np.asarray(value, dtype=np.float64), dims=template.dims, coords=template.coords)
+            for name, value in fields.items()}
 
 
-def _reference_cdfs(family: str, parameters) -> tuple[np.ndarray, np.ndarray]:
-    """A fitted family's CDF at the logit grid's edges and middles, ``(..., bins + 1)`` and ``(..., bins)``."""
-    edges, middles = kernels.logit_histogram_edges(), kernels.logit_histogram_middles()
-    if family == "beta":
-        a, b = (np.asarray(p, dtype=float)[..., None] for p in parameters)
-        return special.betainc(a, b, special.expit(edges)), special.betainc(a, b, special.expit(middles))
-    mean, std = (np.asarray(p, dtype=float)[..., None] for p in parameters)
-    return special.ndtr((edges - mean) / std), special.ndtr((middles - mean) / std)
-
-
-def _activation_fit_from_histogram(streamed: _Streamed, families) -> np.ndarray:
-    """The ``_activation_fit_fields`` then each family's KS error bound, from streamed summaries."""
+def _activation_fit_from_histogram(streamed: _Streamed, families) -> dict[str, np.ndarray]:
+    """The fields of :func:`_activation_fit_fields` then each family's KS error bound, from streamed summaries."""
     beta = kernels.fit_beta_from_statistics(streamed.sums)
     normal = kernels.fit_logit_normal_from_statistics(streamed.logit_moments, streamed.sums)
-    fields: list = [beta.n, beta.n_clipped]
-    errors = []
+    fields: dict = {"n": beta.n, "n_clipped": beta.n_clipped}
+    errors = {}
     for family in families:
-        parameters = (beta.a, beta.b) if family == "beta" else (normal.mean_logit, normal.std_logit)
-        ks, error = kernels.logit_histogram_ks(streamed.histogram, *_reference_cdfs(family, parameters))
-        errors.append(error)
         fit = beta if family == "beta" else normal
-        fields += [fit.log_likelihood, fit.aic, fit.bic, ks, *parameters]
         if family == "beta":
-            fields += [beta.a_standard_error, beta.b_standard_error]
-    return _stack(fields + errors)
+            parameters = {"beta_a": beta.a, "beta_b": beta.b, "beta_a_standard_error": beta.a_standard_error,
+                          "beta_b_standard_error": beta.b_standard_error}
+            cdfs = kernels.logit_grid_cdfs("beta", (beta.a, beta.b))
+        else:
+            parameters = {"logit_normal_mean": normal.mean_logit, "logit_normal_std": normal.std_logit}
+            cdfs = kernels.logit_grid_cdfs("logit_normal", (normal.mean_logit, normal.std_logit))
+        ks, errors[f"{family}:ks_statistic_error"] = kernels.logit_histogram_ks(streamed.histogram, *cdfs)
+        fields.update({f"{family}:log_likelihood": fit.log_likelihood, f"{family}:aic": fit.aic,
+                       f"{family}:bic": fit.bic, f"{family}:ks_statistic": ks})
+        fields.update(parameters)
+    return {name: np.asarray(value, dtype=np.float64) for name, value in {**fields, **errors}.items()}
 
 
 def fit(
@@ -242,11 +243,10 @@ def fit(
     layout = _layout(ds)
     if variable == "activation":
         layout.check_activations(ds["run"].values)
-        fields = _activation_fit_fields(families)
-        function, options = _activation_fit_function, {"mixture_max_size": mixture_max_size}
+        options = {"mixture_max_size": mixture_max_size}
     else:
-        fields = tuple(f"{f}:{s}" for s in _WEIGHT_FIT_STATISTICS for f in families) + ("n", "best_family_index")
-        function, options = _weight_fit_function, {"max_fit_size": max_fit_size}
+        options = {"max_fit_size": max_fit_size}
+    reduction = _fit_reduction(variable, families)
     group = [d for d in by if d != "split"]
     core = [d for d in dims if d not in group]
     subsets = _sample_subsets(ds, by)
@@ -260,30 +260,28 @@ def fit(
                 f"fit: {', '.join(unsupported)} needs the values in memory; with groups of {group_size} values "
                 f"(streamed) choose among {', '.join(streamable)}, or keep more dimensions in --by / by="
             )
-        fields = fields + tuple(f"{f}:ks_statistic_error" for f in families)
         if variable == "weight":
             packs = [_weight_fit_streamed(ds[variable], group, core, layout, families)]
         else:
             streamed = _stream_bounded([_take(ds[variable], index) for _, index in subsets], group, core, layout)
-            packs = [part.packed(_activation_fit_from_histogram(part, families)) for part in streamed]
+            packs = [part.fields(_activation_fit_from_histogram(part, families)) for part in streamed]
     else:
         lazy = [
-            _map_chunks(_take(ds[variable], index), function, group, core, len(fields), layout, whole=True,
+            _map_chunks(_take(ds[variable], index), reduction, group, core, layout,
                         rescale=variable == "activation", families=families, seed=seed, **options)
             for _, index in subsets
         ]
-        packs = [_single(computed) for computed in _compute(*lazy)]
-    statistics = list(dict.fromkeys(f.split(":")[1] for f in fields if ":" in f))
+        packs = [reduction.fields.unpack(reduction.merge(computed)) for computed in _compute(*lazy)]
+    statistics = list(dict.fromkeys(f.split(":")[1] for f in packs[0] if ":" in f))
     family_index = xr.DataArray(list(families), dims="family", name="family")
     names = np.array(list(families) + [""])
     parts = []
-    for packed in packs:
-        unpacked = {name: _field(packed, i) for i, name in enumerate(fields)}
+    for unpacked in packs:
         out = xr.Dataset()
         for statistic in statistics:
             out[statistic] = xr.concat([unpacked[f"{f}:{statistic}"] for f in families], dim=family_index)
         for name, array in unpacked.items():
-            if ":" not in name:
+            if ":" not in name and name != "n_nonfinite":
                 out[name] = array
         if "ks_statistic_error" not in out:
             out["ks_statistic_error"] = xr.zeros_like(out["ks_statistic"])
@@ -298,7 +296,7 @@ def fit(
             out["n_clipped"] = _to_int(out["n_clipped"])
         out["best_family"] = _like(out["n"], names[best])
         out["n"] = _to_int(out["n"])
-        out["n_nonfinite"] = _to_int(_field(packed, len(fields)))
+        out["n_nonfinite"] = _to_int(unpacked["n_nonfinite"])
         parts.append(out)
     result = _concat_splits(parts, [label for label, _ in subsets])
     result = result.assign_coords(family=list(families))

@@ -6,20 +6,26 @@ import numpy as np
 import xarray as xr
 
 from actstats.activations import ACTIVATIONS
-from actstats.queries._engine import _FIELD, _compute, _field, _layout, _map_chunks, _merge_sum, _stack
+from actstats.queries._engine import (
+    _FIELD, Fields, Reduction, _compute, _layout, _map_chunks, _reduce_axes, _template,
+)
 from actstats.queries._results import _attrs, _describe, _divide, _like, _warn_nonfinite
 from actstats.validate import require_variables
 
 
-def _squares_function(values, *, grid, n_reduce, layout):
-    """``[sum x², count]`` over the reduced axes."""
-    axis = tuple(range(values.ndim - n_reduce, values.ndim))
+def _squares_chunk(values, *, grid, n_reduce, layout):
+    """Σ x² and the count over the reduced axes."""
+    axis = _reduce_axes(values, n_reduce)
     present = ~np.isnan(values)
-    return _stack([np.where(present, values * values, 0.0).sum(axis=axis), present.sum(axis=axis)])
+    return {"sum": np.where(present, values * values, 0.0).sum(axis=axis), "count": present.sum(axis=axis)}
 
 
-def _derivative_function(values, *, grid, n_reduce, layout):
-    """``[sum f'(z), count]`` with each run's activation function."""
+#: Sums of squares (of weight_grad, of delta) and counts, summed over chunks.
+SQUARES = Reduction("sum_of_squares", _squares_chunk, Fields("sum", "count"))
+
+
+def _derivative_chunk(values, *, grid, n_reduce, layout):
+    """Σ f'(z) and the count, with each run's activation function."""
     names = list(ACTIVATIONS)
     code = np.broadcast_to(layout.activation_index[grid["run"]], values.shape)
     present = ~np.isnan(values)
@@ -27,8 +33,12 @@ def _derivative_function(values, *, grid, n_reduce, layout):
     for c in np.unique(code[present]):
         where = present & (code == c)
         derivative[where] = ACTIVATIONS[names[int(c)]].derivative(values[where])
-    axis = tuple(range(values.ndim - n_reduce, values.ndim))
-    return _stack([derivative.sum(axis=axis), present.sum(axis=axis)])
+    axis = _reduce_axes(values, n_reduce)
+    return {"sum": derivative.sum(axis=axis), "count": present.sum(axis=axis)}
+
+
+#: Sums of f'(preactivation) and counts, summed over chunks.
+DERIVATIVE = Reduction("sum_of_derivatives", _derivative_chunk, Fields("sum", "count"))
 
 
 def gradient_flow(ds: xr.Dataset) -> xr.Dataset:
@@ -82,21 +92,21 @@ def gradient_flow(ds: xr.Dataset) -> xr.Dataset:
     layout.check_activations(ds["run"].values)
     keep = ["run", "epoch", "layer"]
     lazy = (
-        _map_chunks(ds["weight_grad"], _squares_function, keep, ["unit", "fan_in"], 2, layout),
-        _map_chunks(ds["delta"], _squares_function, keep, ["sample", "unit"], 2, layout),
-        _map_chunks(ds["preactivation"], _derivative_function, keep, ["sample", "unit"], 2, layout),
+        _map_chunks(ds["weight_grad"], SQUARES, keep, ["unit", "fan_in"], layout),
+        _map_chunks(ds["delta"], SQUARES, keep, ["sample", "unit"], layout),
+        _map_chunks(ds["preactivation"], DERIVATIVE, keep, ["sample", "unit"], layout),
     )
-    grad, delta, derivative = (_merge_sum(c).transpose(*keep, _FIELD) for c in _compute(*lazy))
-    template = _field(grad, 0)
+    grad, delta, derivative = (SQUARES.merge(c).transpose(*keep, _FIELD) for c in _compute(*lazy))
+    template = _template(grad)
     result = xr.Dataset(coords=template.coords)
-    norm = np.where(_field(grad, 1) > 0, np.sqrt(_field(grad, 0).values), np.nan)
+    norm = np.where(SQUARES.get(grad, "count") > 0, np.sqrt(SQUARES.get(grad, "sum").values), np.nan)
     result["weight_grad_norm"] = _like(template, norm)
-    result["delta_rms"] = _like(template, np.sqrt(_divide(_field(delta, 0), _field(delta, 1))))
-    result["mean_derivative"] = _like(template, _divide(_field(derivative, 0), _field(derivative, 1)))
+    result["delta_rms"] = _like(template, np.sqrt(_divide(SQUARES.get(delta, "sum"), SQUARES.get(delta, "count"))))
+    result["mean_derivative"] = _like(template, _divide(DERIVATIVE.get(derivative, "sum"), DERIVATIVE.get(derivative, "count")))
     following = result["weight_grad_norm"].shift(layer=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         result["ratio_to_next_layer"] = _like(template, result["weight_grad_norm"].values / following.values)
-    n_nonfinite = sum(_field(a, 2).values for a in (grad, delta, derivative))
+    n_nonfinite = sum(SQUARES.get(a, "n_nonfinite").values for a in (grad, delta, derivative))
     result["n_nonfinite"] = _like(template, n_nonfinite.astype(np.int64))
     _warn_nonfinite(result["n_nonfinite"], "weight_grad, delta and preactivation", "gradient_flow")
     _describe(result, {

@@ -10,10 +10,11 @@ import xarray as xr
 from actstats import kernels
 from actstats.errors import ActstatsValueError
 from actstats.queries._engine import (
-    _FIELD, _compute, _exists, _field, _flat, _is_dask, _layout, _map_chunks, _merge_sum, _single, _stack,
+    _FIELD, Fields, Reduction, _chunk_values, _compute, _exists, _flat, _is_dask, _layout, _map_chunks,
+    _reduce_axes, _template,
 )
 from actstats.queries._results import _attrs, _bh, _describe, _divide, _family_description, _like, _to_int, _warn_nonfinite
-from actstats.queries._streamed import _moments_function, _standardized_histograms
+from actstats.queries._streamed import MOMENTS, STANDARDIZED_HISTOGRAM, _standardized_histograms
 from actstats.validate import (
     DEFAULT_WEIGHT_BY, NORMALITY_FAMILIES, WEIGHT_DIMS, require_variables, validate_by, validate_families,
     validate_method,
@@ -23,67 +24,59 @@ from actstats.validate import (
 GAUSSIAN_THRESHOLDS = {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1}
 
 
-def _distance_function(values, initial, *, grid, n_reduce, layout, initial_epoch):
-    """``[Σ(W_e − W_0)², Σ W_0², count]`` over values present at both epochs."""
+def _distance_chunk(values, initial, *, grid, n_reduce, layout, initial_epoch):
+    """Σ(W_e − W_0)², Σ W_0² and the count, over values present at both epochs."""
     initial = np.asarray(initial, dtype=np.float64)
     exists = _exists(layout, grid, epoch=np.full_like(grid["epoch"], initial_epoch))
     initial = np.where(exists & np.isfinite(initial), initial, np.nan)
     both = ~np.isnan(values) & ~np.isnan(initial)
-    axis = tuple(range(values.ndim - n_reduce, values.ndim))
+    axis = _reduce_axes(values, n_reduce)
     difference = np.where(both, values - initial, 0.0)
     base = np.where(both, initial, 0.0)
-    return _stack([(difference**2).sum(axis=axis), (base**2).sum(axis=axis), both.sum(axis=axis)])
+    return {"sum_squared_change": (difference**2).sum(axis=axis), "sum_squared_initial": (base**2).sum(axis=axis),
+            "count": both.sum(axis=axis)}
 
 
-_NORMALITY_FIELDS = (
+#: ``distance_from_init``: sums of squares against epoch 0, summed over chunks.
+DISTANCE = Reduction("distance_from_init", _distance_chunk,
+                     Fields("sum_squared_change", "sum_squared_initial", "count"))
+
+#: The CDF-based statistics of :func:`weight_normality` (exact path, whole groups).
+_CDF_FIELDS = (
     "ad_statistic", "ad_pvalue", "lilliefors_statistic", "lilliefors_pvalue",
     "shapiro_statistic", "shapiro_pvalue", "shapiro_n_used", "ks_d", "w1_normal", "best_family_index",
 )
-
-
+#: Their error bounds on the histogram path (0 on the exact path).
 _CDF_ERROR_FIELDS = ("ks_d_error", "w1_normal_error", "ad_statistic_error")
 
 
-def _histogram_normality(histogram: np.ndarray, statistics, families) -> np.ndarray:
-    """The fields of ``_NORMALITY_FIELDS`` + ``_CDF_ERROR_FIELDS`` from summed histograms."""
-    n = np.asarray(statistics.n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.sqrt(n / (n - 1))  # std(ddof=1) / std(ddof=0): the Lilliefors/AD normal
-    fitted = kernels.histogram_cdf_statistics(histogram)
-    sample = kernels.histogram_cdf_statistics(histogram, scale=ratio)
-    small_ad = ~(n >= 8)
-    small_lilliefors = ~(n >= 4)
-    ad = np.where(small_ad, np.nan, sample.ad_statistic)
-    lilliefors = np.where(small_lilliefors, np.nan, sample.ks_d)
-    median = kernels.histogram_quantiles(histogram, [0.5])[0][..., 0]
-    bins = histogram.shape[-1] - 4
-    edges = kernels.histogram_edges(bins)
-    middles = (edges[:-1] + edges[1:]) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mad = (histogram[..., :bins] * np.abs(middles - median[..., None])).sum(axis=-1) / n
-    best = kernels.histogram_best_family(histogram, median, mad, families=families)
-    fields = [
-        ad, kernels.anderson_darling_pvalue(ad, n),
-        lilliefors, kernels.lilliefors_pvalue(lilliefors, n),
-        np.full(n.shape, np.nan), np.full(n.shape, np.nan), np.zeros(n.shape),
-        fitted.ks_d, fitted.w1, best,
-        fitted.ks_d_error, fitted.w1_error, sample.ad_statistic_error,
-    ]
-    return _stack(fields)
-
-
-def _normality_function(values, *, grid, n_reduce, layout, families, max_fit_size, shapiro_max_size, seed):
+def _normality_chunk(values, *, grid, n_reduce, layout, families, max_fit_size, shapiro_max_size, seed):
     flat = _flat(values, n_reduce)
     ad = kernels.anderson_darling(flat)
     lilliefors = kernels.lilliefors(flat)
     shapiro = kernels.shapiro_wilk(flat, max_size=shapiro_max_size, seed=seed)
     fits = kernels.fit_families(flat, families=families, max_fit_size=max_fit_size, seed=seed)
-    return _stack([
+    values = (
         ad.statistic, ad.pvalue, lilliefors.statistic, lilliefors.pvalue,
         shapiro.statistic, shapiro.pvalue, shapiro.n_used,
         kernels.ks_distance_normal(flat), kernels.wasserstein_normal(flat, standardize=True),
         fits.best_family_index,
-    ])
+    )
+    return dict(zip(_CDF_FIELDS, values))
+
+
+NORMALITY = Reduction("normality", _normality_chunk, Fields(*_CDF_FIELDS), combine="whole")
+
+
+def _histogram_cdf_fields(histogram: np.ndarray, n, families, template: xr.DataArray) -> dict[str, xr.DataArray]:
+    """The CDF fields and their error bounds from summed standardised histograms (no Shapiro–Wilk)."""
+    statistics = kernels.histogram_normality(histogram, n, families=families)
+    n = np.asarray(n, dtype=float)
+    values = {name: getattr(statistics, name) for name in (*_CDF_FIELDS, *_CDF_ERROR_FIELDS)
+              if not name.startswith("shapiro")}
+    values.update(shapiro_statistic=np.full(n.shape, np.nan), shapiro_pvalue=np.full(n.shape, np.nan),
+                  shapiro_n_used=np.zeros(n.shape))
+    return {name: _like(template, np.asarray(value, dtype=np.float64)) for name, value in values.items()}
 
 
 def weight_normality(
@@ -207,16 +200,15 @@ def weight_normality(
                 f"weight_normality: families {', '.join(unsupported)} need the values in memory; with "
                 f"groups of {group_size} values (method='histogram') choose among {', '.join(kernels.HISTOGRAM_FAMILIES)}"
             )
-    lazy = {"moments": _map_chunks(weight, _moments_function, group, core, 5, layout)}
+    lazy = {"moments": _map_chunks(weight, MOMENTS, group, core, layout)}
     if method == "exact":
-        lazy["cdf"] = _map_chunks(weight, _normality_function, group, core, len(_NORMALITY_FIELDS), layout,
-                                  whole=True, families=families, max_fit_size=max_fit_size,
-                                  shapiro_max_size=shapiro_max_size, seed=seed)
+        lazy["cdf"] = _map_chunks(weight, NORMALITY, group, core, layout, families=families,
+                                  max_fit_size=max_fit_size, shapiro_max_size=shapiro_max_size, seed=seed)
     epochs = np.asarray(ds["epoch"].values, dtype=float)
     initial_epoch = int(np.flatnonzero(epochs == 0)[0]) if np.any(epochs == 0) else None
     if initial_epoch is not None:
         initial = _broadcast_epoch(weight, initial_epoch)
-        lazy["distance"] = _map_chunks(weight, _distance_function, group, core, 3, layout, others=[initial],
+        lazy["distance"] = _map_chunks(weight, DISTANCE, group, core, layout, others=[initial],
                                        initial_epoch=initial_epoch)
     if method == "histogram":  # the moments first: they standardise the histograms' values
         computed = dict(zip(["moments"], _compute(lazy.pop("moments"))))
@@ -224,10 +216,9 @@ def weight_normality(
         computed = dict(zip(lazy, _compute(*lazy.values())))
         lazy = {}
 
-    block_moments = computed["moments"].transpose(*group, *[f"{d}_chunk" for d in core], _FIELD).values
-    chunk_axes = tuple(range(len(group), len(group) + len(core)))
-    merged = kernels.combine_moments(block_moments[..., :5], axis=chunk_axes)
-    n_nonfinite = block_moments[..., 5].sum(axis=chunk_axes)
+    block_moments, chunk_axes = _chunk_values(computed["moments"], group, core)
+    merged = kernels.combine_moments(MOMENTS.get(block_moments, "moments"), axis=chunk_axes)
+    n_nonfinite = MOMENTS.get(block_moments, "n_nonfinite").sum(axis=chunk_axes)
     statistics = kernels.moment_statistics(merged, ddof=1, bias=False)
     k2 = kernels.dagostino_pearson(merged)
     jb = kernels.jarque_bera(merged)
@@ -237,12 +228,13 @@ def weight_normality(
         lazy["histogram"] = _standardized_histograms(weight, group, core, layout, statistics.mean, std0)
         computed.update(zip(lazy, _compute(*lazy.values())))
         histogram = computed["histogram"].transpose(*group, _FIELD)
-        template = _field(histogram, 0)
-        cdf = _histogram_normality(histogram.values[..., :-1], statistics, families)
-        cdf = xr.DataArray(cdf, dims=histogram.dims, coords=template.coords)
+        template = _template(histogram)
+        cdf = _histogram_cdf_fields(STANDARDIZED_HISTOGRAM.get(histogram.values, "histogram"), statistics.n,
+                                    families, template)
     else:
-        cdf = _single(computed["cdf"]).transpose(*group, _FIELD)
-        template = _field(cdf, 0)
+        single = NORMALITY.merge(computed["cdf"]).transpose(*group, _FIELD)
+        template = _template(single)
+        cdf = NORMALITY.fields.unpack(single)
     result = xr.Dataset(coords=template.coords)
     result["n"] = _like(template, statistics.n.astype(np.int64))
     for name in ("mean", "std", "skewness", "excess_kurtosis", "skewness_standard_error",
@@ -252,18 +244,18 @@ def weight_normality(
     result["k2_pvalue"] = _like(template, k2.pvalue)
     result["jb_statistic"] = _like(template, jb.statistic)
     result["jb_pvalue"] = _like(template, jb.pvalue)
-    for i, name in enumerate(_NORMALITY_FIELDS[:-1]):
-        result[name] = _field(cdf, i)
+    for name in _CDF_FIELDS[:-1]:
+        result[name] = cdf[name]
     result["shapiro_n_used"] = _to_int(result["shapiro_n_used"].fillna(0))
-    for i, name in enumerate(_CDF_ERROR_FIELDS):
-        result[name] = _field(cdf, len(_NORMALITY_FIELDS) + i) if method == "histogram" else xr.zeros_like(template)
+    for name in _CDF_ERROR_FIELDS:
+        result[name] = cdf[name] if method == "histogram" else xr.zeros_like(template)
     names = np.array(list(families) + [""])
-    best = _field(cdf, len(_NORMALITY_FIELDS) - 1).fillna(-1).astype(int).values
+    best = cdf["best_family_index"].fillna(-1).astype(int).values
     result["best_family"] = _like(template, names[best])
     if initial_epoch is not None:
-        sums = _merge_sum(computed["distance"]).transpose(*group, _FIELD).values
-        ratio = np.sqrt(_divide(sums[..., 0], sums[..., 1]))
-        ratio = np.where(sums[..., 2] > 0, ratio, np.nan)
+        sums = DISTANCE.merge(computed["distance"]).transpose(*group, _FIELD).values
+        ratio = np.sqrt(_divide(DISTANCE.get(sums, "sum_squared_change"), DISTANCE.get(sums, "sum_squared_initial")))
+        ratio = np.where(DISTANCE.get(sums, "count") > 0, ratio, np.nan)
     else:
         ratio = np.full(template.shape, np.nan)
     result["distance_from_init"] = _like(template, ratio)

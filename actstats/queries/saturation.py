@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import xarray as xr
 
 from actstats import kernels
+from actstats.activations import describe_saturation
 from actstats.errors import ActstatsValueError
 from actstats.queries._engine import (
-    _FIELD, _Layout, _cells_by, _compute, _field, _in_run_batches, _layout, _map_chunks, _merge_sum, _pool_axes,
-    _runs_per_batch,
+    Fields, Reduction, _Layout, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes,
+    _reduce_axes, _runs_per_batch, _template,
 )
 from actstats.queries._results import (
     _attrs, _concat_splits, _describe, _divide, _like, _sample_subsets, _take, _to_int, _warn_nonfinite,
@@ -22,61 +21,35 @@ from actstats.validate import (
 )
 
 
-def _count_function(values, *, grid, n_reduce, layout, eps):
-    """``[low, high, total]`` over the reduced axes with each run's bounds (run is axis 0)."""
+#: Saturation counts per cell: values near the lower bound, near the upper bound, and counted.
+_COUNTS = Fields(*kernels.SATURATION_FIELDS)
+
+
+def _count_chunk(values, *, grid, n_reduce, layout, eps):
+    """``low``, ``high``, ``total`` over the reduced axes with each run's bounds (run is axis 0)."""
     runs = grid["run"].reshape(-1)
-    lower, upper = layout.lower[runs], layout.upper[runs]
     out = np.zeros(values.shape[: values.ndim - n_reduce] + (3,), dtype=np.int64)
-    axis = tuple(range(values.ndim - n_reduce, values.ndim))
-    for low, high in {(float(a), float(b)) for a, b in zip(lower, upper)}:
-        rows = (lower == low) & (upper == high)
-        if np.isfinite(high):
-            out[rows] = kernels.saturation_counts(values[rows], low, high, eps, axis=axis)
-        else:  # unbounded above (relu): dead units, exact zeros
-            out[rows] = kernels.saturation_counts(values[rows], axis=axis, mode="zero")
-    return out
+    axis = _reduce_axes(values, n_reduce)
+    for run in np.unique(runs):
+        rows = runs == run
+        out[rows] = kernels.saturation_counts(values[rows], layout.lower[run], layout.upper[run], eps, axis=axis,
+                                              mode=layout.saturation[run])
+    return dict(zip(_COUNTS.names, np.moveaxis(out, -1, 0)))
 
 
-def _cell_counts(ds: xr.Dataset, layout: _Layout, eps: float, index=None) -> xr.DataArray:
-    """Lazy ``[low, high, total, nonfinite]`` per (run, epoch, layer, sample) cell."""
-    return _map_chunks(_take(ds["activation"], index), _count_function,
-                       ["run", "epoch", "layer", "sample"], ["unit"], 3, layout, eps=eps,
-                       block_function=_count_block)
-
-
-def _band_thresholds(lower: float, upper: float, eps: float, dtype) -> tuple[Any, Any]:
-    """Thresholds in ``dtype`` with ``x <= low ⟺ float64(x) <= lower + eps·width`` and
-    ``x >= high ⟺ float64(x) >= upper - eps·width`` for every x of that dtype: the float64
-    bounds rounded down and up to the dtype, so the band is the kernel's, exactly."""
-    width = upper - lower
-    low, high = lower + eps * width, upper - eps * width
-    low_t, high_t = dtype.type(low), dtype.type(high)
-    if float(low_t) > low:
-        low_t = np.nextafter(low_t, dtype.type(-np.inf))
-    if float(high_t) < high:
-        high_t = np.nextafter(high_t, dtype.type(np.inf))
-    return low_t, high_t
-
-
-def _count_true(mask: np.ndarray) -> np.ndarray:
-    """True values per row of a 2-D boolean mask (summing bytes: ~2× np.count_nonzero)."""
-    dtype = np.uint16 if mask.shape[1] < 2**16 else np.int64
-    return mask.view(np.uint8).sum(axis=1, dtype=dtype).astype(np.int64)
-
-
-def _count_block(block, *, function, dims, n_reduce, layout, rescale, kwargs, block_info=None, location=None):
-    """:func:`_block` + :func:`_count_function` for activation blocks (run, epoch, layer,
-    sample, unit), in one pass over each (run, epoch, layer) slab in its own dtype: the
-    saturation counts are the hot loop of the biggest queries. Same output, to the count
-    (``tests/test_queries.py`` compares them)."""
+def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None):
+    """The block function of :data:`CELL_COUNTS`: activation blocks (run, epoch, layer, sample,
+    unit) counted one (run, epoch, layer) slab at a time in their own dtype by
+    :func:`actstats.kernels.saturation_counts` (the hot loop of the biggest queries), with
+    what does not exist skipped and what is not finite counted apart, as :func:`_block` does."""
     if location is None:
         location = block_info[0]["array-location"]
     values = np.asarray(block)
     if values.dtype.kind != "f":
         values = values.astype(np.float64)
-    eps = kwargs["eps"]
+    eps = options["eps"]
     (r0, _), (e0, _), (l0, _), _, (u0, u1) = location
-    out = np.zeros(values.shape[:4] + (1, 4))
+    out = np.zeros(values.shape[:4] + (1, _COUNTS.size))
     for i, j, k in np.ndindex(*values.shape[:3]):
         run, epoch, layer = r0 + i, e0 + j, l0 + k
         if not layout.complete[run, epoch]:
@@ -91,23 +64,27 @@ def _count_block(block, *, function, dims, n_reduce, layout, rescale, kwargs, bl
             nonfinite = np.zeros(slab.shape[0], dtype=np.int64)
         else:
             finite = np.isfinite(slab)
-            nonfinite = slab.shape[1] - _count_true(finite)
+            nonfinite = slab.shape[1] - kernels.count_true(finite)
             slab = np.where(finite, slab, np.nan)
-        lower, upper = layout.lower[run], layout.upper[run]
-        if np.isfinite(upper):
-            low_t, high_t = _band_thresholds(float(lower), float(upper), eps, slab.dtype)
-            low = _count_true(slab <= low_t)
-            high = _count_true(slab >= high_t)
-        elif np.isfinite(lower):  # relu: dead units, exact zeros
-            low = _count_true(slab == 0)
-            high = np.zeros_like(low)
-        else:  # unknown activation function: nothing counted (as the kernel's NaN bounds)
-            low = high = np.zeros(slab.shape[0], dtype=np.int64)
-        out[i, j, k, :, 0, 0] = low
-        out[i, j, k, :, 0, 1] = high
-        out[i, j, k, :, 0, 2] = units - nonfinite
-        out[i, j, k, :, 0, 3] = nonfinite
+        counts = kernels.saturation_counts(slab, layout.lower[run], layout.upper[run], eps,
+                                           mode=layout.saturation[run], no_nan=clean)
+        cell = out[i, j, k, :, 0]
+        for name in ("low", "high", "total"):
+            cell[:, _COUNTS.slices[name]] = counts[:, kernels.SATURATION_FIELDS.index(name)]
+        cell[:, _COUNTS.slices["n_nonfinite"]] = nonfinite
     return out
+
+
+#: Per-unit counts summed over samples (``by`` with ``unit``).
+COUNTS = Reduction("saturation_counts", _count_chunk, _COUNTS)
+#: Per-cell counts, (run, epoch, layer, sample), summed over unit chunks: the hot path.
+CELL_COUNTS = Reduction("saturation_cell_counts", None, _COUNTS, block=_count_block)
+
+
+def _cell_counts(ds: xr.Dataset, layout: _Layout, eps: float, index=None) -> xr.DataArray:
+    """Lazy :data:`CELL_COUNTS` per (run, epoch, layer, sample) cell."""
+    return _map_chunks(_take(ds["activation"], index), CELL_COUNTS, ["run", "epoch", "layer", "sample"], ["unit"],
+                       layout, eps=eps)
 
 
 def saturation(
@@ -204,14 +181,14 @@ def saturation(
 
     if per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
         lazy = [
-            _map_chunks(_take(ds["activation"], index), _count_function,
-                        ["run", "epoch", "layer", "unit"], ["sample"], 3, layout, eps=eps)
+            _map_chunks(_take(ds["activation"], index), COUNTS, ["run", "epoch", "layer", "unit"], ["sample"], layout,
+                        eps=eps)
             for _, index in subsets
         ]
-        parts = [_unit_saturation(_merge_sum(c), by) for c in _compute(*lazy)]
+        parts = [_unit_saturation(COUNTS.merge(c), by) for c in _compute(*lazy)]
     else:
         (counts,) = _compute(_cell_counts(ds, layout, eps))
-        cells = _cells_by(_merge_sum(counts), by)
+        cells = _cells_by(CELL_COUNTS.merge(counts), by)
         parts = [
             _sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
             for _, index in subsets
@@ -241,7 +218,7 @@ def saturation(
             "fraction of the unit's values within eps*(upper-lower) of a bound, pooled over samples"
         ),
         eps=eps,
-        bounds="sigmoid [0, 1]; tanh, softsign [-1, 1]; relu: exact zeros count as low, eps unused",
+        bounds=describe_saturation(),
         confidence_level=confidence_level,
         interval=(
             f"kernels.fraction_interval over {unit}s: BCa bootstrap ({n_resamples} resamples, seed {seed}), "
@@ -257,8 +234,8 @@ def saturation(
 def _sample_saturation(cells, group, pool, confidence_level, n_resamples, seed) -> xr.Dataset:
     """Saturation per group from cell counts (dims run, sample, kept dims, field)."""
     values, axes = _pool_axes(cells, group, pool)
-    template = cells.isel({d: 0 for d in pool}, drop=True).isel({_FIELD: 0}, drop=True).transpose(*group)
-    fractions = kernels.saturated_fractions(values[..., :3])
+    template = _template(cells.isel({d: 0 for d in pool}, drop=True)).transpose(*group)
+    fractions = kernels.saturated_fractions(_counts_of(values))
     present = ~np.isnan(fractions[..., 0])
     n_samples = present.sum(axis=axes)
     out = xr.Dataset(coords=template.coords)
@@ -278,8 +255,8 @@ def _sample_saturation(cells, group, pool, confidence_level, n_resamples, seed) 
         out["ci_high"] = _like(template, np.full(template.shape, np.nan))
         out["interval_method"] = _like(template, np.full(template.shape, "", dtype=str))
     out["n_samples"] = _like(template, n_samples.astype(np.int64))
-    out["n_values"] = _like(template, values[..., 2].sum(axis=axes).astype(np.int64))
-    out["n_nonfinite"] = _like(template, values[..., 3].sum(axis=axes).astype(np.int64))
+    out["n_values"] = _like(template, _COUNTS.get(values, "total").sum(axis=axes).astype(np.int64))
+    out["n_nonfinite"] = _like(template, _COUNTS.get(values, "n_nonfinite").sum(axis=axes).astype(np.int64))
     return out
 
 
@@ -287,7 +264,7 @@ def _unit_saturation(counts: xr.DataArray, by) -> xr.Dataset:
     """Saturation per unit from counts summed over samples (dims run, epoch, layer, unit, field)."""
     pooled = [d for d in ("run", "epoch", "layer") if d not in by]
     summed = counts.sum(pooled) if pooled else counts
-    low, high, total = (_field(summed, k) for k in range(3))
+    low, high, total = (_COUNTS.get(summed, name) for name in ("low", "high", "total"))
     out = xr.Dataset(coords=low.coords)
     out["fraction"] = _like(low, _divide(low + high, total))
     out["fraction_low"] = _like(low, _divide(low, total))
@@ -296,10 +273,15 @@ def _unit_saturation(counts: xr.DataArray, by) -> xr.Dataset:
     out["ci_high"] = xr.full_like(out["fraction"], np.nan)
     out["interval_method"] = _like(low, np.full(low.shape, "", dtype=str))
     # every existing unit has a value for each sample: its sample count is its value count
-    samples = _field(counts, 2)
+    samples = _COUNTS.get(counts, "total")
     within = [d for d in ("epoch", "layer") if d not in by]
     samples = samples.max(within) if within else samples
     out["n_samples"] = _to_int(samples.sum("run") if "run" not in by else samples)
     out["n_values"] = _to_int(total)
-    out["n_nonfinite"] = _to_int(_field(summed, 3))
+    out["n_nonfinite"] = _to_int(_COUNTS.get(summed, "n_nonfinite"))
     return out
+
+
+def _counts_of(values: np.ndarray) -> np.ndarray:
+    """``[low, high, total]`` on the last axis, as :func:`actstats.kernels.saturated_fractions` reads them."""
+    return np.stack([_COUNTS.get(values, name) for name in kernels.SATURATION_FIELDS], axis=-1)

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from actstats import kernels
 from actstats.activations import get_activation
 
 
@@ -158,12 +159,10 @@ def trajectories(ds, run, eps, directory, n_tracked=5):
     for samples, style, label in ((train, "-", "training"), (test, "--", "held-out")):
         for s in samples:
             values = h[:, s]
-            if act.bounded:
-                width = act.upper - act.lower
-                near = (values <= act.lower + eps * width) | (values >= act.upper - eps * width)
-            else:
-                near = values == 0
-            fraction = np.nanmean(np.where(np.isfinite(values), near, np.nan), axis=1)
+            counts = kernels.saturation_counts(np.where(np.isfinite(values), values, np.nan), act.lower, act.upper,
+                                               eps, axis=-1, mode=act.saturation)  # the queries' band
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fraction = (counts[:, 0] + counts[:, 1]) / counts[:, 2]
             axes[0].plot(epochs, fraction, style, marker=".", label=f"{label} #{s}")
             axes[1].plot(epochs, np.nanmean(values, axis=1), style, marker=".")
     for ax in axes:
