@@ -330,11 +330,10 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import tempfile
     >>> from actstats.synthetic import write_synthetic_store
-    >>> path = write_synthetic_store(os.path.join(tempfile.mkdtemp(), "s.zarr"), runs=1, epochs=2,
-    ...                              layers=2, samples=10, units=4)
-    >>> ds = open_store(path)
+    >>> ds = open_store(write_synthetic_store(f"{tempfile.mkdtemp()}/s.zarr", runs=1, epochs=2, layers=2,
+    ...                                       samples=10, units=4))
     >>> ds.activation.dims
     ('run', 'epoch', 'layer', 'sample', 'unit')
     """
