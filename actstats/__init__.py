@@ -4,41 +4,40 @@ The analysis half of the project: open stores written by capture (or by any prog
 follows docs/store-format.md) and answer statistical queries on them.
 """
 
-from actstats.errors import ActstatsError, ActstatsWarning, IntegrityError, StoreFormatError
+from actstats.errors import ActstatsError, ActstatsValueError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
 from actstats.store import SCHEMA, open_store, verify_store
 from actstats import accessor as _accessor  # registers ds.actstats
 
-_QUERIES = ("bimodality", "compare_splits", "fit", "gradient_flow", "saturation", "to_records", "weight_normality")
+from actstats.registry import HELPERS as _HELPERS, QUERIES as _QUERY_SPECS
+
+#: Lazily exported names (the queries and to_records) and their modules, from the registry.
+_LAZY = {**{name: spec.module for name, spec in _QUERY_SPECS.items()}, **_HELPERS}
 
 
 def __getattr__(name: str):
     # The queries load scipy.stats and statsmodels (about a second): only when first used.
-    if name in _QUERIES:
-        from actstats import queries
+    if name in _LAZY:
+        import importlib
 
-        return getattr(queries, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'actstats' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_QUERIES))
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = [
     "SCHEMA",
     "OPTIONS",
     "ActstatsError",
+    "ActstatsValueError",
     "ActstatsWarning",
     "IntegrityError",
     "StoreFormatError",
-    "bimodality",
-    "compare_splits",
-    "fit",
-    "gradient_flow",
     "open_store",
-    "saturation",
     "set_options",
-    "to_records",
     "verify_store",
-    "weight_normality",
+    *_LAZY,
 ]

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from actstats.errors import ActstatsError, IntegrityError
+from actstats.errors import ActstatsError
 
 EXIT_OK, EXIT_USAGE, EXIT_INTEGRITY = 0, 2, 3
 
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", "a verdict on each claim C1-C6 with the numbers and figures behind it")
     p.add_argument("store", metavar="STORE")
     p.add_argument("-o", "--output", metavar="DIR", required=True, help="directory for index.html, findings.*, figures/")
-    p.add_argument("--eps", type=float, default=0.05, help="saturation: within eps (share of the range) of a bound")
+    p.add_argument("--eps", type=float, default=None,
+                   help="saturation: within eps (share of the range) of a bound (default: the option eps, 0.05)")
 
     from actstats import cli_queries
 
@@ -88,12 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             options["scheduler"] = args.scheduler.strip()
         with set_options(**options):
             return COMMANDS[args.command](args)
-    except IntegrityError as exc:
-        print(f"actstats {args.command}: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_INTEGRITY
-    except ActstatsError as exc:
-        print(f"actstats {args.command}: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    except ActstatsError as exc:  # its exit_code: 2 bad usage or input, 3 integrity
+        print(f"actstats {args.command}: {_one_line(_as_given(exc, args))}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"actstats {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -101,6 +99,22 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"actstats {args.command}: {_one_line(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _as_given(exc: ActstatsError, args) -> str:
+    """The error said of the command-line option as the user gave it, when it names one
+    (``--eps 2: must be ...``, ``--by run,nonsense: unknown dimension ...``)."""
+    argument = getattr(exc, "argument", None)
+    given = getattr(args, argument, None) if argument else None
+    if given is None:
+        return str(exc)
+    if isinstance(given, float):
+        text = f"{given:g}"
+    elif isinstance(given, tuple):
+        text = ",".join(given)
+    else:
+        text = str(given)
+    return f"--{argument.replace('_', '-')} {text}: {exc.problem}"
 
 
 def _cmd_capture(args) -> int:
@@ -194,8 +208,6 @@ def _cmd_report(args) -> int:
     from actstats.options import OPTIONS
     from actstats.report import build_report
 
-    if not 0 < args.eps < 0.5:
-        raise ActstatsError(f"--eps {args.eps:g}: must be between 0 and 0.5")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ActstatsError(f"-o {args.output}: exists and is not a directory")
     findings = build_report(args.store, args.output, eps=args.eps, progress=OPTIONS["progress"])

@@ -24,4 +24,13 @@ class ActstatsWarning(UserWarning):
 
 
 class ActstatsValueError(ActstatsError, ValueError):
-    """A bad argument value: a ``ValueError`` for Python users, exit code 2 on the command line."""
+    """A bad argument value: a ``ValueError`` for Python users, exit code 2 on the command line.
+
+    ``argument`` names the argument and ``problem`` says what is wrong without naming it, so
+    that the command line can say the same of its option (``--eps 2: must be ...``).
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None, problem: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+        self.problem = problem or message

@@ -64,15 +64,20 @@ def validate_by(by, dims: Sequence[str], *, split: bool) -> tuple[str, ...]:
     elif isinstance(by, Iterable):
         names = tuple(by)
     else:
-        raise ActstatsValueError(f"by: expected a dimension name or a sequence of names, got {by!r}")
+        _bad("by", f"expected a dimension name or a sequence of names, got {by!r}")
     for name in names:
         if name not in allowed:
-            raise ActstatsValueError(f"by: unknown dimension {name!r}; choose from {', '.join(allowed)}")
+            _bad("by", f"unknown dimension {name!r}; choose from {', '.join(allowed)}")
     if len(set(names)) != len(names):
-        raise ActstatsValueError(f"by: repeated dimension in {names!r}")
+        _bad("by", f"repeated dimension in {names!r}")
     if "sample" in names and "split" in names:  # split is then a coordinate of sample
         names = tuple(n for n in names if n != "split")
     return names
+
+
+def _bad(argument: str, problem: str):
+    """Raise the one-line error ``"<argument>: <problem>"``."""
+    raise ActstatsValueError(f"{argument}: {problem}", argument=argument, problem=problem)
 
 
 def validate_choice(name: str, value, choices: Sequence[str], what: str = "") -> str:
@@ -81,7 +86,8 @@ def validate_choice(name: str, value, choices: Sequence[str], what: str = "") ->
         listed = " or ".join(repr(c) for c in choices) if len(choices) < 3 else (
             ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}")
         note = f" ({what})" if what else ""
-        raise ActstatsValueError(f"{name} must be {listed}{note}, got {value!r}")
+        raise ActstatsValueError(f"{name} must be {listed}{note}, got {value!r}", argument=name,
+                                 problem=f"must be {listed}{note}")
     return value
 
 
@@ -93,13 +99,16 @@ def validate_eps(eps=None) -> float:
     try:
         value = float(eps)
     except (TypeError, ValueError):
-        raise ActstatsValueError(f"eps must be a number in (0, 0.5), got {eps!r}") from None
+        raise ActstatsValueError(f"eps must be a number in (0, 0.5), got {eps!r}", argument="eps",
+                                 problem="must be a number between 0 and 0.5") from None
     if not 0 < value < 0.5:
-        raise ActstatsValueError(f"eps must be in (0, 0.5) (a fraction of the activation's range), got {eps!r}")
+        problem = "must be between 0 and 0.5, exclusive (a fraction of the activation's range)"
+        raise ActstatsValueError(f"eps {problem}, got {eps!r}", argument="eps", problem=problem)
     return value
 
 
 def validate_confidence_level(level) -> float:
+    """``level`` as a float in (0, 1)."""
     value = float(level)
     if not 0 < value < 1:
         raise ActstatsValueError(f"confidence_level must be in (0, 1), got {level!r}")
@@ -107,6 +116,7 @@ def validate_confidence_level(level) -> float:
 
 
 def validate_families(family, variable) -> tuple[str, ...]:
+    """The families to fit: ``None`` the fast defaults, ``"all"`` every known one, else the names checked."""
     known = ACTIVATION_FAMILIES if variable == "activation" else WEIGHT_FAMILIES
     if family is None:
         return FAST_ACTIVATION_FAMILIES if variable == "activation" else NORMALITY_FAMILIES
@@ -114,14 +124,15 @@ def validate_families(family, variable) -> tuple[str, ...]:
         return tuple(known)
     names = (family,) if isinstance(family, str) else tuple(family)
     if not names:
-        raise ActstatsValueError("family: give at least one family")
+        _bad("family", "give at least one family")
     for name in names:
         if name not in known:
-            raise ActstatsValueError(f"family: unknown family {name!r} for {variable}s; choose from {', '.join(known)}")
+            _bad("family", f"unknown family {name!r} for {variable}s; choose from {', '.join(known)}")
     return tuple(dict.fromkeys(names))
 
 
 def require_variables(ds: xr.Dataset, names: Sequence[str], query: str) -> None:
+    """Refuse, naming what is missing, a dataset without the variables or dimensions ``query`` needs."""
     missing = [n for n in names if n not in ds.data_vars]
     if missing:
         listed = " and ".join(repr(n) for n in missing)

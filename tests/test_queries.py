@@ -9,6 +9,7 @@ written without actstats are covered at the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ import actstats
 from actstats import kernels
 from actstats.errors import ActstatsError, ActstatsWarning
 from actstats.queries import GAUSSIAN_THRESHOLDS
+from actstats.registry import QUERIES as REGISTERED, get_query
 from actstats.synthetic import synthetic_store
 from tolerances import BH_RTOL, STATISTIC, fit_rtol, float_rtol, sum_condition
 from queries_reference import (
@@ -437,16 +439,26 @@ def test_compare_splits_equals_the_kernel_on_numpy_fractions(ds, stores):
 # ---------------------------------------------------------------- numpy == dask
 
 
-QUERIES = {
-    "saturation": lambda ds: actstats.saturation(ds, by=("run", "layer", "split")),
-    "saturation_unit": lambda ds: actstats.saturation(ds, by=("layer", "unit")),
-    "bimodality": lambda ds: actstats.bimodality(ds, by=("layer", "split")),
-    "fit": lambda ds: actstats.fit(ds, family=("beta", "logit_normal"), by=("run", "layer")),
-    "fit_weight": lambda ds: actstats.fit(ds, family=("normal", "uniform"), variable="weight", by="layer"),
-    "weights": lambda ds: actstats.weight_normality(ds, by=("run", "layer")),
-    "gradients": actstats.gradient_flow,
-    "compare": lambda ds: actstats.compare_splits(ds, by="layer", n_permutations=999),
+#: Arguments of each registered query's cases (keys: the registry's CLI names, then variants);
+#: every query of actstats.registry.QUERIES must have at least one (checked below).
+QUERY_CASES = {
+    "saturation": {"by": ("run", "layer", "split")},
+    "saturation_unit": {"by": ("layer", "unit")},
+    "bimodality": {"by": ("layer", "split")},
+    "fit": {"family": ("beta", "logit_normal"), "by": ("run", "layer")},
+    "fit_weight": {"family": ("normal", "uniform"), "variable": "weight", "by": "layer"},
+    "weights": {"by": ("run", "layer")},
+    "gradients": {},
+    "compare": {"by": "layer", "n_permutations": 999},
 }
+QUERIES = {
+    case: functools.partial(get_query(case.split("_")[0]).function, **arguments)
+    for case, arguments in QUERY_CASES.items()
+}
+
+
+def test_every_registered_query_has_a_case():
+    assert {spec.cli_name for spec in REGISTERED.values()} <= {case.split("_")[0] for case in QUERY_CASES}
 
 
 def _dask_rtol(result, name):

@@ -114,7 +114,7 @@ def test_gradients_on_a_store_without_gradients_names_them(tmp_path, capsys):
 
 
 def test_progress_bar_only_when_options_and_terminal_allow():
-    from actstats.queries._engine import _progress_enabled
+    from actstats.options import progress_enabled as _progress_enabled
 
     with set_options(progress=False):
         assert not _progress_enabled()

@@ -22,7 +22,7 @@ import xarray as xr
 
 from actstats.activations import ACTIVATIONS
 from actstats.errors import ActstatsError, ActstatsWarning
-from actstats.options import OPTIONS
+from actstats.options import OPTIONS, progress_enabled
 from actstats.queries._results import _take
 
 _FIELD = "statistic_field"
@@ -311,13 +311,6 @@ def _template(computed: xr.DataArray, core: Sequence[str] = ()) -> xr.DataArray:
     return first.isel({_FIELD: 0}, drop=True)
 
 
-def _progress_enabled() -> bool:
-    progress = OPTIONS["progress"]
-    if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(progress)
-
-
 def _compute(*objects):
     """Compute xarray objects together (one graph: every chunk is read once)."""
     import dask
@@ -331,7 +324,7 @@ def _compute(*objects):
             # The workers read the chunks themselves; an IntegrityError raised there is
             # re-raised here with its type and message.
             return dask.compute(*objects, scheduler=client)
-    if _progress_enabled():
+    if progress_enabled():
         from dask.diagnostics import ProgressBar
 
         with ProgressBar(minimum=1.0, out=sys.stderr):

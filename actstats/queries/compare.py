@@ -33,7 +33,7 @@ ABSOLUTE = Reduction("sum_of_absolute_values", _absolute_chunk, Fields("sum_abs"
 
 def compare_splits(
     ds: xr.Dataset,
-    eps: float = 0.05,
+    eps: float | None = None,
     by: str | Sequence[str] = DEFAULT_WEIGHT_BY,
     *,
     confidence_level: float = 0.95,
@@ -47,7 +47,8 @@ def compare_splits(
     ----------
     ds : xarray.Dataset
         Needs the ``split`` coordinate with ``train`` and ``test`` samples.
-    eps : float, default 0.05
+    eps : float, optional
+        Default ``OPTIONS["eps"]`` (0.05; :func:`actstats.set_options`).
         As in :func:`saturation`.
     by : str or sequence of str, default ("run", "epoch", "layer")
         Kept dimensions, from run, epoch and layer.

@@ -89,7 +89,7 @@ def _cell_counts(ds: xr.Dataset, layout: _Layout, eps: float, index=None) -> xr.
 
 def saturation(
     ds: xr.Dataset,
-    eps: float = 0.05,
+    eps: float | None = None,
     by: str | Sequence[str] = DEFAULT_ACTIVATION_BY,
     confidence_level: float = 0.95,
     *,
@@ -102,7 +102,8 @@ def saturation(
     ----------
     ds : xarray.Dataset
         A store (:func:`actstats.open_store`) or the same data in memory.
-    eps : float, default 0.05
+    eps : float, optional
+        Default ``OPTIONS["eps"]`` (0.05; :func:`actstats.set_options`).
         Width of each saturated band as a fraction of the range: a value is *low* if
         ``x <= lower + eps (upper - lower)`` and *high* if ``x >= upper - eps (upper -
         lower)``. Bounds come from each run's ``activation_fn``: sigmoid [0, 1], tanh and
@@ -160,7 +161,9 @@ def saturation(
     confidence_level = validate_confidence_level(confidence_level)
     by = validate_by(by, ACTIVATION_DIMS, split=True)
     if "sample" in by and "unit" in by:
-        raise ActstatsValueError("by: sample and unit together make each group a single activation; keep one of them")
+        raise ActstatsValueError("by: sample and unit together make each group a single activation; keep one of them",
+                                 argument="by", problem="sample and unit together make each group a single "
+                                 "activation; keep one of them")
     require_variables(ds, ["activation"], "saturation")
     layout = _layout(ds)
     layout.check_activations(ds["run"].values)

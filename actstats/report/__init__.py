@@ -71,7 +71,7 @@ def _representative_runs(ds, usable):
     return picks
 
 
-def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool | None = None) -> dict:
+def build_report(store: str, output: str, *, eps: float | None = None, progress: bool | None = None) -> dict:
     """Compute every query the claims need, decide each claim, and write the report.
 
     Returns the findings (the content of findings.json).
@@ -83,8 +83,9 @@ def build_report(store: str, output: str, *, eps: float = 0.05, progress: bool |
     from actstats.options import progress_enabled
     from actstats.store import open_store
 
-    if not 0 < eps < 0.5:
-        raise ActstatsError(f"--eps {eps:g}: must be between 0 and 0.5")
+    from actstats.validate import validate_eps
+
+    eps = validate_eps(eps)  # default OPTIONS["eps"]; checked before any work
     ds = open_store(store)
     last = last_complete(ds)
     usable = last >= 0
