@@ -29,13 +29,14 @@ report: venv
 	$(VENV)/bin/actstats report $(STORE) -o report
 	@echo "report: $$(pwd)/report/index.html"
 
+# Two workers (pytest-xdist): the suite is CPU-bound and the machines have two cores.
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The numerical tests again with numpy's SIMD dispatch narrowed to its baseline and one BLAS
 # thread, as another CPU would compute them (tests/README.md: the tolerance policy).
 test-portable: venv
-	$(PY) tests/portable.py
+	$(PY) tests/portable.py -n 2
 
 stress: venv
 	$(PY) -m pytest -q -m stress
