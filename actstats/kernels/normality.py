@@ -3,6 +3,9 @@
 With 10⁵–10⁹ values every normality test rejects, so next to the tests this module
 gives effect sizes that do not grow with n: the Kolmogorov–Smirnov distance and the
 Wasserstein-1 distance from the data to the normal fitted to them.
+
+Why one module of ~580 lines: one topic (normality tests and effect sizes); about half
+of it is docstrings with the references each test is verified against.
 """
 
 from __future__ import annotations
