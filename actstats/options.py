@@ -21,6 +21,10 @@ OPTIONS: dict[str, Any] = {
     # The largest group (values) that method="auto" loads whole; larger groups are streamed
     # (bimodality, fit, weight_normality). 2**25 values are 256 MiB as float64.
     "exact_max_size": 2**25,
+    # The effect-size rule of weight_normality's `gaussian` (and of the report's C3): a layer
+    # is called Gaussian when |skewness|, |excess kurtosis| and W1 to the fitted normal (in
+    # standard deviations) are all below these.
+    "gaussian_thresholds": {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1},
 }
 
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
@@ -31,6 +35,9 @@ _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     ),
     "eps": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 0.5,
     "exact_max_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "gaussian_thresholds": lambda v: isinstance(v, dict)
+    and set(v) == {"max_abs_skewness", "max_abs_excess_kurtosis", "max_w1_normal"}
+    and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf") for x in v.values()),
 }
 
 _DESCRIPTIONS = {
@@ -39,6 +46,7 @@ _DESCRIPTIONS = {
     "scheduler_timeout": "None or a positive number of seconds",
     "eps": "a number greater than 0 and less than 0.5",
     "exact_max_size": "a positive integer (values per group)",
+    "gaussian_thresholds": "a dict of positive numbers with the keys max_abs_skewness, max_abs_excess_kurtosis and max_w1_normal",
 }
 
 #: Seconds to wait for a scheduler when neither the option nor $ACTSTATS_SCHEDULER_TIMEOUT says.

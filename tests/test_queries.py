@@ -338,6 +338,21 @@ def test_weight_normality_equals_scipy_and_statsmodels(ds, stores):
     assert "gaussian_criterion" in result.attrs and "|skewness| < 0.5" in result.attrs["gaussian_criterion"]
 
 
+def test_gaussian_thresholds_are_an_option_read_at_call_time(stores):
+    reference = stores["numpy"].isel(run=[0, 1])
+    default = actstats.weight_normality(reference, by=("run", "layer"))
+    present = default["n"] > 0
+    assert not bool(default["gaussian"].where(present, False).all())  # uniform-initialised layers fail the default
+    lenient = {"max_abs_skewness": 1e9, "max_abs_excess_kurtosis": 1e9, "max_w1_normal": 1e9}
+    with actstats.set_options(gaussian_thresholds=lenient):
+        result = actstats.weight_normality(reference, by=("run", "layer"))
+    xr.testing.assert_equal(result["gaussian"], present.rename("gaussian").drop_attrs())
+    assert "|skewness| < 1000000000.0" in result.attrs["gaussian_criterion"]
+    xr.testing.assert_identical(actstats.weight_normality(reference, by=("run", "layer")), default)
+    with pytest.raises(ValueError, match="gaussian_thresholds"):
+        actstats.set_options(gaussian_thresholds={"max_abs_skewness": 0.5})
+
+
 def test_weight_moments_merge_across_chunks_like_the_whole(stores):
     """Pooled groups and a store chunked along units give the moments of the whole."""
     reference = stores["numpy"]

@@ -9,6 +9,7 @@ import xarray as xr
 
 from actstats import kernels
 from actstats.errors import ActstatsValueError
+from actstats.options import OPTIONS
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _chunk_values, _compute, _exists, _flat, _is_dask, _layout, _map_chunks,
     _reduce_axes, _template,
@@ -20,8 +21,9 @@ from actstats.validate import (
     validate_method,
 )
 
-#: The effect-size verdict ``gaussian`` of :func:`weight_normality`.
-GAUSSIAN_THRESHOLDS = {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1}
+#: The default effect-size rule of ``gaussian`` (the option ``gaussian_thresholds`` is read at
+#: each call; this is its default, kept under its old name).
+GAUSSIAN_THRESHOLDS = OPTIONS["gaussian_thresholds"]
 
 
 def _distance_chunk(values, initial, *, grid, n_reduce, layout, initial_epoch):
@@ -261,7 +263,7 @@ def weight_normality(
     result["distance_from_init"] = _like(template, ratio)
     adjusted = _bh(result["k2_pvalue"].values)
     result["pvalue_adjusted"] = _like(template, adjusted)
-    thresholds = GAUSSIAN_THRESHOLDS
+    thresholds = OPTIONS["gaussian_thresholds"]
     with np.errstate(invalid="ignore"):
         gaussian = (
             (np.abs(result["skewness"].values) < thresholds["max_abs_skewness"])
