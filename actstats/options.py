@@ -25,6 +25,10 @@ OPTIONS: dict[str, Any] = {
     # is called Gaussian when |skewness|, |excess kurtosis| and W1 to the fitted normal (in
     # standard deviations) are all below these.
     "gaussian_thresholds": {"max_abs_skewness": 0.5, "max_abs_excess_kurtosis": 1.0, "max_w1_normal": 0.1},
+    # The `training` query's rule: a run that did not diverge is "trained" when its training
+    # accuracy at its last complete record is at least this (0.9: it fits at least 90% of
+    # its training points).
+    "trained_accuracy": 0.9,
 }
 
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
@@ -38,6 +42,7 @@ _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "gaussian_thresholds": lambda v: isinstance(v, dict)
     and set(v) == {"max_abs_skewness", "max_abs_excess_kurtosis", "max_w1_normal"}
     and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf") for x in v.values()),
+    "trained_accuracy": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
 }
 
 _DESCRIPTIONS = {
@@ -47,6 +52,7 @@ _DESCRIPTIONS = {
     "eps": "a number greater than 0 and less than 0.5",
     "exact_max_size": "a positive integer (values per group)",
     "gaussian_thresholds": "a dict of positive numbers with the keys max_abs_skewness, max_abs_excess_kurtosis and max_w1_normal",
+    "trained_accuracy": "a number greater than 0 and at most 1 (a training accuracy)",
 }
 
 #: Seconds to wait for a scheduler when neither the option nor $ACTSTATS_SCHEDULER_TIMEOUT says.

@@ -19,7 +19,7 @@ Examples
 >>> get_query("weights").name
 'weight_normality'
 >>> [spec.cli_name for spec in QUERIES.values()]
-['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare']
+['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training']
 """
 
 from __future__ import annotations
@@ -142,6 +142,17 @@ QUERIES: dict[str, QuerySpec] = {spec.name: spec for spec in (
         "training vs held-out probes: saturated fractions, difference, CI, p-value",
         ("run", "epoch", "layer"), "run,epoch,layer", (_EPS,),
         ("fraction_train", "fraction_test", "difference", "ci_low", "ci_high", "pvalue", "pvalue_adjusted"),
+    ),
+    QuerySpec(
+        "training", "actstats.queries.training", "training",
+        "did each run train: accuracy and loss at its last complete record, diverged, status",
+        None, "", (
+            CliOption("--min-accuracy", "min_accuracy",
+                      "training accuracy a run needs to count as trained (default: the option trained_accuracy, 0.9)",
+                      parse=float),
+        ),
+        ("epoch_last", "train_accuracy", "test_accuracy", "train_loss", "chance_accuracy", "diverged", "status",
+         "at_chance"),
     ),
 )}
 

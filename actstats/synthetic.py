@@ -52,6 +52,8 @@ def synthetic_store(
     weight: Sampler | None = None,
     weight_scale: float = 1.0,
     gradients: bool = True,
+    train_accuracy=None,
+    diverged=None,
     seed: int = 0,
 ) -> xr.Dataset:
     """A small dataset in the store layout, numpy-backed.
@@ -83,6 +85,12 @@ def synthetic_store(
     weight_scale : float
     gradients : bool
         Include ``delta`` and ``weight_grad`` (random normal values, for gradient_flow).
+    train_accuracy : float, one per run, or an array (run, epoch), optional
+        Planted training accuracies: writes ``train_accuracy`` and a stand-in
+        ``train_loss`` = -log(accuracy) (nothing is trained; for the ``training`` query's
+        tests). Without it the dataset has neither variable.
+    diverged : bool, one per run, or an array (run, epoch), optional
+        Writes the ``diverged`` flags as given (without it there is no ``diverged``).
     seed : int
 
     Returns
@@ -164,6 +172,13 @@ def synthetic_store(
     if gradients:
         data_vars["delta"] = (dims5, delta)
         data_vars["weight_grad"] = (dimsw, grads)
+    if train_accuracy is not None:
+        accuracy = _per_record(train_accuracy, runs, n_epochs, "train_accuracy").astype("float32")
+        data_vars["train_accuracy"] = (("run", "epoch"), accuracy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data_vars["train_loss"] = (("run", "epoch"), -np.log(accuracy))
+    if diverged is not None:
+        data_vars["diverged"] = (("run", "epoch"), _per_record(diverged, runs, n_epochs, "diverged").astype(bool))
     coords = {
         "run": np.arange(runs),
         "epoch": epochs,
@@ -200,6 +215,18 @@ def synthetic_store(
 
 
 # ------------------------------------------------------------------ large stores on disk
+
+
+def _per_record(value, runs: int, n_epochs: int, name: str) -> np.ndarray:
+    """A scalar, one value per run, or a (run, epoch) array, as a (run, epoch) array."""
+    value = np.asarray(value)
+    if value.ndim == 1:
+        if value.size != runs:
+            raise ValueError(f"{name}: expected one value per run ({runs}), got {value.size}")
+        value = value[:, None]
+    elif value.ndim > 2 or (value.ndim == 2 and value.shape != (runs, n_epochs)):
+        raise ValueError(f"{name}: expected a scalar, one value per run or a ({runs}, {n_epochs}) array")
+    return np.array(np.broadcast_to(value, (runs, n_epochs)))
 
 
 def _epoch_values(epochs) -> np.ndarray:

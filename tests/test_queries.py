@@ -465,6 +465,7 @@ QUERY_CASES = {
     "weights": {"by": ("run", "layer")},
     "gradients": {},
     "compare": {"by": "layer", "n_permutations": 999},
+    "training": {},
 }
 QUERIES = {
     case: functools.partial(get_query(case.split("_")[0]).function, **arguments)
