@@ -7,6 +7,7 @@ follows docs/store-format.md) and answer statistical queries on them.
 from actstats.errors import ActstatsError, ActstatsValueError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
 from actstats.store import SCHEMA, open_store, verify_store
+from actstats.selection import select_runs
 from actstats import accessor as _accessor  # registers ds.actstats
 
 from actstats.registry import HELPERS as _HELPERS, QUERIES as _QUERY_SPECS
@@ -37,6 +38,7 @@ __all__ = [
     "IntegrityError",
     "StoreFormatError",
     "open_store",
+    "select_runs",
     "set_options",
     "verify_store",
     *_LAZY,

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from actstats import cli_queries
 
+    cli_queries.add_selection_options(p)
+
     cli_queries.register(add, COMMANDS)
     return parser
 
@@ -205,12 +207,17 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_report(args) -> int:
+    from actstats.cli_queries import apply_selection
     from actstats.options import OPTIONS
     from actstats.report import build_report
+    from actstats.store import open_store
 
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ActstatsError(f"-o {args.output}: exists and is not a directory")
-    findings = build_report(args.store, args.output, eps=args.eps, progress=OPTIONS["progress"])
+    selection = {}
+    if args.where or args.runs is not None:  # checked before any work; the report keeps these run labels
+        selection["runs"] = [int(r) for r in apply_selection(open_store(args.store), args)["run"].values]
+    findings = build_report(args.store, args.output, eps=args.eps, progress=OPTIONS["progress"], **selection)
     for claim in findings["claims"]:
         print(f"{claim['id']}: {claim['verdict']}")
     print(os.path.join(args.output, "index.html"))

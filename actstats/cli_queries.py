@@ -2,6 +2,8 @@
 
 Each prints a table for people (rounded for display only) or, with ``--format json|csv``,
 the flat records of :func:`actstats.to_records` with every statistic at full precision.
+Every sub-command (and ``report``) takes ``--where KEY=VALUE[,VALUE…]`` (repeatable) and
+``--runs 0,3,5``: :func:`actstats.select_runs` on the opened store, before the query.
 Option values are checked by the queries themselves (:mod:`actstats.validate`): their
 :class:`~actstats.errors.ActstatsValueError` names the argument, and :func:`actstats.cli.main`
 says it of the option as given (``--eps 2: must be ...``), on one line with exit code 2.
@@ -9,11 +11,13 @@ says it of the option as given (``--eps 2: must be ...``), on one line with exit
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import sys
 import warnings
 
+from actstats.errors import ActstatsError, ActstatsValueError
 from actstats.registry import QUERIES, QuerySpec, parse_names
 
 FORMATS = ("table", "json", "csv")
@@ -32,7 +36,61 @@ def register(add, commands: dict) -> None:
         for option in spec.options:
             parser.add_argument(option.flag, dest=option.argument, type=option.parse, choices=option.choices,
                                 default=option.default, metavar=option.metavar, help=option.help)
+        add_selection_options(parser)
         commands[spec.cli_name] = _command(spec)
+
+
+def _argument_type(parse, name: str):
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:  # argparse says "argument --where: ..." on one line, exit 2
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def add_selection_options(parser) -> None:
+    """``--where KEY=VALUE[,VALUE…]`` (repeatable) and ``--runs 0,3,5``: which runs of the store to use."""
+    from actstats.selection import parse_runs, parse_where
+
+    parser.add_argument("--where", action="append", default=None, metavar="KEY=VALUE[,VALUE...]",
+                        type=_argument_type(parse_where, "where"),
+                        help="keep the runs whose coordinate KEY (activation_fn, init, optimizer, lr, batch_size, "
+                             "seed, dataset, depth, ...) is one of the values; repeat for several keys (all must match)")
+    parser.add_argument("--runs", default=None, metavar="RUNS", type=_argument_type(parse_runs, "runs"),
+                        help="keep these runs (labels, comma-separated, e.g. 0,3,5)")
+
+
+def apply_selection(ds, args):
+    """``ds`` restricted by the parsed ``--where``/``--runs`` of ``args`` (``ds`` itself without them).
+
+    An :class:`~actstats.errors.ActstatsValueError` of :func:`actstats.select_runs` is said of
+    the option as given (``--where activation=tanh: unknown run coordinate ...``).
+    """
+    from actstats.selection import select_runs
+
+    items = getattr(args, "where", None) or []
+    texts: dict[str, list[str]] = {}
+    where: dict[str, list[str]] = {}
+    for key, values in items:  # a key given twice: either of its values
+        where.setdefault(key, []).extend(values)
+        texts.setdefault(key, []).append(f"{key}={','.join(values)}")
+    runs = getattr(args, "runs", None)
+    if not where and runs is None:
+        return ds
+    try:
+        return select_runs(ds, where=where or None, runs=runs)
+    except ActstatsValueError as exc:
+        key = getattr(exc, "key", None)
+        if exc.argument == "runs":
+            given = f"--runs {','.join(str(r) for r in runs)}"
+        elif key in texts:
+            given = " ".join(f"--where {text}" for text in texts[key])
+        else:
+            given = " ".join(f"--where {text}" for parts in texts.values() for text in parts)
+        raise ActstatsError(f"{given}: {exc.problem}") from None
 
 
 def _command(spec: QuerySpec):
@@ -54,7 +112,7 @@ def _run(args, spec: QuerySpec, query) -> int:
     from actstats.queries import to_records
     from actstats.store import open_store
 
-    ds = open_store(args.store)
+    ds = apply_selection(open_store(args.store), args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = query(ds)

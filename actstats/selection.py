@@ -1,0 +1,184 @@
+"""Run selection: keep the runs of a store whose per-run coordinates match.
+
+:func:`select_runs` is applied to an opened store before a query or the report (the command
+line's ``--where KEY=VALUE[,VALUE…]`` and ``--runs 0,3,5``). The run labels are kept, so a
+selected dataset's ``run`` coordinate still names the runs of the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import xarray as xr
+
+from actstats.errors import ActstatsValueError
+
+__all__ = ["run_coordinates", "select_runs", "parse_where", "parse_runs"]
+
+
+def run_coordinates(ds: xr.Dataset) -> list[str]:
+    """The names of the coordinates on the ``run`` dimension alone (``activation_fn``, ``init``, …), sorted."""
+    return sorted(str(name) for name, coord in ds.coords.items() if coord.dims == ("run",))
+
+
+def _values(value) -> list:
+    if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+        return [value]
+    return list(value)
+
+
+def _error(key, problem: str, argument: str = "where") -> ActstatsValueError:
+    error = ActstatsValueError(f"{argument}: {problem}", argument=argument, problem=problem)
+    error.key = key  # the --where item the command line names
+    return error
+
+
+def _convert(key: str, value, dtype: np.dtype, argument: str = "where"):
+    """``value`` (its text form or a Python value) as a value of ``dtype``; ActstatsValueError if it is none."""
+    text = value.decode() if isinstance(value, bytes) else value
+    try:
+        if dtype.kind in "US" or dtype == object:
+            return str(text)
+        if dtype.kind == "b":
+            lowered = str(text).strip().lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError
+            return lowered in ("true", "1")
+        if dtype.kind in "iu":
+            number = float(text) if not isinstance(text, str) else None
+            if number is not None and not number.is_integer():
+                raise ValueError
+            return np.asarray(int(text.strip()) if isinstance(text, str) else int(number)).astype(dtype).item()
+        if dtype.kind == "f":
+            return np.asarray(float(text.strip() if isinstance(text, str) else text), dtype=dtype).item()
+    except (TypeError, ValueError, OverflowError):
+        kind = {"i": "an integer", "u": "an integer", "f": "a number", "b": "true or false"}.get(dtype.kind, str(dtype))
+        raise _error(key, f"{key}={text!r} is not {kind} ({key} is {dtype})", argument) from None
+    raise _error(key, f"{key}: cannot select on a coordinate of dtype {dtype}", argument)
+
+
+def _shown(values: Iterable) -> str:
+    unique = list(dict.fromkeys(np.asarray(values).tolist()))
+    text = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in unique[:12])
+    return text + (", …" if len(unique) > 12 else "")
+
+
+def select_runs(ds: xr.Dataset, where: Mapping | None = None, runs: Iterable | None = None) -> xr.Dataset:
+    """The runs of ``ds`` whose per-run coordinates match ``where`` and whose label is in ``runs``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store (:func:`actstats.open_store`) or anything with a ``run`` dimension.
+    where : mapping, optional
+        ``{coordinate: value or list of values}`` over the coordinates on the ``run``
+        dimension (``activation_fn``, ``init``, ``optimizer``, ``lr``, ``batch_size``,
+        ``seed``, ``dataset``, ``depth``, …). A run is kept when, for every key, its
+        coordinate equals one of the values. Values may be given in their text form
+        (``"0.1"``, ``"3"``): each is converted to the coordinate's dtype before comparing.
+    runs : iterable of run labels, optional
+        Keep only these runs (labels of the ``run`` coordinate, not positions).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` restricted to the kept runs, in the store's order, with their labels.
+
+    Raises
+    ------
+    ActstatsValueError
+        A key that is not a run coordinate (the message lists the known ones), a value
+        that cannot be converted, a run label not in the store, or no run left.
+
+    Examples
+    --------
+    >>> from actstats.synthetic import synthetic_store
+    >>> ds = synthetic_store(runs=4, activation_fn=["sigmoid", "tanh", "sigmoid", "relu"])
+    >>> select_runs(ds, where={"activation_fn": "sigmoid"}).run.values.tolist()
+    [0, 2]
+    >>> select_runs(ds, where={"activation_fn": ["tanh", "relu"]}, runs=[1, 2, 3]).run.values.tolist()
+    [1, 3]
+    >>> select_runs(ds, where={"activation": "tanh"})
+    Traceback (most recent call last):
+    ...
+    actstats.errors.ActstatsValueError: where: unknown run coordinate 'activation' (known: activation_fn, batch_size, config, dataset, depth, init, lr, optimizer, run, seed)
+    """
+    if "run" not in ds.dims:
+        raise ActstatsValueError("select_runs: the dataset has no 'run' dimension")
+    keep = np.ones(ds.sizes["run"], dtype=bool)
+    if where is not None:
+        if not isinstance(where, Mapping):
+            raise ActstatsValueError(f"where must be a dict of run coordinate to value(s), got {type(where).__name__}",
+                                     argument="where")
+        known = run_coordinates(ds)
+        wanted = {}
+        for key, value in where.items():
+            if key not in known:
+                raise _error(key, f"unknown run coordinate {key!r} (known: {', '.join(known)})")
+            dtype = ds.coords[key].dtype
+            wanted[key] = [_convert(key, v, dtype) for v in _values(value)]
+            if not wanted[key]:
+                raise _error(key, f"{key}: no value given")
+        for key, values in wanted.items():
+            coord = np.asarray(ds.coords[key].values)
+            matches = np.isin(coord, np.asarray(values, dtype=coord.dtype))
+            if not matches.any():
+                raise _error(key, f"no run has {key}={_shown(values)} ({key} in this store: {_shown(coord)})")
+            keep &= matches
+        if not keep.any():
+            given = " and ".join(f"{key}={_shown(values)}" for key, values in wanted.items())
+            raise _error(None, f"no run has {given} at once")
+    if runs is not None:
+        labels = np.asarray(ds["run"].values)
+        chosen_labels = [_convert("run", r, labels.dtype, "runs") for r in _values(runs)]
+        if not chosen_labels:
+            raise _error(None, "no run given", "runs")
+        missing = [r for r in chosen_labels if r not in set(labels.tolist())]
+        if missing:
+            raise _error(None, f"no run {_shown(missing)} in the store (runs: {_shown(labels)})", "runs")
+        chosen = np.isin(labels, chosen_labels)
+        if not (keep & chosen).any():
+            raise _error(None, f"none of runs {_shown(chosen_labels)} has {_where_text(where)}", "runs")
+        keep &= chosen
+    if keep.all():
+        return ds
+    return ds.isel(run=np.flatnonzero(keep))
+
+
+def _where_text(where) -> str:
+    return " and ".join(f"{key}={_shown(_values(value))}" for key, value in (where or {}).items())
+
+
+# ------------------------------------------------------------------ the command line's text forms
+
+
+def parse_where(text: str) -> tuple[str, list[str]]:
+    """``--where KEY=VALUE[,VALUE…]`` → ``(KEY, [VALUE, …])``; ValueError if it is not of that form.
+
+    The values stay text: :func:`select_runs` converts them to the coordinate's dtype.
+
+    >>> parse_where("activation_fn=sigmoid,tanh")
+    ('activation_fn', ['sigmoid', 'tanh'])
+    """
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    parts = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or not parts:
+        raise ValueError(f"expected KEY=VALUE[,VALUE...], got {text!r}")
+    return key, parts
+
+
+def parse_runs(text: str) -> list[int]:
+    """``--runs 0,3,5`` → ``[0, 3, 5]``; ValueError if an item is not an integer.
+
+    >>> parse_runs("0, 3,5")
+    [0, 3, 5]
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"expected run labels such as 0,3,5, got {text!r}")
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"expected run labels such as 0,3,5, got {text!r}") from None
