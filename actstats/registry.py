@@ -19,7 +19,7 @@ Examples
 >>> get_query("weights").name
 'weight_normality'
 >>> [spec.cli_name for spec in QUERIES.values()]
-['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training']
+['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units']
 """
 
 from __future__ import annotations
@@ -153,6 +153,19 @@ QUERIES: dict[str, QuerySpec] = {spec.name: spec for spec in (
         ),
         ("epoch_last", "train_accuracy", "test_accuracy", "train_loss", "chance_accuracy", "diverged", "status",
          "at_chance"),
+    ),
+    QuerySpec(
+        "unit_states", "actstats.queries.unit_states", "units",
+        "per unit across probes: stuck at a bound, binary, graded or dead; counts and shares per group",
+        ("run", "epoch", "layer"), "run,epoch,layer", (
+            _EPS,
+            CliOption("--split", "split", "the probes units are judged on (default: train)",
+                      choices=("train", "test", "all")),
+            CliOption("--stuck-share", "stuck_share", "share of probes that makes a unit stuck (default 0.95)",
+                      parse=float),
+        ),
+        ("n_units", "share_stuck_low", "share_stuck_high", "share_binary", "share_graded", "share_dead",
+         "mean_low_share", "mean_high_share"),
     ),
 )}
 

@@ -466,6 +466,8 @@ QUERY_CASES = {
     "gradients": {},
     "compare": {"by": "layer", "n_permutations": 999},
     "training": {},
+    "units": {"eps": 0.1},
+    "units_pooled": {"by": "layer", "split": None},
 }
 QUERIES = {
     case: functools.partial(get_query(case.split("_")[0]).function, **arguments)

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import actstats
 from actstats import cli
@@ -168,3 +169,161 @@ def test_training_cli_json_and_table(small_store, capsys):
     assert code == 0 and out.splitlines()[0].split()[:2] == ["run", "activation_fn"]
     code, out, err = _main(capsys, "training", small_store, "--min-accuracy", "2")
     assert code == 2 and "--min-accuracy" in err
+
+
+# ---------------------------------------------------------------------- unit_states
+
+from fractions import Fraction  # noqa: E402
+
+from queries_reference import BOUNDS, activation_slab, split_samples  # noqa: E402
+from tolerances import float_rtol  # noqa: E402
+
+STATE_NAMES = ("dead", "stuck_low", "stuck_high", "binary", "graded")
+
+
+def _unit_state(column, function, eps, stuck_share):
+    """One unit's state and its low/high shares, from float64 band edges and exact fractions."""
+    values = column[~np.isnan(column)]
+    if values.size == 0:
+        return None, 0.0, 0.0
+    lower, upper = BOUNDS[function]
+    if np.isinf(upper):
+        low, high = int((values == 0).sum()), 0
+    else:
+        low = int((values <= lower + eps * (upper - lower)).sum())
+        high = int((values >= upper - eps * (upper - lower)).sum())
+    n = values.size
+    cut = Fraction(str(stuck_share))
+    if np.isinf(upper):
+        state = "dead" if low == n else "graded"
+    elif Fraction(low, n) >= cut:
+        state = "stuck_low"
+    elif Fraction(high, n) >= cut:
+        state = "stuck_high"
+    elif Fraction(low + high, n) >= cut and Fraction(low, n) >= 1 - cut and Fraction(high, n) >= 1 - cut:
+        state = "binary"
+    else:
+        state = "graded"
+    return state, low / n, high / n
+
+
+def _unit_states_reference(ds, eps, split, stuck_share):
+    """Per (run, epoch, layer): state counts, unit count and summed low/high shares."""
+    samples = None if split is None else split_samples(ds)[split]
+    out = {}
+    for r in range(ds.sizes["run"]):
+        function = str(ds["activation_fn"].values[r])
+        for e in range(ds.sizes["epoch"]):
+            for l in range(ds.sizes["layer"]):
+                slab = activation_slab(ds, "activation", r, e, l, samples)
+                counts = dict.fromkeys(STATE_NAMES, 0)
+                low_sum = high_sum = 0.0
+                for u in range(slab.shape[1]):
+                    state, low, high = _unit_state(slab[:, u], function, eps, stuck_share)
+                    if state is not None:
+                        counts[state] += 1
+                        low_sum += low
+                        high_sum += high
+                out[r, e, l] = (counts, low_sum, high_sum, function)
+    return out
+
+
+def _check_unit_states(result, reference, ds):
+    for (r, e, l), (counts, low_sum, high_sum, function) in reference.items():
+        got = result.isel(run=r, epoch=e, layer=l)
+        n = sum(counts.values())
+        assert int(got["n_units"]) == n, (r, e, l)
+        for state in STATE_NAMES:
+            assert int(got[f"n_{state}"]) == counts[state], (r, e, l, state)
+            applies = n > 0 and (state == "graded" or (state == "dead") == (function == "relu"))
+            # the same one division of the same two integers: bit for bit
+            expected = counts[state] / n if applies else math.nan
+            np.testing.assert_array_equal(float(got[f"share_{state}"]), expected, err_msg=f"{(r, e, l)} {state}")
+        if n:
+            # means of n shares of one sign summed in another order (kind 2)
+            np.testing.assert_allclose([float(got["mean_low_share"]), float(got["mean_high_share"])],
+                                       [low_sum / n, high_sum / n], rtol=float_rtol(n), atol=0)
+
+
+@pytest.mark.parametrize("eps, split, stuck_share", [(0.1, "train", 0.95), (0.05, None, 0.9), (0.2, "test", 0.8)])
+def test_unit_states_equal_a_loop_over_units_on_the_captured_store(ds, stores, eps, split, stuck_share):
+    result = actstats.unit_states(ds, eps=eps, split=split, stuck_share=stuck_share)
+    assert result["n_units"].dims == ("run", "epoch", "layer")
+    _check_unit_states(result, _unit_states_reference(stores["numpy"], eps, split, stuck_share), stores["numpy"])
+    assert result.attrs["split"] == (split or "all") and result.attrs["stuck_share"] == stuck_share
+
+
+def _planted(rng, shape):
+    """Sigmoid units over 40 training probes (then 20 held-out): 0-1 stuck low, 2-3 stuck high,
+    4-5 binary (half low, half high), 6 graded, 7 at the cut (38 of 40 low: stuck low),
+    8 below it (37 low, 3 high: binary), 9 (39 low, 1 mid: stuck low), 10 (37 low, 1 high, 2 mid:
+    graded: 38 of 40 saturated but 1 of 40 high is below 5%), 11 (20 low, 20 mid: graded)."""
+    n, width = shape
+    x = np.full((n, width), 0.5)
+    x[:, 0:2] = 0.001
+    x[:, 2:4] = 0.999
+    x[:, 4:6] = np.where(np.arange(n)[:, None] % 2 == 0, 0.001, 0.999)
+    x[:, 6] = rng.uniform(0.2, 0.8, n)
+    for unit, (n_low, n_high) in {7: (38, 2), 8: (37, 3), 9: (39, 0), 10: (37, 1), 11: (20, 0)}.items():
+        x[:n_low, unit] = 0.001
+        x[n_low:n_low + n_high, unit] = 0.999
+    return x
+
+
+def test_unit_states_on_planted_units_including_the_cuts():
+    ds = synthetic_store(runs=1, epochs=(0.0,), depth=1, width=12, samples=(40, 20), activation=_planted,
+                         gradients=False)
+    result = actstats.unit_states(ds, by="layer").isel(layer=0)
+    expected = {"stuck_low": 4, "stuck_high": 2, "binary": 3, "graded": 3, "dead": 0}
+    assert {s: int(result[f"n_{s}"]) for s in expected} == expected
+    assert np.isnan(float(result["share_dead"])) and float(result["share_binary"]) == 3 / 12
+    _check_unit_states(actstats.unit_states(ds), _unit_states_reference(ds, 0.05, "train", 0.95), ds)
+    # dask-backed, chunked across probes and units: the same counts, identical results
+    chunked = actstats.unit_states(ds.chunk({"sample": 7, "unit": 5}))
+    xr.testing.assert_identical(chunked, actstats.unit_states(ds))
+
+
+def _relu_planted(rng, shape):
+    """ReLU units: 0-2 zero on every probe (dead), 3 zero except on the last (held-out) probe,
+    4-7 positive on half the probes."""
+    n, width = shape
+    x = np.where(rng.random((n, width)) < 0.5, 0.0, rng.uniform(0.1, 2.0, (n, width)))
+    x[:, 0:4] = 0.0
+    x[-1, 3] = 1.0
+    return x
+
+
+def test_relu_units_are_dead_or_graded_and_the_split_decides():
+    ds = synthetic_store(runs=2, width=8, samples=(40, 20), activation=_relu_planted,
+                         activation_fn=["relu", "sigmoid"], gradients=False)
+    train = actstats.unit_states(ds, by=("run", "layer"))
+    every = actstats.unit_states(ds, by=("run", "layer"), split=None)
+    relu = {"run": 0}
+    assert train["n_dead"].sel(relu).values.tolist() == [2 * 4, 2 * 4]  # two epochs, units 0-3
+    assert every["n_dead"].sel(relu).values.tolist() == [2 * 3, 2 * 3]  # unit 3 fires on a held-out probe
+    assert np.isnan(train["share_stuck_low"].sel(relu).values).all()
+    assert (train["n_stuck_low"].sel(relu) == 0).all() and (train["mean_high_share"].sel(relu) == 0).all()
+    assert np.isnan(train["share_dead"].sel(run=1).values).all()
+    pooled = actstats.unit_states(ds, by=())
+    shares = sum(float(pooled[f"share_{s}"]) for s in STATE_NAMES)
+    np.testing.assert_allclose(shares, 1.0, rtol=float_rtol(5))  # five shares of the same count summed
+    _check_unit_states(actstats.unit_states(ds, split=None), _unit_states_reference(ds, 0.05, None, 0.95), ds)
+
+
+def test_unit_states_refuse_bad_arguments():
+    ds = synthetic_store()
+    for arguments, name in [({"stuck_share": 0.5}, "stuck_share"), ({"stuck_share": 1.2}, "stuck_share"),
+                            ({"split": "validation"}, "split"), ({"by": ("sample",)}, "by"), ({"eps": 0.7}, "eps")]:
+        with pytest.raises(ActstatsValueError, match=name):
+            actstats.unit_states(ds, **arguments)
+
+
+def test_units_cli(small_store, capsys):
+    code, out, err = _main(capsys, "units", small_store, "--format", "json", "--by", "layer", "--split", "all",
+                           "--stuck-share", "0.9", "--eps", "0.1")
+    assert code == 0, err
+    records = json.loads(out)
+    assert [r["layer"] for r in records] == [1, 2, 3]
+    assert {"n_units", "share_stuck_low", "share_binary", "share_graded", "mean_low_share"} <= set(records[0])
+    code, out, err = _main(capsys, "units", small_store, "--stuck-share", "0.3")
+    assert code == 2 and "--stuck-share" in err
