@@ -21,7 +21,7 @@ How to add an activation function: add one entry to ``_ENTRIES`` below, e.g. for
     Activation(
         name="elu", function=_elu, derivative=_elu_derivative, inverse=_elu_inverse,
         lower=-1.0, upper=np.inf, saturation="none",
-        torch_module="ELU", kaiming_nonlinearity="linear",
+        torch_module="ELU", kaiming_nonlinearity="linear", derivative_max=1.0,
     ),
 
 Every field is required (a missing one is a ``TypeError`` when this module is imported)
@@ -76,6 +76,9 @@ class Activation:
     kaiming_nonlinearity : str
         The ``nonlinearity`` argument capture passes to ``torch.nn.init.kaiming_normal_``,
         a key of :data:`KAIMING_GAINS`.
+    derivative_max : float
+        The largest value of f' (sigmoid 1/4, tanh 1): the scale of ``attenuation``'s
+        derivative factor (mean f'(z) relative to it). Positive and finite.
 
     Examples
     --------
@@ -95,6 +98,7 @@ class Activation:
     saturation: str
     torch_module: str
     kaiming_nonlinearity: str
+    derivative_max: float
 
     def __post_init__(self):
         where = f"activation {self.name!r}"
@@ -119,6 +123,8 @@ class Activation:
             raise ValueError(
                 f"{where}: kaiming_nonlinearity {self.kaiming_nonlinearity!r} must be one of {', '.join(KAIMING_GAINS)}"
             )
+        if not (isinstance(self.derivative_max, float) and 0 < self.derivative_max < np.inf):
+            raise ValueError(f"{where}: derivative_max must be a positive finite float (the largest value of f')")
 
     @property
     def bounded(self) -> bool:
@@ -197,20 +203,24 @@ _ENTRIES = (
     Activation(
         name="sigmoid", function=expit, derivative=_sigmoid_derivative, inverse=_logit,
         lower=0.0, upper=1.0, saturation="bounds", torch_module="Sigmoid", kaiming_nonlinearity="sigmoid",
+        derivative_max=0.25,
     ),
     Activation(
         name="tanh", function=np.tanh, derivative=lambda z: 1 - np.tanh(z) ** 2, inverse=np.arctanh,
         lower=-1.0, upper=1.0, saturation="bounds", torch_module="Tanh", kaiming_nonlinearity="tanh",
+        derivative_max=1.0,
     ),
     Activation(
         name="relu", function=lambda z: np.maximum(z, 0), derivative=lambda z: (z > 0).astype(z.dtype), inverse=None,
         lower=0.0, upper=np.inf, saturation="dead_at_zero", torch_module="ReLU", kaiming_nonlinearity="relu",
+        derivative_max=1.0,
     ),
     # torch has no Kaiming gain for softsign; gain 1 ("linear") is what capture has always used
     Activation(
         name="softsign", function=_softsign, derivative=lambda z: 1 / (1 + np.abs(z)) ** 2,
         inverse=lambda h: h / (1 - np.abs(h)),
         lower=-1.0, upper=1.0, saturation="bounds", torch_module="Softsign", kaiming_nonlinearity="linear",
+        derivative_max=1.0,
     ),
 )
 

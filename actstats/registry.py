@@ -19,7 +19,7 @@ Examples
 >>> get_query("weights").name
 'weight_normality'
 >>> [spec.cli_name for spec in QUERIES.values()]
-['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units']
+['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units', 'attenuation']
 """
 
 from __future__ import annotations
@@ -166,6 +166,12 @@ QUERIES: dict[str, QuerySpec] = {spec.name: spec for spec in (
         ),
         ("n_units", "share_stuck_low", "share_stuck_high", "share_binary", "share_graded", "share_dead",
          "mean_low_share", "mean_high_share"),
+    ),
+    QuerySpec(
+        "attenuation", "actstats.queries.attenuation", "attenuation",
+        "back-propagated error attenuation per layer: derivative factor x weight factor",
+        None, "", (),
+        ("delta_attenuation", "derivative_factor", "weight_factor", "log_share_derivative", "vanishing"),
     ),
 )}
 

@@ -63,6 +63,19 @@ def test_inverse_undoes_the_function(name):
     assert np.all(error <= tolerance), float(np.max(error / tolerance))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_derivative_max_is_the_maximum_of_the_derivative(name):
+    """The declared maximum against f' on a fine grid (step 1e-4 on [-8, 8], plus the points
+    just either side of 0, where sigmoid, tanh and softsign peak and relu's kink is): no grid
+    value exceeds it beyond rounding, and the grid reaches it to the grid's resolution (f' is
+    flat at a smooth maximum: within (step/2)^2 |f‴| / 2 < 1e-8 of it; relu reaches it)."""
+    f = get_activation(name)
+    grid = np.concatenate([np.linspace(-8.0, 8.0, 160_001), [-1e-12, 1e-12]])
+    values = f.derivative(grid)
+    assert values.max() <= f.derivative_max * (1 + 4 * EPS64)
+    np.testing.assert_allclose(values.max(), f.derivative_max, rtol=1e-8)
+
+
 def test_only_relu_is_declared_not_invertible():
     """Every z <= 0 gives ReLU's 0: no inverse (synthetic stores then store NaN
     pre-activations, as before the registry); the others are bijections onto their range."""
@@ -137,7 +150,7 @@ def _elu(z):
 COMPLETE = dict(
     name="elu", function=_elu, derivative=lambda z: np.where(z > 0, 1.0, np.exp(z)),
     inverse=lambda h: np.where(h > 0, h, np.log1p(h)), lower=-1.0, upper=np.inf, saturation="none",
-    torch_module="ELU", kaiming_nonlinearity="linear",
+    torch_module="ELU", kaiming_nonlinearity="linear", derivative_max=1.0,
 )
 
 
@@ -159,6 +172,8 @@ def test_a_complete_entry_is_accepted_and_described():
         ({"inverse": "log1p"}, "inverse must be callable or None"),
         ({"lower": 1.0, "upper": 1.0}, "lower, upper must be floats with lower < upper"),
         ({"name": ""}, "activation name '': must be a non-empty identifier"),
+        ({"derivative_max": 0.0}, "derivative_max must be a positive finite float"),
+        ({"derivative_max": 1}, "derivative_max must be a positive finite float"),
     ],
 )
 def test_a_wrong_field_is_refused(change, message):
@@ -177,7 +192,7 @@ def test_an_incomplete_entry_fails_when_its_module_is_imported(tmp_path):
         "                 kaiming_nonlinearity='linear')\n"
     )
     spec = importlib.util.spec_from_file_location("more_activations", path)
-    with pytest.raises(TypeError, match="missing 3 required .*'inverse', 'saturation', and 'torch_module'"):
+    with pytest.raises(TypeError, match="missing 4 required .*'inverse', 'saturation', 'torch_module', and 'derivative_max'"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 

@@ -468,6 +468,7 @@ QUERY_CASES = {
     "training": {},
     "units": {"eps": 0.1},
     "units_pooled": {"by": "layer", "split": None},
+    "attenuation": {},
 }
 QUERIES = {
     case: functools.partial(get_query(case.split("_")[0]).function, **arguments)

@@ -327,3 +327,76 @@ def test_units_cli(small_store, capsys):
     assert {"n_units", "share_stuck_low", "share_binary", "share_graded", "mean_low_share"} <= set(records[0])
     code, out, err = _main(capsys, "units", small_store, "--stuck-share", "0.3")
     assert code == 2 and "--stuck-share" in err
+
+
+# ---------------------------------------------------------------------- attenuation
+
+from scipy import stats  # noqa: E402
+
+
+def test_attenuation_equals_numpy_in_a_loop(ds, stores):
+    reference = stores["numpy"]
+    result = actstats.attenuation(ds)
+    maxima = {"sigmoid": 0.25, "tanh": 1.0}  # written here, not read from the registry
+    derivatives = {"sigmoid": stats.logistic.pdf, "tanh": lambda z: 1 / np.cosh(z) ** 2}
+    for r in range(reference.sizes["run"]):
+        function = str(reference["activation_fn"].values[r])
+        depth = int(reference["depth"].values[r])
+        for e in range(reference.sizes["epoch"]):
+            for l in range(reference.sizes["layer"]):
+                group = result.isel(run=r, epoch=e, layer=l)
+                if l + 1 >= depth:
+                    assert np.isnan(group["delta_attenuation"]) and not bool(group["vanishing"])
+                    assert np.isnan(group["log_share_derivative"]) and np.isnan(group["weight_factor"])
+                    continue
+                delta = activation_slab(reference, "delta", r, e, l)
+                above = activation_slab(reference, "delta", r, e, l + 1)
+                z = activation_slab(reference, "preactivation", r, e, l)
+                ratio = np.sqrt(np.mean(delta**2)) / np.sqrt(np.mean(above**2))
+                factor = derivatives[function](z).mean() / maxima[function]
+                expected = [ratio, factor, ratio / factor]
+                # sums of squares and of f' (one sign) over the slab in two orders, and two other
+                # implementations of f' (a few ulps): kind 2, a statistic of a few sums
+                rtol = float_rtol(max(delta.size, above.size), condition=16)
+                np.testing.assert_allclose([float(group[n]) for n in ("delta_attenuation", "derivative_factor",
+                                                                      "weight_factor")], expected, rtol=rtol)
+                assert bool(group["vanishing"]) == (ratio < 1)
+                if ratio < 1:
+                    # log of values near 1 amplifies relative error by 1/|log x|
+                    np.testing.assert_allclose(float(group["log_share_derivative"]),
+                                               np.log(factor) / np.log(ratio),
+                                               rtol=rtol * (1 / abs(np.log(factor)) + 1 / abs(np.log(ratio))))
+                else:
+                    assert np.isnan(group["log_share_derivative"])
+    assert np.array_equal(result["derivative_max"].values,
+                          np.broadcast_to(np.where(result["activation_fn"].values == "sigmoid", 0.25, 1.0)[:, None, None],
+                                          result["derivative_max"].shape))
+
+
+def test_gradients_vanish_without_saturation_and_saturation_raises_the_derivative_share():
+    """synthetic_store plants deltas 10x smaller per layer down; small weights keep z near 0
+    (f' near its maximum), large ones saturate the units."""
+    linear = actstats.attenuation(synthetic_store(depth=4, width=32, weight_scale=0.5, seed=1))
+    saturated = actstats.attenuation(synthetic_store(depth=4, width=32, weight_scale=12.0, seed=1))
+    below_top = dict(layer=[1, 2, 3])
+    for result in (linear, saturated):
+        assert result["vanishing"].sel(below_top).all() and not result["vanishing"].sel(layer=4).any()
+        np.testing.assert_allclose(result["delta_attenuation"].sel(below_top), 0.1, rtol=0.2)  # planted, sampled
+    assert (linear["derivative_factor"].sel(below_top) > 0.9).all()
+    assert (linear["log_share_derivative"].sel(below_top) < 0.05).all()  # vanishing without saturation
+    assert (saturated["derivative_factor"].sel(below_top) < linear["derivative_factor"].sel(below_top)).all()
+    assert (saturated["log_share_derivative"].sel(below_top) > linear["log_share_derivative"].sel(below_top)).all()
+    np.testing.assert_allclose(saturated["weight_factor"] * saturated["derivative_factor"],
+                               saturated["delta_attenuation"], rtol=4 * np.finfo(float).eps)  # one product back
+
+
+def test_attenuation_needs_delta_and_its_cli(small_store, capsys):
+    from actstats.errors import ActstatsError
+
+    with pytest.raises(ActstatsError, match="'delta'"):
+        actstats.attenuation(synthetic_store(gradients=False))
+    code, out, err = _main(capsys, "attenuation", small_store, "--format", "json")
+    assert code == 0, err
+    records = json.loads(out)
+    assert {"run", "epoch", "layer", "delta_attenuation", "derivative_factor", "weight_factor",
+            "log_share_derivative", "vanishing"} <= set(records[0])
