@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from actstats.errors import ActstatsError
 
 EXIT_OK, EXIT_USAGE, EXIT_INTEGRITY = 0, 2, 3
@@ -140,6 +142,44 @@ def _cmd_capture(args) -> int:
     return EXIT_OK
 
 
+#: ``actstats info`` lists each run's training numbers up to this many runs, and summarises beyond.
+INFO_RUNS_LISTED = 20
+_TRAINING_FIELDS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
+
+
+def _number(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _training_info(ds) -> dict | None:
+    """Each run's accuracy and loss at its last complete record, its status and whether it sits
+    at chance (:func:`actstats.training`); None when the store has none of the four variables."""
+    if not any(name in ds.data_vars for name in _TRAINING_FIELDS):
+        return None
+    from actstats.errors import IntegrityError
+    from actstats.queries.training import training
+
+    try:
+        result = training(ds)
+    except IntegrityError as exc:  # info still describes the store; verify says more
+        print(f"actstats info: warning: training numbers not shown: {_one_line(exc)}", file=sys.stderr)
+        return None
+    present = [name for name in _TRAINING_FIELDS if name in ds.data_vars]
+    runs = [
+        {"status": str(result["status"].values[i]), **{name: _number(result[name].values[i]) for name in present}}
+        for i in range(ds.sizes["run"])
+    ]
+    chance = _number(result["chance_accuracy"].values[0]) if ds.sizes["run"] else None
+    return {
+        "fields": present,
+        "runs": runs,
+        "chance_accuracy": chance,
+        "runs_at_chance": int(result["at_chance"].values.sum()),
+        "rule": result.attrs["rule"],
+        "min_accuracy": result.attrs["min_accuracy"],
+    }
+
+
 def _cmd_info(args) -> int:
     from actstats.store import open_store
 
@@ -169,8 +209,15 @@ def _cmd_info(args) -> int:
             for i, r in enumerate(ds["run"].values)
         ],
     }
+    learned = _training_info(ds)
+    if learned is not None:  # at each run's last complete record
+        for run, numbers in zip(info["runs"], learned["runs"]):
+            run.update(numbers)
+        info["chance_accuracy"] = learned["chance_accuracy"]
+        info["runs_at_chance"] = learned["runs_at_chance"]
     if args.format == "json":
         print(json.dumps(info, indent=2))
+        _warn_at_chance(learned, len(info["runs"]))
         return EXIT_OK
     print(f"{args.store}  ({info['schema']}, created {info['created_at']})")
     print("dims: " + ", ".join(f"{k}={v}" for k, v in info["dims"].items()))
@@ -179,14 +226,64 @@ def _cmd_info(args) -> int:
     for name, desc in info["variables"].items():
         print(f"  {name:16s} {desc}")
     print("runs:")
-    print("  run depth width            activation init            optimizer lr       seed complete")
+    listed = learned is not None and len(info["runs"]) <= INFO_RUNS_LISTED
+    header = "  run depth width            activation init            optimizer lr       seed complete"
+    if listed:
+        header += " " + " ".join(f"{_SHORT[name]:>10s}" for name in learned["fields"]) + " status"
+    print(header)
     for r in info["runs"]:
         width = ",".join(str(w) for w in r["width"])
-        print(
+        line = (
             f"  {r['run']:<3d} {r['depth']:<5d} {width:16s} {r['activation_fn']:10s} {r['init']:15s} "
             f"{r['optimizer']:9s} {r['lr']:<8g} {r['seed']:<4d} {r['complete']}"
         )
+        if listed:  # the training numbers at the run's last complete record
+            numbers = " ".join(f"{_shown_number(r[name]):>10s}" for name in learned["fields"])
+            line = f"{line[:-len(r['complete'])]}{r['complete']:8s} {numbers} {r['status']}"
+        print(line)
+    if learned is not None:
+        _print_training_summary(learned, listed)
+    _warn_at_chance(learned, len(info["runs"]))
     return EXIT_OK
+
+
+_SHORT = {"train_accuracy": "train_acc", "test_accuracy": "test_acc", "train_loss": "train_loss",
+          "test_loss": "test_loss"}
+
+
+def _shown_number(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _print_training_summary(learned: dict, listed: bool) -> None:
+    runs = learned["runs"]
+    counts = {}
+    for run in runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    print(f"training, at each run's last complete record: "
+          + ", ".join(f"{n} {status}" for status, n in counts.items())
+          + f" (trained: train accuracy >= {learned['min_accuracy']:g}, not diverged)")
+    if listed:
+        return
+    for name in learned["fields"]:  # more runs than a table can show: the spread over runs
+        values = np.array([run[name] for run in runs if run[name] is not None])
+        if values.size:
+            print(f"  {name:15s} min {values.min():.4g}  median {np.median(values):.4g}  max {values.max():.4g}"
+                  f"  ({values.size} runs)")
+        else:
+            print(f"  {name:15s} not recorded at any run's last complete record")
+
+
+def _warn_at_chance(learned: dict | None, n_runs: int) -> None:
+    if learned is None or not learned["runs_at_chance"] or learned["chance_accuracy"] is None:
+        return
+    chance = learned["chance_accuracy"]
+    print(
+        f"actstats info: warning: {learned['runs_at_chance']} of {n_runs} runs sit at chance accuracy "
+        f"(train accuracy <= {chance:.3g} + 0.05 at their last complete record, chance = 1/{round(1 / chance)} "
+        f"classes): their activations are those of networks that did not learn",
+        file=sys.stderr,
+    )
 
 
 def _cmd_verify(args) -> int:

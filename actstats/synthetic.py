@@ -253,6 +253,7 @@ def write_synthetic_store(
     activation_fn: str | Sequence[str] = "sigmoid",
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = False,
+    training: dict | None = None,
 ) -> str:
     """Write a synthetic store of any size to disk, chunk by chunk.
 
@@ -295,6 +296,10 @@ def write_synthetic_store(
         ``progress(bytes_written, bytes_total)`` after each (run, epoch, layer) slab.
     overwrite : bool
         Remove a store at ``path`` first.
+    training : dict, optional
+        Planted ``train_accuracy``, ``test_accuracy``, ``train_loss`` and/or ``test_loss``:
+        each a scalar, one value per run or a (run, epoch) array, written as given (float32);
+        the store has 10 classes. Without it the store has none of these variables.
 
     Returns
     -------
@@ -337,8 +342,14 @@ def write_synthetic_store(
     x = rng.random((samples, units), dtype=np.float32)
     parameters = {"runs": runs, "epochs": epoch_values.tolist(), "layers": layers, "samples": samples,
                   "units": units, "seed": seed, "activation_fn": functions}
+    unknown = set(training or {}) - {"train_accuracy", "test_accuracy", "train_loss", "test_loss"}
+    if unknown:
+        raise ValueError(f"training: not a training variable: {', '.join(sorted(unknown))}")
+    planted = {name: _per_record(value, runs, n_epochs, name).astype(np.float32)
+               for name, value in (training or {}).items()}
     layout = StoreLayout(n_runs=runs, epochs=tuple(epoch_values.tolist()), n_layers=layers, n_units=units,
-                         n_fan_in=units, n_classes=10, n_features=units, n_samples=samples)
+                         n_fan_in=units, n_classes=10, n_features=units, n_samples=samples,
+                         optional=frozenset(planted))
     coords = {
         "run": np.arange(runs),
         "epoch": epoch_values,
@@ -368,7 +379,7 @@ def write_synthetic_store(
 
     group = zarr.open_group(path, mode="r")
     files = {name: ChunkFiles(path, name, group[name], fsync=False)
-             for name in ("activation", "preactivation", "weight", "bias", "complete")}
+             for name in ("activation", "preactivation", "weight", "bias", "complete", *planted)}
     slab = samples * units * 4
     total = runs * n_epochs * layers * (2 * slab + units * units * 4)
     done = 0
@@ -410,6 +421,8 @@ def write_synthetic_store(
                 if progress is not None:
                     progress(done, total)
             files["bias"].write_block((r, e), bias)
+        for name, values in planted.items():
+            files[name].write_block((r, 0), values[r][None])
         # last: the records of this run are all on disk
         files["complete"].write_block((r, 0), np.ones((1, n_epochs), dtype=bool))
     return path
