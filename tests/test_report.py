@@ -46,13 +46,19 @@ def test_findings_json_has_every_claim_with_a_verdict(report_dir, small_store):
     assert findings["store"] == small_store
     assert [c["id"] for c in findings["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C6"]
     for claim in findings["claims"]:
-        assert set(claim) == {"id", "claim", "criterion", "verdict", "evidence"}
+        assert set(claim) == {"id", "claim", "criterion", "verdict", "evidence", "population", "estimate", "ci",
+                              "margin", "sensitivity", "strata"}
         assert claim["verdict"] in VERDICTS
         assert claim["criterion"] and claim["evidence"]["summary"]
-    by_id = {c["id"]: c for c in findings["claims"]}
-    # the small sweep varies depth and width but not init/optimizer: C5 tests depth
-    assert "depth" in by_id["C5"]["evidence"].get("factors", {})
-    assert by_id["C6"]["verdict"] != "not testable"  # sigmoid and tanh
+        for stratum in claim["strata"]:
+            assert stratum["verdict"] in VERDICTS and set(stratum) >= {"name", "runs", "estimate", "ci"}
+    # every run is counted: in the population or excluded with a reason
+    training = findings["training"]
+    assert sum(len(r) for r in training["runs_by_status"].values()) == 8
+    c1 = {c["id"]: c for c in findings["claims"]}["C1"]
+    sigmoid_runs = {0, 2, 4, 6}  # the small sweep alternates sigmoid and tanh
+    counted = set(c1["population"]["runs"]) | {r for runs in c1["population"]["excluded"].values() for r in runs}
+    assert counted == sigmoid_runs and c1["population"]["activation_fn"] == "sigmoid"
 
 
 def test_index_html_is_self_contained_with_every_section(report_dir):

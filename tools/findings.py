@@ -240,13 +240,14 @@ def _c4_detail(sweeps):
 
 
 def _c5_detail(sweeps):
-    lines = ["Factor effects (the report's Kruskal–Wallis across levels, BH-adjusted):", ""]
+    lines = ["Factor effects among trained sigmoid runs (the report's C5: most minus least saturated level, "
+             "95% interval over runs):", ""]
     for s in sweeps:
         factors = s.claim("C5")["evidence"].get("factors", {})
-        rows = [(k, ", ".join(f"{lvl} {m:.2f}" for lvl, m in v["level_means"].items()), fmt(v["effect"]),
-                 f"{v['pvalue_adjusted']:.2g}") for k, v in factors.items()]
-        lines += [f"*{s.dataset}*", "", markdown_table(["factor", "mean saturated fraction by level", "effect", "adjusted p"],
-                                               rows), ""]
+        rows = [(k, ", ".join(f"{lvl} {m:.2f}" for lvl, m in v["levels"].items()), fmt(v["difference"]),
+                 f"{fmt(v['ci'][0])} to {fmt(v['ci'][1])}", v["verdict"]) for k, v in factors.items()]
+        lines += [f"*{s.dataset}*", "", markdown_table(["factor", "mean saturated fraction by level", "difference",
+                                                        "95% interval", "matters"], rows), ""]
     lines += ["By optimizer and activation (mean saturated fraction at the end):", ""]
     for s in sweeps:
         lines += [f"*{s.dataset}*", "", two_way_table(s, s.run_fraction, "optimizer", "activation", ~s.diverged), ""]

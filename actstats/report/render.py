@@ -28,7 +28,71 @@ FIGURE_CAPTIONS = {
     "gradients": "Weight-gradient norm ‖∂L/∂W‖ and mean f′(z) per layer over training.",
     "sweep": "Saturated fraction at the last epoch per run (training probes, mean over layers), by each swept factor; bars are means.",
     "activation": "Saturated fraction at the last epoch per run (training probes, mean over layers), by activation function; bars are means.",
+    "training": "Training and held-out accuracy and loss over training, per run; the dashed line is chance.",
 }
+
+
+def caption(context: dict, key: str) -> str:
+    """The figure's caption, with the runs it shows (each figure uses its verdict's population)."""
+    runs = context.get("figure_runs", {}).get(key)
+    return FIGURE_CAPTIONS[key] + (f" Runs shown: {', '.join(runs)}." if runs else "")
+
+
+def _number(value, fmt="{:.3g}") -> str:
+    try:
+        return fmt.format(value) if value is not None and value == value else "—"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _decision_rows(claim) -> str:
+    """Population, estimate, interval, margin, sensitivity and strata of a claim, as HTML."""
+    population = claim.population or {}
+    excluded = "; ".join(f"{reason}: {len(runs)}" for reason, runs in population.get("excluded", {}).items() if runs)
+    rows = [
+        f"<tr><th>population</th><td>{escape(str(population.get('definition', '—')))} — "
+        f"{population.get('n_runs', 0)} runs" + (f"; excluded: {escape(excluded)}" if excluded else "") + "</td></tr>",
+        f"<tr><th>estimate</th><td>{_number(claim.estimate)} (95% interval {_number(claim.ci[0])} to "
+        f"{_number(claim.ci[1])})</td></tr>",
+    ]
+    if claim.margin:
+        rows.append(f"<tr><th>margin</th><td>{escape(_format(claim.margin))}</td></tr>")
+    if claim.sensitivity:
+        rows.append(f"<tr><th>sensitivity</th><td>{escape(_format(claim.sensitivity))}</td></tr>")
+    table = "<table>" + "".join(rows) + "</table>"
+    if claim.strata:
+        table += "<table><tr><th>stratum</th><th>runs</th><th>estimate</th><th>95% interval</th><th>verdict</th></tr>"
+        for s in claim.strata:
+            table += (f"<tr><td>{escape(s.name)}</td><td>{len(s.runs)}</td><td>{_number(s.estimate)}</td>"
+                      f"<td>{_number(s.ci[0])} to {_number(s.ci[1])}</td><td>{_badge(s.verdict)}</td></tr>")
+        table += "</table>"
+    return table
+
+
+def _training_html(context: dict) -> list[str]:
+    training = context.get("training", {})
+    parts = ["<h2 id=\"training\">Did the networks learn?</h2>",
+             f"<p>Rule: {escape(str(training.get('rule', '')))}.</p><table>"]
+    for status, runs in training.get("runs_by_status", {}).items():
+        parts.append(f"<tr><th>{escape(str(status))}</th><td>{len(runs)} runs</td></tr>")
+    parts.append("</table>")
+    at_chance = training.get("runs_at_chance", [])
+    if at_chance:
+        parts.append(f"<p><b>Warning:</b> {len(at_chance)} runs sit at chance accuracy; no claim counts them "
+                     f"among trained networks.</p>")
+    rows = context.get("training_table") or []
+    if rows:
+        keys = list(rows[0])
+        parts.append("<details><summary>Per run</summary><table><tr>"
+                     + "".join(f"<th>{escape(str(k))}</th>" for k in keys) + "</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{escape(_format(row[k]))}</td>" for k in keys) + "</tr>")
+        parts.append("</table></details>")
+    path = context["figures"].get("training")
+    if path:
+        parts.append(f'<figure><img alt="{escape(caption(context, "training"))}" src="{_image(path)}">'
+                     f"<figcaption>{escape(caption(context, 'training'))}</figcaption></figure>")
+    return parts
 
 CSS = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f1f1f;
@@ -110,14 +174,16 @@ def render_html(context: dict) -> str:
         parts.append(f'<p class="claim">{escape(claim.claim)}</p>')
         parts.append(f'<div class="criterion"><b>Criterion.</b> {escape(claim.criterion)}</div>')
         parts.append(f"<p><b>Result.</b> {escape(claim.summary)}</p>")
+        parts.append(_decision_rows(claim))
         parts.append("<details><summary>All numbers</summary>" + _evidence_rows(claim.evidence) + "</details>")
         for key in context["claim_figures"].get(claim.id, []):
             path = context["figures"].get(key)
             if path:
                 parts.append(
-                    f'<figure><img alt="{escape(FIGURE_CAPTIONS[key])}" src="{_image(path)}">'
-                    f"<figcaption>{escape(FIGURE_CAPTIONS[key])}</figcaption></figure>"
+                    f'<figure><img alt="{escape(caption(context, key))}" src="{_image(path)}">'
+                    f"<figcaption>{escape(caption(context, key))}</figcaption></figure>"
                 )
+    parts.extend(_training_html(context))
     parts.append("<h2>The store</h2><table>")
     for key in ("schema", "created_at", "creation_library", "creation_library_version", "torch_version"):
         parts.append(f"<tr><th>{escape(key)}</th><td>{escape(str(attrs.get(key, '')))}</td></tr>")
@@ -145,14 +211,26 @@ def render_markdown(context: dict, output: str) -> str:
         "| claim | verdict | in numbers |",
         "|---|---|---|",
     ]
+    at_chance = context.get("training", {}).get("runs_at_chance", [])
+    if at_chance:
+        lines[4:4] = [f"**Warning:** {len(at_chance)} runs sit at chance accuracy; no claim counts them among "
+                      f"trained networks.", ""]
     for claim in context["claims"]:
         lines.append(f"| {claim.id} | **{claim.verdict}** | {claim.summary.replace('|', '/')} |")
     for claim in context["claims"]:
         lines += ["", f"## {claim.id}: {claim.verdict}", "", f"*{claim.claim}*", "", f"**Criterion.** {claim.criterion}", "",
-                  f"**Result.** {claim.summary}", ""]
+                  f"**Result.** {claim.summary}", "",
+                  f"**Population.** {(claim.population or {}).get('definition', '—')} "
+                  f"({(claim.population or {}).get('n_runs', 0)} runs). **Estimate** {_number(claim.estimate)}, "
+                  f"95% interval {_number(claim.ci[0])} to {_number(claim.ci[1])}.", ""]
+        if claim.strata:
+            lines += ["| stratum | runs | estimate | 95% interval | verdict |", "|---|---|---|---|---|"]
+            lines += [f"| {s.name} | {len(s.runs)} | {_number(s.estimate)} | {_number(s.ci[0])} to {_number(s.ci[1])} "
+                      f"| {s.verdict} |" for s in claim.strata]
+            lines.append("")
         for key in context["claim_figures"].get(claim.id, []):
             path = context["figures"].get(key)
             if path:
-                lines.append(f"![{FIGURE_CAPTIONS[key]}]({os.path.relpath(path, output)})")
+                lines.append(f"![{caption(context, key)}]({os.path.relpath(path, output)})")
                 lines.append("")
     return "\n".join(lines) + "\n"

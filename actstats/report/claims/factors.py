@@ -1,0 +1,128 @@
+"""C5: saturation depends on the initialisation, the depth or the optimizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from actstats.report.context import Context
+from actstats.report.verdicts import MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, ClaimResult, Rule, Stratum
+
+#: A factor matters when its most and least saturated levels differ by more than this
+#: (95% interval over runs entirely above), and does not when the interval lies below it.
+C5_RULE = Rule(0.05, 0.05)
+FACTORS = ("init", "depth", "optimizer", "batch_size")
+
+
+def init_labels(ds) -> np.ndarray:
+    """Each run's ``init``, with its ``init_scale`` (from the run's ``config``) appended where
+    runs of one init differ in scale: ``normal(0.01)`` and ``normal(1)`` are two levels."""
+    names = np.asarray(ds["init"].values).astype(str)
+    scales = []
+    for text in np.asarray(ds["config"].values).astype(str):
+        try:
+            scale = json.loads(text).get("model", {}).get("init_scale")
+        except (ValueError, AttributeError):
+            scale = None
+        scales.append(scale if isinstance(scale, (int, float)) else None)
+    labels = names.astype(object)
+    for name in np.unique(names):
+        runs = np.flatnonzero(names == name)
+        if len({scales[r] for r in runs}) > 1:
+            for r in runs:
+                labels[r] = f"{name}({scales[r]:g})" if scales[r] is not None else name
+    return labels.astype(str)
+
+
+def _levels(ctx: Context) -> dict[str, np.ndarray]:
+    ds = ctx.ds
+    levels = {"init": init_labels(ds), "depth": np.asarray(ds["depth"].values).astype(str),
+              "optimizer": np.asarray(ds["optimizer"].values).astype(str),
+              "batch_size": np.asarray(ds["batch_size"].values).astype(str)}
+    lr = np.asarray(ds["lr"].values).astype(str)
+    # a learning rate tied to the optimizer is one factor, not two
+    pairs = set(zip(levels["optimizer"], lr))
+    if len(pairs) > len(set(levels["optimizer"])):
+        if len(pairs) == len(set(lr)):
+            levels["optimizer"] = np.array([f"{o} (lr {l})" for o, l in zip(levels["optimizer"], lr)])
+        else:
+            levels["lr"] = lr
+    return levels
+
+
+def c5(ctx: Context) -> ClaimResult:
+    from actstats.kernels import compare_groups
+
+    result = ClaimResult(
+        "C5",
+        "Whether activations saturate depends on the initialisation, the depth or the optimizer.",
+        f"Among sigmoid runs that trained (the primary activation; others as strata would need their own sweep): for "
+        f"each factor the store varies (init with its scale, depth, optimizer — with its learning rate when the two "
+        f"were varied together — batch size, learning rate when varied on its own): the difference in the saturated "
+        f"fraction on training probes at the last record (eps = {ctx.eps:g}; the top hidden layer for depth, so that "
+        f"depths are compared at the same relative position, else the mean over layers) between the factor's most and "
+        f"least saturated levels, with a 95% bootstrap interval resampling runs within the two levels; the change "
+        f"from initialisation to the end is given beside the end level, and initialisations already saturated "
+        f"(above 0.5) before training are flagged. A factor matters when {C5_RULE.describe('the difference')}. "
+        f"The claim is supported when at least one of init, depth and optimizer matters, not supported when none "
+        f"does, mixed otherwise. The most and least saturated levels are picked from the data, so the interval is "
+        f"optimistic for factors with many levels.",
+        figures=["sweep"],
+    )
+    runs = ctx.runs
+    name = "sigmoid" if "sigmoid" in set(ctx.activation) else next(iter(runs.activations(bounded_only=True)), None)
+    if name is None:
+        return result.not_testable("no run with a bounded activation function")
+    population = runs.population(name)
+    result.population = population.as_dict() | {"activation_fn": name}
+    positions = ctx.positions(population.runs)
+    levels = _levels(ctx)
+    end = {"mean": ctx.run_saturation(), "top": ctx.run_saturation(layer="top")}
+    start = {}
+    if 0.0 in ctx.ds["epoch"].values:
+        first = ctx.saturation()["fraction"].sel(split="train", epoch=0.0)
+        start = {"mean": ctx._per_run(first, "mean"), "top": ctx._per_run(first, "top")}
+    factors = {}
+    for factor, labels in levels.items():
+        mine = labels[positions]
+        unique = sorted(set(mine))
+        if len(unique) < 2:
+            continue
+        where = "top" if factor == "depth" else "mean"
+        values = end[where][positions]
+        means = {u: float(np.nanmean(values[mine == u])) for u in unique}
+        high, low = max(means, key=means.get), min(means, key=means.get)
+        comparison = compare_groups(values[mine == high], values[mine == low], n_permutations=999)
+        estimate, ci = float(comparison.statistic), (float(comparison.ci_low), float(comparison.ci_high))
+        entry = {"levels": means, "runs_per_level": {u: int((mine == u).sum()) for u in unique},
+                 "most_saturated": high, "least_saturated": low, "difference": estimate, "ci": list(ci),
+                 "verdict": C5_RULE.decide(estimate, *ci), "layer": where}
+        if start:
+            initial = start[where][positions]
+            entry["level_means_at_initialisation"] = {u: float(np.nanmean(initial[mine == u])) for u in unique}
+            entry["level_changes"] = {u: means[u] - entry["level_means_at_initialisation"][u] for u in unique}
+            entry["saturated_before_training"] = [u for u in unique
+                                                  if entry["level_means_at_initialisation"][u] > 0.5]
+        factors[factor] = entry
+        result.strata.append(Stratum(factor, population.runs, entry["verdict"], estimate, ci,
+                                     f"{high} vs {low}"))
+    if not factors:
+        return result.not_testable("the store does not vary init, depth, optimizer, learning rate or batch size "
+                                   f"among trained {name} runs")
+    core = [f for f in ("init", "depth", "optimizer") if f in factors] or list(factors)
+    verdicts = [factors[f]["verdict"] for f in core]
+    result.verdict = (SUPPORTED if SUPPORTED in verdicts else NOT_SUPPORTED if all(v == NOT_SUPPORTED for v in verdicts)
+                      else MIXED if verdicts else NOT_TESTABLE)
+    best = max(core, key=lambda f: factors[f]["difference"])
+    result.estimate, result.ci = factors[best]["difference"], tuple(factors[best]["ci"])
+    result.margin = C5_RULE.margin(result.estimate, *result.ci) | {"factor": best}
+    result.evidence["factors"] = factors
+    flagged = {f: e["saturated_before_training"] for f, e in factors.items() if e.get("saturated_before_training")}
+    if flagged:
+        result.evidence["saturated_before_training"] = flagged
+    result.summary = "; ".join(
+        f"{f}: {e['most_saturated']} − {e['least_saturated']} = {e['difference']:+.3f} "
+        f"[{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}] ({e['verdict']})" for f, e in factors.items()) + "."
+    result.sensitivity = {"verdict_survives": None, "note": "eps and threshold sensitivity: see C1"}
+    return result

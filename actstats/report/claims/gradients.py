@@ -1,0 +1,60 @@
+"""C4: saturation goes with vanishing gradients.
+
+The back-propagated error of layer l is δ_l = (W_{l+1}ᵀ δ_{l+1}) ⊙ f′(z_l). Its attenuation
+‖δ_l‖ / ‖δ_{l+1}‖ below 1 is "vanishing". The ``attenuation`` query splits it into a
+derivative factor (mean f′(z_l) over its maximum: 1 in the linear regime, near 0 when the
+units saturate) and the rest (the weights). Saturation drives the vanishing when the
+derivative factor carries most of the log-attenuation; when the derivative factor stays near
+1 while δ still shrinks, gradients vanish without saturation, and the report says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actstats.report.claims._decide import decide_by_activation, strata_text
+from actstats.report.context import Context, at_last
+from actstats.report.verdicts import ClaimResult, Rule
+
+#: Share of the log-attenuation carried by the derivative factor: more than half → saturation
+#: drives the vanishing.
+C4_RULE = Rule(0.5, 0.5)
+C4_THRESHOLDS = (Rule(0.3, 0.3), Rule(0.7, 0.7))
+
+
+def c4(ctx: Context) -> ClaimResult:
+    result = ClaimResult(
+        "C4",
+        "Saturation goes with vanishing gradients (sigmoid: σ′ ≤ 1/4, and near the bounds σ′ ≈ 0).",
+        "Per activation function with bounds, among runs that trained, at each run's last record: for each hidden "
+        "layer whose back-propagated error shrinks (‖δ_l‖/‖δ_{l+1}‖ < 1), the share of log(‖δ_l‖/‖δ_{l+1}‖) carried by "
+        "the derivative factor log(mean f′(z_l) / max f′); a run's value is the mean over such layers, the estimate "
+        f"the mean over runs with a 95% t interval over runs. {C4_RULE.describe('that share')}. When gradients "
+        "shrink while the derivative factor stays near 1, they vanish without saturation (said in the result).",
+        figures=["gradients"],
+    )
+    attenuation = ctx.attenuation
+    if attenuation is None:
+        return result.not_testable("the store has no delta or preactivation (record.delta = false)")
+    last = at_last(attenuation, ctx.last)
+    share = last["log_share_derivative"].where(last["vanishing"]).transpose("run", "layer").values
+    with np.errstate(all="ignore"):
+        per_run = np.nanmean(share, axis=1)
+    decide_by_activation(result, ctx, lambda eps: per_run, C4_RULE, eps_sensitive=False, thresholds=C4_THRESHOLDS)
+    positions = ctx.positions(result.population.get("runs", []))
+    if positions.size:
+        sel = last.isel(run=positions)
+        with np.errstate(all="ignore"):
+            attenuation_mean = float(np.nanmean(sel["delta_attenuation"].values))
+            derivative_mean = float(np.nanmean(sel["derivative_factor"].values))
+            vanishing_share = float(np.nanmean(sel["vanishing"].where(sel["delta_attenuation"].notnull()).values))
+        result.evidence.update(mean_delta_attenuation=attenuation_mean, mean_derivative_factor=derivative_mean,
+                               share_of_layers_vanishing=vanishing_share)
+        without = vanishing_share > 0.5 and np.isfinite(result.estimate) and result.estimate < C4_RULE.supported
+        result.evidence["vanishing_without_saturation"] = bool(without)
+    result.summary = f"Share of the gradient's attenuation due to f′ below its maximum: {strata_text(result)}."
+    if result.evidence.get("vanishing_without_saturation"):
+        result.summary += (f" Gradients shrink by {result.evidence['mean_delta_attenuation']:.2f}× per layer with mean "
+                           f"f′ at {result.evidence['mean_derivative_factor']:.0%} of its maximum: they vanish "
+                           f"without saturation.")
+    return result

@@ -1,0 +1,150 @@
+"""What the claims read: the store, its runs' populations, and query results computed once.
+
+Claims never compute statistics themselves: they ask this object for query results (each
+computed at most once per argument set and cached) and decide on them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+
+import numpy as np
+import xarray as xr
+
+from actstats.activations import get_activation
+from actstats.report.population import Runs
+
+#: The band widths every verdict on saturation is repeated at (the sensitivity).
+EPS_GRID = (0.01, 0.02, 0.05, 0.1)
+
+
+def last_complete(ds) -> np.ndarray:
+    """Each run's position on ``epoch`` of its last complete record; -1 for a run with none.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset({"complete": (("run", "epoch"), [[True, True, False], [False, False, False]])})
+    >>> last_complete(ds).tolist()
+    [1, -1]
+    """
+    complete = np.asarray(ds["complete"].values, dtype=bool)
+    return np.where(complete.any(axis=1), complete.shape[1] - 1 - np.argmax(complete[:, ::-1], axis=1), -1)
+
+
+def at_last(result: xr.Dataset, last: np.ndarray) -> xr.Dataset:
+    """``result`` (with ``run`` and ``epoch`` dims) at each run's last complete epoch."""
+    return result.isel(epoch=xr.DataArray(np.maximum(last, 0), dims="run"))
+
+
+class Context:
+    """Query results for the claims, computed on first use and cached.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store (runs with no complete record already removed).
+    eps : float
+        The report's band width.
+    """
+
+    def __init__(self, ds: xr.Dataset, eps: float):
+        self.ds = ds
+        self.eps = float(eps)
+        self.last = last_complete(ds)
+        self.labels = np.asarray(ds["run"].values)
+        self.activation = np.asarray(ds["activation_fn"].values).astype(str)
+        self._saturation: dict[float, xr.Dataset] = {}
+
+    def positions(self, runs) -> np.ndarray:
+        """Positions on the ``run`` dim of run labels."""
+        index = {int(label): i for i, label in enumerate(self.labels)}
+        return np.array([index[int(r)] for r in runs], dtype=int)
+
+    @cached_property
+    def training(self) -> xr.Dataset:
+        import actstats
+
+        return actstats.training(self.ds).compute()
+
+    @cached_property
+    def runs(self) -> Runs:
+        return Runs(self.labels, self.training["status"].values, self.activation, self.training.attrs.get("rule", ""))
+
+    def saturation(self, eps: float | None = None) -> xr.Dataset:
+        """saturation by (run, epoch, layer, split) at band ``eps``, all epochs."""
+        from actstats import queries
+
+        eps = self.eps if eps is None else float(eps)
+        if eps not in self._saturation:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._saturation[eps] = queries.saturation(
+                    self.ds, eps=eps, by=("run", "epoch", "layer", "split")).compute()
+        return self._saturation[eps]
+
+    def saturation_last(self, eps: float | None = None) -> xr.Dataset:
+        return at_last(self.saturation(eps), self.last)
+
+    def run_saturation(self, eps: float | None = None, split: str = "train", variable: str = "fraction",
+                       layer: str = "mean") -> np.ndarray:
+        """One number per run at its last epoch: ``variable`` on ``split`` probes, the mean
+        over the run's hidden layers (``layer="mean"``) or its top hidden layer (``"top"``)."""
+        values = self.saturation_last(eps)[variable].sel(split=split)
+        return self._per_run(values, layer)
+
+    def _per_run(self, values: xr.DataArray, layer: str) -> np.ndarray:
+        values = values.transpose("run", "layer").values
+        if layer == "mean":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmean(values, axis=1)
+        depth = np.asarray(self.ds["depth"].values).astype(int)
+        return values[np.arange(values.shape[0]), np.clip(depth - 1, 0, values.shape[1] - 1)]
+
+    @cached_property
+    def comparison(self) -> xr.Dataset | None:
+        """compare_splits at each run's last complete epoch (run, layer), or None without both splits."""
+        from actstats import queries
+
+        if not {"train", "test"} <= set(np.asarray(self.ds["split"].values).astype(str)):
+            return None
+        parts = []
+        for index in np.unique(self.last):
+            runs = np.flatnonzero(self.last == index)
+            part = queries.compare_splits(self.ds.isel(run=runs, epoch=[int(index)]), eps=self.eps,
+                                          by=("run", "epoch", "layer"))
+            parts.append(part.compute().isel(epoch=0, drop=True))
+        result = xr.concat(parts, dim="run") if len(parts) > 1 else parts[0]
+        return result.sortby("run")
+
+    @cached_property
+    def normality(self) -> xr.Dataset:
+        from actstats import queries
+
+        return queries.weight_normality(self.ds, by=("run", "epoch", "layer")).compute()
+
+    @cached_property
+    def gradients(self) -> xr.Dataset | None:
+        from actstats import queries
+
+        return queries.gradient_flow(self.ds).compute() if "weight_grad" in self.ds else None
+
+    @cached_property
+    def attenuation(self) -> xr.Dataset | None:
+        import actstats
+
+        if "delta" not in self.ds or "preactivation" not in self.ds:
+            return None
+        return actstats.attenuation(self.ds).compute()
+
+    @cached_property
+    def units(self) -> xr.Dataset:
+        """unit_states at each run's last epoch, per (run, layer)."""
+        import actstats
+
+        return at_last(actstats.unit_states(self.ds, eps=self.eps, by=("run", "epoch", "layer")).compute(), self.last)
+
+    def bounded(self) -> np.ndarray:
+        return np.array([get_activation(a).saturation == "bounds" for a in self.activation])
