@@ -187,12 +187,6 @@ def test_a_bad_where_key_in_a_real_process_exits_2_without_traceback(small_store
 
 
 def test_report_on_the_runs_selected(small_store, tmp_path):
-    import inspect
-
-    from actstats.report import build_report
-
-    if "runs" not in inspect.signature(build_report).parameters:
-        pytest.skip("build_report has no runs= yet (the report's rewrite adds it)")
     output = tmp_path / "report"
     result = run_cli("report", small_store, "-o", output, "--where", "activation_fn=sigmoid", "--runs", "0,2,4,5",
                      "--no-progress")

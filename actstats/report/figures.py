@@ -51,9 +51,12 @@ def _epoch_axis(ax, epochs):
 
 
 def run_label(ds, run) -> str:
+    """The label of the run at position ``run``: its label on the store's ``run`` dim (not
+    the position, which differs after a selection) and its settings."""
     r = int(run)
+    label = int(ds["run"].values[r]) if "run" in ds.coords else r
     return (
-        f"run {r}: {ds['activation_fn'].values[r]}, depth {int(ds['depth'].values[r])}, "
+        f"run {label}: {ds['activation_fn'].values[r]}, depth {int(ds['depth'].values[r])}, "
         f"{ds['init'].values[r]}, {ds['optimizer'].values[r]} lr {float(ds['lr'].values[r]):g}, seed {int(ds['seed'].values[r])}"
     )
 
