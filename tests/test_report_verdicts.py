@@ -228,3 +228,20 @@ def test_type_one_error_of_the_c1_and_c2_rules_on_null_stores():
     same = _train_test(beta(1, 1, jitter=0.3), beta(1, 1, jitter=0.3))
     c2 = [verdict(planted(["sigmoid"] * 5, [same] * 5, seed=s), "C2").verdict for s in range(40)]
     assert c2.count("supported") <= 5
+
+
+@pytest.mark.slow
+def test_type_one_error_of_the_c5_and_c6_rules_on_null_stores():
+    """C6 at the null (tanh and sigmoid runs equally saturated) and C5 at the null (depth varied,
+    saturation the same at every depth): "supported" in at most 5 of 30 null stores
+    (P(X ≥ 6 | n = 30, p = 0.05) ≈ 0.016; the rules' nominal rate is 2.5%)."""
+    uniform_sigmoid, uniform_tanh = beta(1, 1, jitter=0.3), beta(1, 1, -1, 1, jitter=0.3)
+    c6 = [verdict(planted(["sigmoid"] * 4 + ["tanh"] * 4, [uniform_sigmoid] * 4 + [uniform_tanh] * 4, seed=s),
+                  "C6").verdict for s in range(30)]
+    assert c6.count("supported") <= 5
+    c5 = []
+    for s in range(30):
+        ds = planted(["sigmoid"] * 6, [uniform_sigmoid] * 6, seed=s)
+        ds = ds.assign_coords(depth=("run", np.array([1, 1, 1, 2, 2, 2])))
+        c5.append(verdict(ds, "C5").verdict)
+    assert c5.count("supported") <= 5

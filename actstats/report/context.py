@@ -126,6 +126,43 @@ class Context:
         return queries.weight_normality(self.ds, by=("run", "epoch", "layer")).compute()
 
     @cached_property
+    def constant_inputs(self) -> np.ndarray:
+        """Features that take one value on every probe (e.g. digits' blank border pixels): the
+        first layer's weights on them get no gradient, so they keep their initial distribution."""
+        x = np.asarray(self.ds["input"].values, dtype=float)
+        return np.flatnonzero(np.nanstd(x, axis=0) == 0)
+
+    def _weights_at(self, weight: xr.DataArray) -> xr.Dataset:
+        """weight_normality of ``weight`` at epoch 0 and at each run's last epoch, the first
+        layer's columns on constant inputs excluded (set to NaN: the query skips and counts
+        them as non-finite, which here is deliberate)."""
+        from actstats import queries
+        from actstats.errors import ActstatsWarning
+
+        epochs = sorted(set(np.unique(self.last).tolist()) | ({0} if 0.0 in self.ds["epoch"].values else set()))
+        constant = self.constant_inputs
+        if constant.size:
+            mask = (weight["layer"] == self.ds["layer"].values[0]) & weight["fan_in"].isin(constant)
+            weight = weight.where(~mask)
+        ds = self.ds.assign(weight=weight).isel(epoch=epochs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ActstatsWarning)
+            result = queries.weight_normality(ds, by=("run", "epoch", "layer")).compute()
+        return result.reindex(epoch=self.ds["epoch"].values)
+
+    @cached_property
+    def weights_varying_inputs(self) -> xr.Dataset:
+        """weight_normality without the first layer's columns on constant inputs."""
+        return self._weights_at(self.ds["weight"])
+
+    @cached_property
+    def weight_updates(self) -> xr.Dataset | None:
+        """weight_normality of ΔW = W − W₀ (the update since initialisation), or None without epoch 0."""
+        if 0.0 not in self.ds["epoch"].values:
+            return None
+        return self._weights_at(self.ds["weight"] - self.ds["weight"].sel(epoch=0.0))
+
+    @cached_property
     def gradients(self) -> xr.Dataset | None:
         from actstats import queries
 

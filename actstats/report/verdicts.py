@@ -35,10 +35,12 @@ MIN_RUNS_FOR_INTERVAL = 2
 
 @dataclass(frozen=True)
 class Rule:
-    """``greater``: supported when the interval's lower end exceeds ``supported``, not
-    supported when its upper end is below ``not_supported`` (so ``not_supported <=
-    supported``). ``less``: the mirror image (supported when the upper end is below
-    ``supported``, not supported when the lower end exceeds ``not_supported``)."""
+    """``greater``: supported when the interval's lower end exceeds ``supported``, else not
+    supported when its upper end is below ``not_supported``, else mixed. ``less``: the mirror
+    image (supported when the upper end is below ``supported``, else not supported when the
+    lower end exceeds ``not_supported``). ``not_supported`` may lie on the "supported" side of
+    ``supported`` (C2: supported above 0.01, not supported below 0.02): an interval inside
+    the overlap is supported, since "supported" is checked first."""
 
     supported: float
     not_supported: float

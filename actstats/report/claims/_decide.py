@@ -45,7 +45,9 @@ def decide_by_activation(
         estimate, low, high = run_interval(values[positions], fallback=fb)
         verdict = rule.decide(estimate, low, high) if positions.size else NOT_TESTABLE
         note = "" if positions.size else "no run in this population"
-        if positions.size and not np.isfinite(low):
+        if positions.size and not np.isfinite(estimate):
+            note = "no run of this population has a value"
+        elif positions.size and not np.isfinite(low):
             note = "too few runs for an interval over runs: the verdict rests on the estimate alone"
         stratum = Stratum(name, population.runs, verdict, estimate, (low, high), note)
         result.strata.append(stratum)

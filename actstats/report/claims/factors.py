@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from actstats.queries.factors import init_labels
 from actstats.report.context import Context
 from actstats.report.verdicts import MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, ClaimResult, Rule, Stratum
 
@@ -13,26 +12,6 @@ from actstats.report.verdicts import MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORT
 #: (95% interval over runs entirely above), and does not when the interval lies below it.
 C5_RULE = Rule(0.05, 0.05)
 FACTORS = ("init", "depth", "optimizer", "batch_size")
-
-
-def init_labels(ds) -> np.ndarray:
-    """Each run's ``init``, with its ``init_scale`` (from the run's ``config``) appended where
-    runs of one init differ in scale: ``normal(0.01)`` and ``normal(1)`` are two levels."""
-    names = np.asarray(ds["init"].values).astype(str)
-    scales = []
-    for text in np.asarray(ds["config"].values).astype(str):
-        try:
-            scale = json.loads(text).get("model", {}).get("init_scale")
-        except (ValueError, AttributeError):
-            scale = None
-        scales.append(scale if isinstance(scale, (int, float)) else None)
-    labels = names.astype(object)
-    for name in np.unique(names):
-        runs = np.flatnonzero(names == name)
-        if len({scales[r] for r in runs}) > 1:
-            for r in runs:
-                labels[r] = f"{name}({scales[r]:g})" if scales[r] is not None else name
-    return labels.astype(str)
 
 
 def _levels(ctx: Context) -> dict[str, np.ndarray]:

@@ -29,7 +29,8 @@ def c4(ctx: Context) -> ClaimResult:
         "Per activation function with bounds, among runs that trained, at each run's last record: for each hidden "
         "layer whose back-propagated error shrinks (‖δ_l‖/‖δ_{l+1}‖ < 1), the share of log(‖δ_l‖/‖δ_{l+1}‖) carried by "
         "the derivative factor log(mean f′(z_l) / max f′); a run's value is the mean over such layers, the estimate "
-        f"the mean over runs with a 95% t interval over runs. {C4_RULE.describe('that share')}. When gradients "
+        f"the mean over runs with a 95% t interval over runs (a run whose error shrinks in no layer counts 0: there is "
+        f"no vanishing for saturation to explain). {C4_RULE.describe('that share')}. When gradients "
         "shrink while the derivative factor stays near 1, they vanish without saturation (said in the result).",
         figures=["gradients"],
     )
@@ -38,8 +39,12 @@ def c4(ctx: Context) -> ClaimResult:
         return result.not_testable("the store has no delta or preactivation (record.delta = false)")
     last = at_last(attenuation, ctx.last)
     share = last["log_share_derivative"].where(last["vanishing"]).transpose("run", "layer").values
+    defined = last["delta_attenuation"].notnull().transpose("run", "layer").values.any(axis=1)
     with np.errstate(all="ignore"):
         per_run = np.nanmean(share, axis=1)
+    # a run whose error shrinks in no layer has no vanishing for saturation to explain: 0
+    no_vanishing = defined & ~np.isfinite(per_run)
+    per_run = np.where(no_vanishing, 0.0, per_run)
     decide_by_activation(result, ctx, lambda eps: per_run, C4_RULE, eps_sensitive=False, thresholds=C4_THRESHOLDS)
     positions = ctx.positions(result.population.get("runs", []))
     if positions.size:
@@ -49,10 +54,19 @@ def c4(ctx: Context) -> ClaimResult:
             derivative_mean = float(np.nanmean(sel["derivative_factor"].values))
             vanishing_share = float(np.nanmean(sel["vanishing"].where(sel["delta_attenuation"].notnull()).values))
         result.evidence.update(mean_delta_attenuation=attenuation_mean, mean_derivative_factor=derivative_mean,
-                               share_of_layers_vanishing=vanishing_share)
+                               share_of_layers_vanishing=vanishing_share,
+                               runs_without_vanishing=[int(r) for r in ctx.labels[positions][no_vanishing[positions]]])
+        if ctx.gradients is not None:
+            ratio = at_last(ctx.gradients, ctx.last)["ratio_to_next_layer"].isel(run=positions).values
+            with np.errstate(all="ignore"):
+                result.evidence["mean_weight_gradient_ratio_to_next_layer"] = float(np.nanmean(ratio))
         without = vanishing_share > 0.5 and np.isfinite(result.estimate) and result.estimate < C4_RULE.supported
         result.evidence["vanishing_without_saturation"] = bool(without)
     result.summary = f"Share of the gradient's attenuation due to f′ below its maximum: {strata_text(result)}."
+    if result.evidence.get("share_of_layers_vanishing") == 0.0:
+        result.summary += (f" In no layer of these runs does the back-propagated error shrink (mean "
+                           f"‖δ_l‖/‖δ_(l+1)‖ {result.evidence['mean_delta_attenuation']:.2f}): nothing vanishes for "
+                           f"saturation to explain.")
     if result.evidence.get("vanishing_without_saturation"):
         result.summary += (f" Gradients shrink by {result.evidence['mean_delta_attenuation']:.2f}× per layer with mean "
                            f"f′ at {result.evidence['mean_derivative_factor']:.0%} of its maximum: they vanish "

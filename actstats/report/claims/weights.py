@@ -49,7 +49,8 @@ def c3(ctx: Context) -> ClaimResult:
         "Each layer's trained weights are Gaussian, even from a non-Gaussian initialisation.",
         f"Per activation function, among runs that trained and whose initial weights are non-Gaussian (mean "
         f"|excess kurtosis| over layers at epoch 0 above {NON_GAUSSIAN_INIT}; uniform: 1.2): each run's mean over its "
-        f"hidden layers of |excess kurtosis| of the weights at its last record; the estimate is the mean over runs, "
+        f"hidden layers of |excess kurtosis| of the weights at its last record (the first layer's columns on inputs "
+        f"that are constant on every probe excluded: they get no gradient); the estimate is the mean over runs, "
         f"with a 95% t interval over runs. Calibrated on W₀ + Gaussian ΔW (excess kurtosis −1.2(1−s)² for a "
         f"share s of the variance from the update): {APPROXIMATE} means half the variance is still the "
         f"initialisation. {C3_RULE.describe('that mean')}. The strict reading (the noise floor 2·√(24/n), 0.15 at "
@@ -57,7 +58,7 @@ def c3(ctx: Context) -> ClaimResult:
         f"normality test rejects.",
         figures=["qq", "kurtosis"],
     )
-    normality = ctx.normality
+    normality = ctx.weights_varying_inputs
     if normality["n"].sum() == 0:
         return result.not_testable("the store has no weights")
     final = at_last(normality, ctx.last)
@@ -95,7 +96,19 @@ def c3(ctx: Context) -> ClaimResult:
             mean_abs_skewness=float(np.nanmean(np.abs(sel["skewness"].values))),
             mean_w1_normal=float(np.nanmean(sel["w1_normal"].values)),
             mean_distance_from_init=float(np.nanmean(sel["distance_from_init"].values)),
+            first_layer_columns_excluded=f"{ctx.constant_inputs.size} inputs constant on every probe",
         )
+        updates = ctx.weight_updates
+        if updates is not None:
+            last_updates = at_last(updates, ctx.last).isel(run=positions)
+            layers = last_updates["layer"].values
+            result.evidence["update_since_initialisation"] = {
+                f"layer {int(l)}": {
+                    "mean_excess_kurtosis": float(np.nanmean(last_updates["excess_kurtosis"].sel(layer=l).values)),
+                    "mean_skewness": float(np.nanmean(last_updates["skewness"].sel(layer=l).values)),
+                    "mean_w1_normal": float(np.nanmean(last_updates["w1_normal"].sel(layer=l).values)),
+                } for l in layers if np.isfinite(last_updates["excess_kurtosis"].sel(layer=l).values).any()
+            }
     result.summary = (f"Mean |excess kurtosis| of trained weights from a non-Gaussian initialisation "
                       f"(0 = normal, 1.2 = uniform): {strata_text(result)}.")
     return result
