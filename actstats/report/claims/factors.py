@@ -6,7 +6,9 @@ import numpy as np
 
 from actstats.queries.factors import init_labels
 from actstats.report.context import Context
-from actstats.report.verdicts import MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, ClaimResult, Rule, Stratum
+from actstats.report.verdicts import (
+    MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, ClaimResult, Rule, Stratum, two_group_interval,
+)
 
 #: A factor matters when its most and least saturated levels differ by more than this
 #: (95% interval over runs entirely above), and does not when the interval lies below it.
@@ -31,8 +33,6 @@ def _levels(ctx: Context) -> dict[str, np.ndarray]:
 
 
 def c5(ctx: Context) -> ClaimResult:
-    from actstats.kernels import compare_groups
-
     result = ClaimResult(
         "C5",
         "Whether activations saturate depends on the initialisation, the depth or the optimizer.",
@@ -41,7 +41,7 @@ def c5(ctx: Context) -> ClaimResult:
         f"were varied together — batch size, learning rate when varied on its own): the difference in the saturated "
         f"fraction on training probes at the last record (eps = {ctx.eps:g}; the top hidden layer for depth, so that "
         f"depths are compared at the same relative position, else the mean over layers) between the factor's most and "
-        f"least saturated levels, with a 95% bootstrap interval resampling runs within the two levels; the change "
+        f"least saturated levels, with a 95% Welch t interval over the runs of the two levels; the change "
         f"from initialisation to the end is given beside the end level, and initialisations already saturated "
         f"(above 0.5) before training are flagged. A factor matters when {C5_RULE.describe('the difference')}. "
         f"The claim is supported when at least one of init, depth and optimizer matters, not supported when none "
@@ -72,8 +72,8 @@ def c5(ctx: Context) -> ClaimResult:
         values = end[where][positions]
         means = {u: float(np.nanmean(values[mine == u])) for u in unique}
         high, low = max(means, key=means.get), min(means, key=means.get)
-        comparison = compare_groups(values[mine == high], values[mine == low], n_permutations=999)
-        estimate, ci = float(comparison.statistic), (float(comparison.ci_low), float(comparison.ci_high))
+        estimate, ci_low, ci_high = two_group_interval(values[mine == high], values[mine == low])
+        ci = (ci_low, ci_high)
         entry = {"levels": means, "runs_per_level": {u: int((mine == u).sum()) for u in unique},
                  "most_saturated": high, "least_saturated": low, "difference": estimate, "ci": list(ci),
                  "verdict": C5_RULE.decide(estimate, *ci), "layer": where}
