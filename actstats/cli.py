@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", "read every chunk; exit 3 listing damaged or incomplete parts")
     p.add_argument("store", metavar="STORE")
 
-    p = add("report", "a verdict on each claim C1-C6 with the numbers and figures behind it")
+    p = add("report", "a verdict on each registered claim (C1-C6) on the runs it is about, with the numbers and figures behind it")
     p.add_argument("store", metavar="STORE")
     p.add_argument("-o", "--output", metavar="DIR", required=True, help="directory for index.html, findings.*, figures/")
     p.add_argument("--eps", type=float, default=None,
