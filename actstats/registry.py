@@ -19,7 +19,7 @@ Examples
 >>> get_query("weights").name
 'weight_normality'
 >>> [spec.cli_name for spec in QUERIES.values()]
-['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units', 'attenuation']
+['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units', 'attenuation', 'factors']
 """
 
 from __future__ import annotations
@@ -172,6 +172,23 @@ QUERIES: dict[str, QuerySpec] = {spec.name: spec for spec in (
         "back-propagated error attenuation per layer: derivative factor x weight factor",
         None, "", (),
         ("delta_attenuation", "derivative_factor", "weight_factor", "log_share_derivative", "vanishing"),
+    ),
+    QuerySpec(
+        "factor_effects", "actstats.queries.factors", "factors",
+        "saturation per level of a factor (init, depth, optimizer, ...): end, initial, change; most vs least "
+        "saturated level with a bootstrap interval over runs and a permutation p-value",
+        None, "", (
+            CliOption("--factor", "factor",
+                      "the run coordinate compared: init (with its scale where one init has several), depth, "
+                      "optimizer, lr, batch_size, activation_fn, ... (default: init)", default="init"),
+            _EPS,
+            CliOption("--layer", "layer", "a run's number: the mean over its hidden layers, or its top hidden layer "
+                      "(default: mean)", choices=("mean", "top")),
+            CliOption("--split", "split", "the probes the fractions are taken on (default: train)",
+                      choices=("train", "test")),
+        ),
+        ("n_runs", "mean_fraction", "mean_fraction_initial", "mean_change", "most_saturated", "least_saturated",
+         "difference", "ci_low", "ci_high", "pvalue"),
     ),
 )}
 

@@ -66,3 +66,62 @@ def split_samples(ds: xr.Dataset) -> dict[str, np.ndarray]:
 def rescaled(slab: np.ndarray, function: str) -> np.ndarray:
     lower, upper = BOUNDS[function]
     return (slab - lower) / (upper - lower)
+
+
+def run_saturated_fraction(ds: xr.Dataset, r: int, e: int, eps: float, split: str, layer: str) -> float:
+    """One run's saturated fraction on ``split`` probes at epoch position ``e``: per hidden layer
+    (layer labels 1..depth) the mean over probe samples of each sample's fraction, then the mean
+    over the layers that have values (``layer="mean"``) or the layer whose label is the depth
+    (``"top"``); NaN where nothing exists."""
+    function = str(ds["activation_fn"].values[r])
+    depth = int(ds["depth"].values[r])
+    samples = split_samples(ds)[split]
+    per_layer = []
+    for l, label in enumerate(ds["layer"].values):
+        if int(label) > depth or (layer == "top" and int(label) != depth):
+            continue
+        fractions = sample_fractions(activation_slab(ds, "activation", r, e, l, samples), function, eps)[0]
+        fractions = fractions[~np.isnan(fractions)]
+        if fractions.size:
+            per_layer.append(float(np.mean(fractions)))
+    return float(np.mean(per_layer)) if per_layer else float("nan")
+
+
+def factor_effects_reference(ds: xr.Dataset, labels, order, eps: float, split: str = "train", layer: str = "mean",
+                             **comparison) -> dict:
+    """factor_effects one run at a time: ``labels`` is each run's level (text), ``order`` the
+    levels in their order; a level's runs are those with a complete record and a finite
+    fraction there; the two levels compared with ``compare_groups(**comparison)``."""
+    from actstats.kernels import compare_groups
+
+    epochs = list(np.asarray(ds["epoch"].values, dtype=float))
+    initial = epochs.index(0.0) if 0.0 in epochs else None
+    end, start = {}, {}
+    for r in range(ds.sizes["run"]):
+        records = [e for e in range(ds.sizes["epoch"]) if bool(ds["complete"].values[r, e])]
+        if not records:
+            continue
+        value = run_saturated_fraction(ds, r, records[-1], eps, split, layer)
+        if np.isnan(value):
+            continue
+        end[r] = value
+        start[r] = run_saturated_fraction(ds, r, initial, eps, split, layer) if initial is not None else np.nan
+    levels = [level for level in order if any(labels[r] == level for r in end)]
+    out = {"level": levels, "n_runs": [], "mean_fraction": [], "mean_fraction_initial": [], "mean_change": []}
+    values = {}
+    for level in levels:
+        runs = [r for r in end if labels[r] == level]
+        values[level] = np.array([end[r] for r in runs])
+        initials = [start[r] for r in runs if not np.isnan(start[r])]
+        changes = [end[r] - start[r] for r in runs if not np.isnan(start[r])]
+        out["n_runs"].append(len(runs))
+        out["mean_fraction"].append(float(np.mean(values[level])))
+        out["mean_fraction_initial"].append(float(np.mean(initials)) if initials else np.nan)
+        out["mean_change"].append(float(np.mean(changes)) if changes else np.nan)
+    means = out["mean_fraction"]
+    most = max(range(len(levels)), key=lambda i: (means[i], -i))
+    least = min((i for i in range(len(levels)) if i != most), key=lambda i: (means[i], i))
+    result = compare_groups(values[levels[most]], values[levels[least]], **comparison)
+    out.update(most_saturated=levels[most], least_saturated=levels[least], difference=float(result.statistic),
+               ci_low=float(result.ci_low), ci_high=float(result.ci_high), pvalue=float(result.pvalue))
+    return out

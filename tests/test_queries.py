@@ -469,6 +469,7 @@ QUERY_CASES = {
     "units": {"eps": 0.1},
     "units_pooled": {"by": "layer", "split": None},
     "attenuation": {},
+    "factors": {"factor": "depth", "layer": "top", "n_permutations": 999, "n_resamples": 500},
 }
 QUERIES = {
     case: functools.partial(get_query(case.split("_")[0]).function, **arguments)
