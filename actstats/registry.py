@@ -19,7 +19,8 @@ Examples
 >>> get_query("weights").name
 'weight_normality'
 >>> [spec.cli_name for spec in QUERIES.values()]
-['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units', 'attenuation', 'factors']
+['saturation', 'bimodality', 'fit', 'weights', 'gradients', 'compare', 'training', 'units', 'attenuation', 'factors',
+ 'unit-learning']
 """
 
 from __future__ import annotations
@@ -189,6 +190,22 @@ QUERIES: dict[str, QuerySpec] = {spec.name: spec for spec in (
         ),
         ("n_runs", "mean_fraction", "mean_fraction_initial", "mean_change", "most_saturated", "least_saturated",
          "difference", "ci_low", "ci_high", "pvalue"),
+    ),
+    QuerySpec(
+        "unit_learning", "actstats.queries.unit_learning", "unit-learning",
+        "do saturated units learn less? per (run, layer): relative weight change since epoch 0 of saturated vs "
+        "other units, permutation p-values, Spearman rho of saturated share and change",
+        None, "", (
+            _EPS,
+            CliOption("--split", "split", "the probes units are judged on (default: train)",
+                      choices=("train", "test", "all")),
+            CliOption("--stuck-share", "stuck_share", "share of probes that makes a unit saturated (default 0.95)",
+                      parse=float),
+            CliOption("--permutations", "n_permutations", "permutations of each test (default 9999)", parse=int),
+            CliOption("--seed", "seed", "seed of the permutations (default 0)", parse=int),
+        ),
+        ("n_saturated_units", "n_other_units", "change_saturated", "change_other", "difference", "pvalue",
+         "pvalue_adjusted", "spearman_rho", "spearman_pvalue"),
     ),
 )}
 

@@ -470,6 +470,7 @@ QUERY_CASES = {
     "units_pooled": {"by": "layer", "split": None},
     "attenuation": {},
     "factors": {"factor": "depth", "layer": "top", "n_permutations": 999, "n_resamples": 500},
+    "unit-learning": {"eps": 0.1, "stuck_share": 0.6, "n_permutations": 999},
 }
 QUERIES = {
     case: functools.partial(get_query(case.split("_")[0]).function, **arguments)
