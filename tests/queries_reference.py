@@ -91,7 +91,8 @@ def factor_effects_reference(ds: xr.Dataset, labels, order, eps: float, split: s
                              **comparison) -> dict:
     """factor_effects one run at a time: ``labels`` is each run's level (text), ``order`` the
     levels in their order; a level's runs are those with a complete record and a finite
-    fraction there; the two levels compared with ``compare_groups(**comparison)``."""
+    fraction there; the two levels compared with ``compare_groups(**comparison)`` (p-value) and scipy's Welch
+    t interval (``ttest_ind(equal_var=False).confidence_interval()``)."""
     from actstats.kernels import compare_groups
 
     epochs = list(np.asarray(ds["epoch"].values, dtype=float))
@@ -122,6 +123,14 @@ def factor_effects_reference(ds: xr.Dataset, labels, order, eps: float, split: s
     most = max(range(len(levels)), key=lambda i: (means[i], -i))
     least = min((i for i in range(len(levels)) if i != most), key=lambda i: (means[i], i))
     result = compare_groups(values[levels[most]], values[levels[least]], **comparison)
+    first, second = values[levels[most]], values[levels[least]]
+    if first.size >= 2 and second.size >= 2 and (np.ptp(first) > 0 or np.ptp(second) > 0):
+        from scipy import stats
+
+        interval = stats.ttest_ind(first, second, equal_var=False).confidence_interval(0.95)  # Welch
+        ci_low, ci_high = float(interval.low), float(interval.high)
+    else:
+        ci_low = ci_high = float(first.mean() - second.mean()) if first.size >= 2 and second.size >= 2 else np.nan
     out.update(most_saturated=levels[most], least_saturated=levels[least], difference=float(result.statistic),
-               ci_low=float(result.ci_low), ci_high=float(result.ci_high), pvalue=float(result.pvalue))
+               ci_low=ci_low, ci_high=ci_high, pvalue=float(result.pvalue))
     return out

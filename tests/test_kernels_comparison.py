@@ -9,7 +9,7 @@ import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
 from actstats.kernels import benjamini_hochberg, compare_groups
-from tolerances import BH_RTOL
+from tolerances import BH_RTOL, STATISTIC, float_rtol
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "multiple.json").read_text())
 
@@ -99,3 +99,23 @@ def test_benjamini_hochberg_axis_and_nan_live():
     np.testing.assert_allclose(whole[present], multipletests(p[present], method="fdr_bh")[1], rtol=BH_RTOL)
     with pytest.raises(ValueError):
         benjamini_hochberg(np.array([0.5, 1.2]))
+
+
+@pytest.mark.parametrize("sizes", [(3, 3), (4, 5), (2, 7)])
+def test_welch_interval_equals_scipy(sizes):
+    """Against scipy.stats.ttest_ind(equal_var=False).confidence_interval(): the same closed
+    form (Welch–Satterthwaite ν, t quantile) computed by other code on a handful of values;
+    float_rtol of the few sums with STATISTIC for the quantile and square root."""
+    from scipy import stats
+
+    from actstats.kernels import welch_interval
+
+    rng = np.random.default_rng(sum(sizes))
+    first, second = rng.normal(0.4, 0.1, sizes[0]), rng.normal(0.2, 0.2, sizes[1])
+    difference, low, high = welch_interval(first, second)
+    expected = stats.ttest_ind(first, second, equal_var=False).confidence_interval(0.95)
+    rtol = float_rtol(sum(sizes), condition=STATISTIC)
+    np.testing.assert_allclose([difference, low, high], [first.mean() - second.mean(), expected.low, expected.high],
+                               rtol=rtol)
+    assert np.isnan(welch_interval([0.1], second)[1])
+    assert welch_interval([0.5, 0.5], [0.2, 0.2])[1:] == (0.3, 0.3) or np.allclose(welch_interval([0.5, 0.5], [0.2, 0.2]), 0.3)

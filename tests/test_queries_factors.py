@@ -145,11 +145,9 @@ def test_planted_effects_are_recovered_exactly():
     assert result["mean_change"].values.tolist() == [0.0, 0.5]
     assert result["n_runs"].values.tolist() == [3, 3]
     assert str(result["most_saturated"].values) == "sgd" and str(result["least_saturated"].values) == "adam"
-    # the same kernel on the same (exact) arrays: bit for bit
+    # the same kernel on the same (exact) arrays: bit for bit; constant groups: a zero-width interval
     expected = compare_groups(np.full(3, 0.5), np.full(3, 0.25), **FAST)
-    for name, value in (("difference", expected.statistic), ("ci_low", expected.ci_low),
-                        ("ci_high", expected.ci_high), ("pvalue", expected.pvalue)):
-        assert float(result[name]) == float(value), name
+    assert float(result["pvalue"]) == float(expected.pvalue)
     assert float(result["difference"]) == float(result["ci_low"]) == float(result["ci_high"]) == 0.25
     assert float(result["pvalue"]) == pytest.approx(0.1, abs=0.03)  # 2 of the 20 splits of 3 + 3 runs
 

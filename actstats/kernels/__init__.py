@@ -43,7 +43,7 @@ from .saturation import (
     dip_test,
     saturation_counts,
 )
-from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, compare_groups
+from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, compare_groups, welch_interval
 from .fits import FAMILIES, SLOW_FIT_MAX_SIZE, FamilyFits, fit_families, ks_from_cdf, logit_grid_cdfs
 from .intervals import (
     DEFAULT_RESAMPLES,
@@ -160,6 +160,7 @@ __all__ = [
     "bootstrap_mean_interval",
     "combine_moments",
     "compare_groups",
+    "welch_interval",
     "dagostino_pearson",
     "deterministic_subsample",
     "dip_test",

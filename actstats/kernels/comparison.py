@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from ._rows import DEFAULT_SEED, Axis, as_rows, rows_quantile
 from .intervals import DEFAULT_RESAMPLES, _resampling_weights
@@ -191,3 +192,48 @@ def compare_groups(
             f"stratified percentile bootstrap ({n_resamples} resamples)"
         ),
     )
+
+
+def welch_interval(first, second, *, confidence_level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of the means of two small groups and its Welch t interval.
+
+    For comparing groups of a few runs (each run one value): the interval
+    ``d ± t_{q, ν} · sqrt(s₁²/n₁ + s₂²/n₂)`` with the Welch–Satterthwaite degrees of freedom ν,
+    which keeps its coverage with 3–5 runs a group where a bootstrap over runs is too narrow
+    (measured: 7% one-sided error at a planted null with 4 runs a group, nominal 2.5%).
+
+    Parameters
+    ----------
+    first, second : array_like
+        One value per run; NaN skipped.
+    confidence_level : float, default 0.95
+
+    Returns
+    -------
+    (difference, ci_low, ci_high) : floats
+        NaN interval with fewer than two values in a group; a zero-width interval when both
+        groups are constant.
+
+    Verification: equals ``scipy.stats.ttest_ind(equal_var=False).confidence_interval()``
+    (``tests/test_kernels_comparison.py``).
+
+    Examples
+    --------
+    >>> d, low, high = welch_interval([0.5, 0.6, 0.55], [0.2, 0.25, 0.3])
+    >>> round(d, 4), round(low, 4), round(high, 4)
+    (0.3, 0.1867, 0.4133)
+    """
+    first = np.asarray(first, dtype=float).ravel()
+    second = np.asarray(second, dtype=float).ravel()
+    first, second = first[np.isfinite(first)], second[np.isfinite(second)]
+    if first.size == 0 or second.size == 0:
+        return np.nan, np.nan, np.nan
+    difference = float(first.mean() - second.mean())
+    if first.size < 2 or second.size < 2:
+        return difference, np.nan, np.nan
+    a, b = first.var(ddof=1) / first.size, second.var(ddof=1) / second.size
+    if a + b == 0:
+        return difference, difference, difference
+    dof = (a + b) ** 2 / (a * a / (first.size - 1) + b * b / (second.size - 1))
+    half = float(stats.t.ppf(0.5 + confidence_level / 2, dof) * np.sqrt(a + b))
+    return difference, difference - half, difference + half

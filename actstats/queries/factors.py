@@ -132,7 +132,7 @@ def factor_effects(
     runs : sequence of run labels, optional
         Use only these runs (labels of the ``run`` coordinate).
     n_permutations, n_resamples, seed
-        Of :func:`actstats.kernels.compare_groups` (permutation p-value, bootstrap interval).
+        Permutation p-value of :func:`actstats.kernels.compare_groups`; Welch t interval of :func:`actstats.kernels.welch_interval`.
 
     Returns
     -------
@@ -150,9 +150,9 @@ def factor_effects(
         and scalars: ``most_saturated`` and ``least_saturated`` (the levels with the
         largest and smallest ``mean_fraction``; ties go to the first level in order),
         ``difference`` (most − least of ``mean_fraction``), ``ci_low``/``ci_high`` (95%
-        percentile bootstrap interval resampling runs within the two levels) and
-        ``pvalue`` (permutation test of the two levels' runs):
-        :func:`actstats.kernels.compare_groups` on the two levels' per-run numbers.
+        Welch t interval, :func:`actstats.kernels.welch_interval`: with a few runs a level a
+        bootstrap over runs is too narrow) and ``pvalue`` (permutation test of the two
+        levels' runs, :func:`actstats.kernels.compare_groups`).
 
         A run is used when it has a complete record and a finite number there; the others
         are named in ``attrs["runs_excluded"]``.
@@ -237,6 +237,8 @@ def factor_effects(
     least = others[int(np.argmin(mean_fraction[others]))]
     comparison = kernels.compare_groups(end[groups[most]], end[groups[least]], n_permutations=n_permutations,
                                         n_resamples=n_resamples, seed=seed)
+    # the interval over a few runs a level: Welch's t (a bootstrap over 3-5 runs is too narrow)
+    difference, ci_low, ci_high = kernels.welch_interval(end[groups[most]], end[groups[least]])
 
     result = xr.Dataset(coords={"level": np.array(present, dtype=str)})
     result["mean_fraction"] = ("level", mean_fraction)
@@ -245,9 +247,9 @@ def factor_effects(
     result["n_runs"] = ("level", np.array([int(g.sum()) for g in groups], dtype=np.int64))
     result["most_saturated"] = ((), np.array(present[most], dtype=str))
     result["least_saturated"] = ((), np.array(present[least], dtype=str))
-    result["difference"] = ((), float(comparison.statistic))
-    result["ci_low"] = ((), float(comparison.ci_low))
-    result["ci_high"] = ((), float(comparison.ci_high))
+    result["difference"] = ((), difference)
+    result["ci_low"] = ((), ci_low)
+    result["ci_high"] = ((), ci_high)
     result["pvalue"] = ((), float(comparison.pvalue))
     where = "the top hidden layer (layer == depth)" if layer == "top" else "the mean over the run's hidden layers"
     _describe(result, {
@@ -259,8 +261,8 @@ def factor_effects(
         "most_saturated": "the level with the largest mean_fraction",
         "least_saturated": "the level with the smallest mean_fraction (another level)",
         "difference": "mean_fraction of most_saturated - mean_fraction of least_saturated",
-        "ci_low": "lower end of the 95% bootstrap interval of difference (runs resampled within the two levels)",
-        "ci_high": "upper end of the 95% bootstrap interval of difference (runs resampled within the two levels)",
+        "ci_low": "lower end of the 95% Welch t interval of difference (kernels.welch_interval over the two levels' runs)",
+        "ci_high": "upper end of the 95% Welch t interval of difference (kernels.welch_interval over the two levels' runs)",
         "pvalue": "permutation p-value of difference (runs of the two levels permuted)",
     })
     result.attrs = {

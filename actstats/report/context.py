@@ -119,6 +119,20 @@ class Context:
         result = xr.concat(parts, dim="run") if len(parts) > 1 else parts[0]
         return result.sortby("run")
 
+    def bimodality_last(self, runs) -> xr.Dataset:
+        """bimodality (dip test, U-shaped Beta; no mixture) per (run, layer, split) at each of
+        ``runs``' last complete epoch (run labels)."""
+        from actstats import queries
+
+        positions = self.positions(runs)
+        parts = []
+        for index in np.unique(self.last[positions]):
+            chosen = positions[self.last[positions] == index]
+            part = queries.bimodality(self.ds.isel(run=chosen, epoch=[int(index)]), by=("run", "epoch", "layer", "split"),
+                                      mixture="never")
+            parts.append(part.compute().isel(epoch=0, drop=True))
+        return (xr.concat(parts, dim="run") if len(parts) > 1 else parts[0]).sortby("run")
+
     @cached_property
     def normality(self) -> xr.Dataset:
         from actstats import queries

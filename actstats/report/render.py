@@ -35,7 +35,11 @@ FIGURE_CAPTIONS = {
 def caption(context: dict, key: str) -> str:
     """The figure's caption, with the runs it shows (each figure uses its verdict's population)."""
     runs = context.get("figure_runs", {}).get(key)
-    return FIGURE_CAPTIONS[key] + (f" Runs shown: {', '.join(runs)}." if runs else "")
+    if not runs:
+        return FIGURE_CAPTIONS[key]
+    rule = " (per activation function, the run of the verdict's population with the highest training accuracy)"
+    return FIGURE_CAPTIONS[key] + f" Runs shown{rule if key not in ('sweep', 'activation', 'training') else ''}: " \
+        + "; ".join(runs) + "."
 
 
 def _number(value, fmt="{:.3g}") -> str:

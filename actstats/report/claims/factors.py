@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+import actstats
+
 from actstats.queries.factors import init_labels
 from actstats.report.context import Context
 from actstats.report.verdicts import (
-    MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, ClaimResult, Rule, Stratum, two_group_interval,
+    MIXED, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, ClaimResult, Rule, Stratum,
 )
 
 #: A factor matters when its most and least saturated levels differ by more than this
@@ -41,7 +43,7 @@ def c5(ctx: Context) -> ClaimResult:
         f"were varied together — batch size, learning rate when varied on its own): the difference in the saturated "
         f"fraction on training probes at the last record (eps = {ctx.eps:g}; the top hidden layer for depth, so that "
         f"depths are compared at the same relative position, else the mean over layers) between the factor's most and "
-        f"least saturated levels, with a 95% Welch t interval over the runs of the two levels; the change "
+        f"least saturated levels (the factor_effects query), with a 95% Welch t interval over the runs of the two levels; the change "
         f"from initialisation to the end is given beside the end level, and initialisations already saturated "
         f"(above 0.5) before training are flagged. A factor matters when {C5_RULE.describe('the difference')}. "
         f"The claim is supported when at least one of init, depth and optimizer matters, not supported when none "
@@ -57,35 +59,27 @@ def c5(ctx: Context) -> ClaimResult:
     result.population = population.as_dict() | {"activation_fn": name}
     positions = ctx.positions(population.runs)
     levels = _levels(ctx)
-    end = {"mean": ctx.run_saturation(), "top": ctx.run_saturation(layer="top")}
-    start = {}
-    if 0.0 in ctx.ds["epoch"].values:
-        first = ctx.saturation()["fraction"].sel(split="train", epoch=0.0)
-        start = {"mean": ctx._per_run(first, "mean"), "top": ctx._per_run(first, "top")}
+    ds = ctx.ds.assign_coords({f"report_{factor}": ("run", labels) for factor, labels in levels.items()})
     factors = {}
     for factor, labels in levels.items():
-        mine = labels[positions]
-        unique = sorted(set(mine))
-        if len(unique) < 2:
+        if len(set(labels[positions])) < 2:
             continue
         where = "top" if factor == "depth" else "mean"
-        values = end[where][positions]
-        means = {u: float(np.nanmean(values[mine == u])) for u in unique}
-        high, low = max(means, key=means.get), min(means, key=means.get)
-        estimate, ci_low, ci_high = two_group_interval(values[mine == high], values[mine == low])
-        ci = (ci_low, ci_high)
-        entry = {"levels": means, "runs_per_level": {u: int((mine == u).sum()) for u in unique},
+        effects = actstats.factor_effects(ds, f"report_{factor}", ctx.eps, layer=where, runs=population.runs,
+                                          n_permutations=999)
+        means = dict(zip(effects["level"].values.tolist(), effects["mean_fraction"].values.tolist()))
+        high, low = str(effects["most_saturated"].values), str(effects["least_saturated"].values)
+        estimate, ci = float(effects["difference"]), (float(effects["ci_low"]), float(effects["ci_high"]))
+        entry = {"levels": means, "runs_per_level": dict(zip(means, effects["n_runs"].values.tolist())),
                  "most_saturated": high, "least_saturated": low, "difference": estimate, "ci": list(ci),
-                 "verdict": C5_RULE.decide(estimate, *ci), "layer": where}
-        if start:
-            initial = start[where][positions]
-            entry["level_means_at_initialisation"] = {u: float(np.nanmean(initial[mine == u])) for u in unique}
-            entry["level_changes"] = {u: means[u] - entry["level_means_at_initialisation"][u] for u in unique}
-            entry["saturated_before_training"] = [u for u in unique
-                                                  if entry["level_means_at_initialisation"][u] > 0.5]
+                 "pvalue": float(effects["pvalue"]), "verdict": C5_RULE.decide(estimate, *ci), "layer": where}
+        initial = effects["mean_fraction_initial"].values
+        if np.isfinite(initial).any():
+            entry["level_means_at_initialisation"] = dict(zip(means, initial.tolist()))
+            entry["level_changes"] = dict(zip(means, effects["mean_change"].values.tolist()))
+            entry["saturated_before_training"] = [u for u, v in entry["level_means_at_initialisation"].items() if v > 0.5]
         factors[factor] = entry
-        result.strata.append(Stratum(factor, population.runs, entry["verdict"], estimate, ci,
-                                     f"{high} vs {low}"))
+        result.strata.append(Stratum(factor, population.runs, entry["verdict"], estimate, ci, f"{high} vs {low}"))
     if not factors:
         return result.not_testable("the store does not vary init, depth, optimizer, learning rate or batch size "
                                    f"among trained {name} runs")

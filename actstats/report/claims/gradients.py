@@ -60,6 +60,9 @@ def c4(ctx: Context) -> ClaimResult:
             ratio = at_last(ctx.gradients, ctx.last)["ratio_to_next_layer"].isel(run=positions).values
             with np.errstate(all="ignore"):
                 result.evidence["mean_weight_gradient_ratio_to_next_layer"] = float(np.nanmean(ratio))
+        units = _saturated_units_learning(ctx, population_runs=result.population["runs"])
+        if units:
+            result.evidence["saturated_vs_other_units"] = units
         without = vanishing_share > 0.5 and np.isfinite(result.estimate) and result.estimate < C4_RULE.supported
         result.evidence["vanishing_without_saturation"] = bool(without)
     result.summary = f"Share of the gradient's attenuation due to f′ below its maximum: {strata_text(result)}."
@@ -72,3 +75,25 @@ def c4(ctx: Context) -> ClaimResult:
                            f"f′ at {result.evidence['mean_derivative_factor']:.0%} of its maximum: they vanish "
                            f"without saturation.")
     return result
+
+
+def _saturated_units_learning(ctx: Context, population_runs) -> dict:
+    """Do the incoming weights of saturated units change less than those of the other units
+    of the same layer (the unit_learning query, permutation p-values, BH-adjusted)?"""
+    import actstats
+
+    if 0.0 not in ctx.ds["epoch"].values or not population_runs:
+        return {}
+    result = actstats.unit_learning(ctx.ds.sel(run=list(population_runs)), ctx.eps, n_permutations=999)
+    tested = np.isfinite(result["difference"].values)
+    if not tested.any():
+        return {"layers_compared": 0, "note": "no layer has at least two saturated and two other units"}
+    with np.errstate(all="ignore"):
+        return {
+            "layers_compared": int(tested.sum()),
+            "mean_difference_in_relative_weight_change": float(np.nanmean(result["difference"].values)),
+            "layers_where_saturated_units_change_less": int(((result["difference"].values < 0)
+                                                              & (result["pvalue_adjusted"].values < 0.05)).sum()),
+            "mean_spearman_rho_saturation_vs_change": float(np.nanmean(result["spearman_rho"].values)),
+            "rule": result.attrs.get("rule", ""),
+        }

@@ -64,6 +64,14 @@ def c1(ctx: Context) -> ClaimResult:
         units = _unit_states(ctx, positions)
         if units:
             result.evidence["unit_states"] = units
+        bimodality = ctx.bimodality_last(result.population["runs"]).sel(split="train")
+        present = bimodality["n"].values > 0
+        if present.any():
+            result.evidence["bimodal_at_bounds"] = {
+                "layers_tested": int(present.sum()),
+                "share_bimodal_at_bounds": float(bimodality["bimodal_at_bounds"].values[present].mean()),
+                "rule": bimodality.attrs.get("criterion", "see actstats.bimodality"),
+            }
     result.summary = (
         f"Mean saturated fraction on training probes, per activation among trained runs: {strata_text(result)}."
     )
