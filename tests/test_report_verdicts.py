@@ -142,6 +142,21 @@ def test_c6_is_directional_tanh_more_saturated_is_not_avoiding():
     assert result.verdict == "supported" and result.ci[1] < 0
 
 
+def test_c6_gain_matched_pairs_are_found_and_compared():
+    import json
+
+    ds = planted(["sigmoid"] * 3 + ["tanh"] * 3, [beta(2, 2, jitter=0.2)] * 3 + [beta(2, 2, -1, 1, jitter=0.2)] * 3)
+    configs = [{"model": {"activation": a, "init": "normal", "init_scale": scale}, "train": {"seed": s}}
+               for a, scale, s in [("sigmoid", 0.4, 0), ("sigmoid", 0.4, 1), ("sigmoid", 1.0, 2),
+                                   ("tanh", 0.1, 0), ("tanh", 0.1, 1), ("tanh", 0.1, 2)]]
+    ds = ds.assign_coords(config=("run", np.array([json.dumps(c) for c in configs])))
+    matched = verdict(ds, "C6").evidence["gain_matched"]
+    assert matched["sigmoid_runs"] == [0, 1] and matched["tanh_runs"] == [3, 4, 5]
+    assert matched["ci"][0] < matched["tanh_minus_sigmoid"] < matched["ci"][1]
+    plain = planted(["sigmoid"] * 2 + ["tanh"] * 2, [beta(2, 2)] * 2 + [beta(2, 2, -1, 1)] * 2)
+    assert "no gain-matched runs" in verdict(plain, "C6").evidence["gain_matched"]["note"]
+
+
 # ------------------------------------------------------------------------------- C5
 
 

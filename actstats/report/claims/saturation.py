@@ -133,7 +133,8 @@ def c6(ctx: Context) -> ClaimResult:
         f"interval over the runs of the two groups. Per activation: {C6_RULE.describe('the difference')}. The claim "
         f"is supported when every other bounded activation avoids it, not supported when none does, mixed otherwise. "
         f"ReLU has no upper bound: its dead units (zero on every probe) are reported beside, not compared as "
-        f"saturation.",
+        f"saturation. Where the store has gain-matched runs (a sigmoid run with 4× a tanh run's init_scale, "
+        f"tanh(z) = 2σ(2z) − 1), their comparison is given beside.",
         figures=["activation"],
     )
     runs = ctx.runs
@@ -188,6 +189,8 @@ def c6(ctx: Context) -> ClaimResult:
     verdicts = [v["verdict"] for v in sensitivity["eps"].values()] + list(sensitivity["thresholds"].values())
     sensitivity["verdict_survives"] = all(v == result.verdict for v in verdicts)
     result.sensitivity = sensitivity
+    matched = _gain_matched(ctx, base.runs, runs.population("tanh").runs if "tanh" in set(ctx.activation) else [])
+    result.evidence["gain_matched"] = matched
     if "relu" in set(ctx.activation):
         relu = runs.population("relu")
         try:
@@ -200,3 +203,43 @@ def c6(ctx: Context) -> ClaimResult:
     result.summary = (f"Saturated fraction of each other activation minus sigmoid's (trained runs): "
                       f"{strata_text(result, '{:+.3f}')}.")
     return result
+
+
+def _gain_matched(ctx: Context, sigmoid_runs, tanh_runs) -> dict:
+    """tanh(z) = 2σ(2z) − 1: a tanh unit is a sigmoid unit with twice the pre-activation gain
+    (and 4× the slope at 0). A sigmoid run is gain-matched to a tanh run when its config is the
+    same except for the activation and an ``init_scale`` 4× the tanh run's; the comparison of
+    such pairs separates the activation's shape from its gain. Where the store has no such
+    pairs, says so."""
+    import json
+
+    def key(run):
+        try:
+            config = json.loads(str(ctx.ds["config"].values[ctx.positions([run])[0]]))
+        except ValueError:
+            return None, None
+        model = dict(config.get("model", {}))
+        scale = model.pop("init_scale", None)
+        model.pop("activation", None)
+        config["model"] = model
+        config.get("train", {}).pop("seed", None)
+        return json.dumps(config, sort_keys=True), scale
+
+    tanh = {}
+    for run in tanh_runs:
+        k, scale = key(run)
+        if k is not None and isinstance(scale, (int, float)):
+            tanh.setdefault((k, float(scale) * 4), []).append(run)
+    pairs_sigmoid, pairs_tanh = [], []
+    for run in sigmoid_runs:
+        k, scale = key(run)
+        if k is not None and isinstance(scale, (int, float)) and (k, float(scale)) in tanh:
+            pairs_sigmoid.append(run)
+            pairs_tanh.extend(r for r in tanh[(k, float(scale))] if r not in pairs_tanh)
+    if not pairs_sigmoid:
+        return {"note": "the store has no gain-matched runs (a trained sigmoid run whose config equals a trained "
+                        "tanh run's but for the activation and an init_scale 4× larger)"}
+    values = ctx.run_saturation()
+    difference, low, high = two_group_interval(values[ctx.positions(pairs_tanh)], values[ctx.positions(pairs_sigmoid)])
+    return {"sigmoid_runs": pairs_sigmoid, "tanh_runs": pairs_tanh, "tanh_minus_sigmoid": difference,
+            "ci": [low, high], "verdict": C6_RULE.decide(difference, low, high)}
