@@ -70,7 +70,10 @@ class Context:
 
     @cached_property
     def runs(self) -> Runs:
-        return Runs(self.labels, self.training["status"].values, self.activation, self.training.attrs.get("rule", ""))
+        minimum = self.training.attrs.get("min_accuracy")
+        rule = (f"training accuracy at least {float(minimum):g} at the last record, not diverged"
+                if minimum is not None else "")
+        return Runs(self.labels, self.training["status"].values, self.activation, rule)
 
     def saturation(self, eps: float | None = None) -> xr.Dataset:
         """saturation by (run, epoch, layer, split) at band ``eps``, all epochs."""

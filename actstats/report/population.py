@@ -49,7 +49,7 @@ class Runs:
         self.labels = np.asarray(labels)
         self.status = np.asarray(status).astype(str)
         self.activation = np.asarray(activation).astype(str)
-        self.rule = rule
+        self.rule = rule  # a short form of the training query's rule
         self.known = bool((self.status != "not known").any())
 
     def eligible(self) -> np.ndarray:
@@ -82,8 +82,8 @@ class Runs:
             excluded[extra_reason or "outside the claim's population"] = self.labels[keep & ~extra].tolist()
             keep &= extra
         who = f"{activation} runs" if activation else "runs"
-        trained = (f"that trained ({self.rule})" if self.known
-                   else "(the store does not record training accuracy: every run that did not diverge counts)")
+        trained = (f"that trained ({self.rule})" if self.known and self.rule
+                   else "that trained" if self.known else "(the store does not record training accuracy: every run that did not diverge counts)")
         definition = f"{who} {trained}" + (f", {what}" if what else "")
         return Population(definition, self.labels[keep].tolist(), excluded)
 

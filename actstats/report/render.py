@@ -60,9 +60,11 @@ def _decision_rows(claim) -> str:
         f"{_number(claim.ci[1])})</td></tr>",
     ]
     if claim.margin:
-        rows.append(f"<tr><th>margin</th><td>{escape(_format(claim.margin))}</td></tr>")
+        margin = "; ".join(f"{k.replace('_', ' ')} {_number(v, '{:+.3g}') if isinstance(v, float) else escape(str(v))}"
+                           for k, v in claim.margin.items())
+        rows.append(f"<tr><th>margin</th><td>{escape(margin)} (positive: on the supported side)</td></tr>")
     if claim.sensitivity:
-        rows.append(f"<tr><th>sensitivity</th><td>{escape(_format(claim.sensitivity))}</td></tr>")
+        rows.append(f"<tr><th>sensitivity</th><td>{escape(sensitivity_text(claim.sensitivity))}</td></tr>")
     table = "<table>" + "".join(rows) + "</table>"
     if claim.strata:
         table += "<table><tr><th>stratum</th><th>runs</th><th>estimate</th><th>95% interval</th><th>verdict</th></tr>"
@@ -71,6 +73,24 @@ def _decision_rows(claim) -> str:
                       f"<td>{_number(s.ci[0])} to {_number(s.ci[1])}</td><td>{_badge(s.verdict)}</td></tr>")
         table += "</table>"
     return table
+
+
+def sensitivity_text(sensitivity: dict) -> str:
+    """``eps 0.01: not supported (0.026 [0.005, 0.046]); …; thresholds …; the verdict survives: no``."""
+    parts = []
+    for eps, entry in sensitivity.get("eps", {}).items():
+        detail = ""
+        if "ci" in entry:
+            detail = (f" ({_number(entry.get('estimate'))} [{_number(entry['ci'][0])}, "
+                      f"{_number(entry['ci'][1])}])")
+        parts.append(f"eps {eps}: {entry['verdict']}{detail}")
+    parts += [f"{rule}: {verdict}" for rule, verdict in sensitivity.get("thresholds", {}).items()]
+    survives = sensitivity.get("verdict_survives")
+    if survives is not None:
+        parts.append(f"the verdict survives every variant: {'yes' if survives else 'no'}")
+    if sensitivity.get("note"):
+        parts.append(str(sensitivity["note"]))
+    return "; ".join(parts)
 
 
 def _training_html(context: dict) -> list[str]:
