@@ -82,3 +82,34 @@ def run_cli(*args, env=None, cwd=None, timeout=300):
         cwd=cwd or ROOT,
         timeout=timeout,
     )
+
+
+# ------------------------------------------------------------- the captured store, two backends
+
+
+@pytest.fixture(scope="module")
+def stores(small_store):
+    """The captured small store opened lazily (dask) and loaded (numpy)."""
+    import actstats
+
+    return {"dask": actstats.open_store(small_store), "numpy": actstats.open_store(small_store).load()}
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def ds(stores, backend):
+    """Every query test runs on numpy- and dask-backed data through this one fixture."""
+    return stores[backend]
+
+
+def run_main(capsys, *args):
+    """`actstats ARGS --no-progress` in this process: (exit code, stdout, stderr)."""
+    from actstats import cli
+
+    code = cli.main([str(a) for a in args] + ["--no-progress"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

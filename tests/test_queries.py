@@ -41,21 +41,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = 0.1  # the small store saturates little; a wider band gives non-trivial fractions
 
 
-@pytest.fixture(scope="module")
-def stores(small_store):
-    return {"dask": actstats.open_store(small_store), "numpy": actstats.open_store(small_store).load()}
-
-
-@pytest.fixture(params=["numpy", "dask"])
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
-def ds(stores, backend):
-    return stores[backend]
-
-
 def _groups(ds):
     for r in range(ds.sizes["run"]):
         for e in range(ds.sizes["epoch"]):

@@ -10,7 +10,7 @@ import pytest
 
 from actstats import cli
 from actstats.options import set_options
-from conftest import run_cli
+from conftest import run_cli, run_main as _main
 
 #: DESIGN.md, "The command line": the fields each query's records have at least.
 DESIGN_FIELDS = {
@@ -35,12 +35,6 @@ OPTIONS = {
     "bimodality": ["--by", "layer,split"],  # keeps the test fast; the default by is tested in test_queries
     "fit": ["--by", "layer", "--family", "beta,logit_normal"],
 }
-
-
-def _main(capsys, *args):
-    code = cli.main([str(a) for a in args] + ["--no-progress"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("command", list(DESIGN_FIELDS))

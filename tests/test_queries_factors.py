@@ -23,24 +23,9 @@ from actstats.selection import select_runs
 from actstats.synthetic import synthetic_store
 from queries_reference import factor_effects_reference
 from tolerances import STATISTIC, float_rtol
+from conftest import run_main as _main
 
 FAST = {"n_permutations": 999, "n_resamples": 500, "seed": 3}
-
-
-@pytest.fixture(scope="module")
-def stores(small_store):
-    return {"dask": actstats.open_store(small_store), "numpy": actstats.open_store(small_store).load()}
-
-
-@pytest.fixture(params=["numpy", "dask"])
-def ds(stores, request):
-    return stores[request.param]
-
-
-def _main(capsys, *args):
-    code = cli.main([str(a) for a in args] + ["--no-progress"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _order(values) -> list[str]:

@@ -19,22 +19,7 @@ from actstats import cli
 from actstats.errors import ActstatsValueError
 from actstats.options import set_options
 from actstats.synthetic import synthetic_store
-
-
-@pytest.fixture(scope="module")
-def stores(small_store):
-    return {"dask": actstats.open_store(small_store), "numpy": actstats.open_store(small_store).load()}
-
-
-@pytest.fixture(params=["numpy", "dask"])
-def ds(stores, request):
-    return stores[request.param]
-
-
-def _main(capsys, *args):
-    code = cli.main([str(a) for a in args] + ["--no-progress"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import run_main as _main
 
 
 # ------------------------------------------------------------------------- training

@@ -13,24 +13,11 @@ import numpy as np
 import xarray as xr
 
 from actstats.activations import get_activation
+from actstats.queries.training import last_complete
 from actstats.report.population import Runs
 
 #: The band widths every verdict on saturation is repeated at (the sensitivity).
 EPS_GRID = (0.01, 0.02, 0.05, 0.1)
-
-
-def last_complete(ds) -> np.ndarray:
-    """Each run's position on ``epoch`` of its last complete record; -1 for a run with none.
-
-    Examples
-    --------
-    >>> import xarray as xr
-    >>> ds = xr.Dataset({"complete": (("run", "epoch"), [[True, True, False], [False, False, False]])})
-    >>> last_complete(ds).tolist()
-    [1, -1]
-    """
-    complete = np.asarray(ds["complete"].values, dtype=bool)
-    return np.where(complete.any(axis=1), complete.shape[1] - 1 - np.argmax(complete[:, ::-1], axis=1), -1)
 
 
 def at_last(result: xr.Dataset, last: np.ndarray) -> xr.Dataset:
