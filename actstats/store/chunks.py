@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -68,7 +69,19 @@ def atomic_write(
 
 
 class DamagedChunkError(ValueError):
-    """A chunk file whose length or CRC-32C checksum is wrong; the message says which."""
+    """A chunk file whose length or CRC-32C checksum is wrong, or that is not a regular file;
+    the message says which."""
+
+
+def special_file_kind(mode: int) -> str:
+    """What a file of `mode` (``st_mode``) is, in words, for a message about a file that
+    is not a regular file."""
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 class ChunkFiles:
@@ -113,6 +126,9 @@ class ChunkFiles:
         self.nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
         self.fsync = fsync
         self.before_rename = before_rename
+        #: chunk index -> CRC-32C of each chunk written, when a dict (the manifest's log:
+        #: :func:`actstats.store.manifest.log_chunk_writes`); None: not noted.
+        self.log: dict[tuple[int, ...], int] | None = None
 
     def path(self, index: tuple[int, ...]) -> str:
         """The file of chunk `index`."""
@@ -122,14 +138,20 @@ class ChunkFiles:
     def read(self, index: tuple[int, ...]) -> np.ndarray | None:
         """Chunk `index` as a read-only array of the chunk's shape, or None if its file is absent.
 
-        Raises :class:`DamagedChunkError` when the file's length or checksum is wrong; other
-        OSErrors of the read pass through.
+        Raises :class:`DamagedChunkError` when the file's length or checksum is wrong, or when
+        it is not a regular file (a FIFO, device or socket in a chunk's place would block the
+        read or never end: it is opened without blocking and refused unread); other OSErrors
+        of the read pass through.
         """
         try:
-            with open(self.path(index), "rb") as f:
-                data = f.read()
+            fd = os.open(self.path(index), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise DamagedChunkError(f"{special_file_kind(mode)}, not a regular file")
+            data = f.read()
         if len(data) != self.nbytes + 4:
             raise DamagedChunkError(f"{len(data)} bytes, expected {self.nbytes + 4}")
         if crc32c.crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
@@ -150,8 +172,11 @@ class ChunkFiles:
         path = self.path(index)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         body = memoryview(piece).cast("B")
-        atomic_write(path, (body, crc32c.crc32c(body).to_bytes(4, "little")),
+        crc = crc32c.crc32c(body)
+        atomic_write(path, (body, crc.to_bytes(4, "little")),
                      fsync=self.fsync, before_rename=self.before_rename)
+        if self.log is not None:
+            self.log[tuple(int(i) for i in index)] = crc
 
     def write_block(self, start: tuple[int, ...], block: np.ndarray) -> None:
         """Write `block` at `start` (chunk-aligned; missing trailing dims start at 0, missing
@@ -197,3 +222,4 @@ class ChunkFiles:
                     os.remove(leftover)
                 except FileNotFoundError:
                     pass
+

@@ -185,6 +185,8 @@ def _describe_selection(key, chunks) -> str:
 def _open_group(path):
     import zarr
 
+    from actstats.store.filestore import RegularFilesStore
+
     location = os.fspath(path) if not isinstance(path, str) else path
     try:
         if is_local(location) and not os.path.exists(local_path(location)):
@@ -192,7 +194,10 @@ def _open_group(path):
         # A URL goes to zarr's FsspecStore (read-only), through whatever fsspec back end its
         # protocol names (memory://, s3:// with s3fs, gs:// with gcsfs, ...); file:// and
         # plain paths go to zarr's LocalStore.
-        group = zarr.open_group(local_path(location) if is_local(location) else location, mode="r")
+        # Local stores are read through RegularFilesStore: a FIFO in a file's place is
+        # refused (DamagedChunkError) instead of blocking the read for ever.
+        store = RegularFilesStore(local_path(location), read_only=True) if is_local(location) else location
+        group = zarr.open_group(store, mode="r")
         if group.metadata.zarr_format != 3:
             raise StoreFormatError(f"{location}: Zarr format {group.metadata.zarr_format}, expected 3")
         attrs = dict(group.attrs)
