@@ -34,3 +34,31 @@ class ActstatsValueError(ActstatsError, ValueError):
         super().__init__(message)
         self.argument = argument
         self.problem = problem or message
+
+
+#: The most characters of one user-given value that an error message shows.
+SHOWN_CHARACTERS = 200
+
+
+def shorten(value, limit: int = SHOWN_CHARACTERS, *, quote: bool = True) -> str:
+    """`value` as text for an error message: at most about `limit` characters, the middle
+    elided with its original length said, so that a 50 MB value makes a short line.
+
+    Strings are shown as ``repr`` shows them (quoted, control characters escaped), unless
+    `quote` is false; other values as ``str``.
+
+    Examples
+    --------
+    >>> shorten("digits")
+    "'digits'"
+    >>> shorten("x" * 1000, limit=20)
+    "'xxxxxxxx…xxxxxxxxx' (1002 characters)"
+    >>> shorten(3.5)
+    '3.5'
+    """
+    text = repr(value) if quote and isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    head = (limit + 1) // 2 - 1
+    tail = limit - head - 1
+    return f"{text[:head]}…{text[-tail:]} ({len(text)} characters)"

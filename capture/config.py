@@ -11,6 +11,7 @@ import difflib
 import itertools
 import math
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from actstats.activations import ACTIVATIONS
-from actstats.errors import ActstatsError
+from actstats.errors import ActstatsError, shorten
 
 
 class ConfigError(ActstatsError):
@@ -47,14 +48,48 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _positive_int(v):
-    return None if _is_int(v) and v > 0 else "must be a positive integer"
-
-
 #: Upper bounds on values whose size the parser itself would spend memory or time on.
 MAX_DEPTH = 10_000
 MAX_LOG_POINTS = 1_000
 MAX_RUNS = 100_000
+#: Integers are stored as int64 (coordinates such as `seed` and `batch_size`).
+MAX_INT = 2**63 - 1
+#: Learning rates, momentum, weight decay and init_scale are used as float32 by PyTorch.
+MAX_FLOAT32 = float(np.finfo(np.float32).max)
+#: Class counts (the readout's outputs, the store's `class` dimension): labels are in [0, MAX_CLASSES).
+MAX_CLASSES = 10_000
+#: Training length in epochs (the `step` coordinate is an int64 count of optimizer steps).
+MAX_EPOCHS = 1_000_000
+#: Values a synthetic or mnist1d data set may generate (n_samples x n_features; 16 GiB as float32).
+MAX_GENERATED_VALUES = 2**32
+#: A config file is read only if it is a regular file of at most this many bytes.
+MAX_CONFIG_BYTES = 2**20
+#: mnist1d's generator seeds numpy's legacy generator with data_seed + 42, which takes < 2**32.
+MNIST1D_SEED_OFFSET = 42
+
+
+def _positive_int(v):
+    return None if _is_int(v) and 0 < v <= MAX_INT else "must be a positive integer (at most 2**63-1)"
+
+
+def _seed(v):
+    return None if _is_int(v) and 0 <= v <= MAX_INT else "must be an integer from 0 to 2**63-1"
+
+
+def _n_samples(v):
+    if _is_int(v) and 2 <= v <= MAX_INT:
+        return None
+    return "must be an integer >= 2 (at least one training and one held-out row)"
+
+
+def _n_classes(v):
+    if _is_int(v) and 1 <= v <= MAX_CLASSES:
+        return None
+    return f"must be an integer from 1 to {MAX_CLASSES}"
+
+
+def _float32_number(v) -> bool:
+    return _is_number(v) and abs(v) <= MAX_FLOAT32
 
 
 def _depth(v):
@@ -62,19 +97,30 @@ def _depth(v):
 
 
 def _nonnegative_int(v):
-    return None if _is_int(v) and v >= 0 else "must be an integer >= 0"
+    return None if _is_int(v) and 0 <= v <= MAX_INT else "must be an integer >= 0 (at most 2**63-1)"
 
 
 def _int(v):
     return None if _is_int(v) else "must be an integer"
 
 
+_BEYOND_FLOAT32 = f"must be at most {MAX_FLOAT32:.8g} (float32's largest finite value: PyTorch trains in float32)"
+
+
 def _positive_number(v):
-    return None if _is_number(v) and v > 0 else "must be a number > 0"
+    if not (_is_number(v) and v > 0):
+        return "must be a number > 0"
+    return None if _float32_number(v) else _BEYOND_FLOAT32
 
 
 def _nonnegative_number(v):
-    return None if _is_number(v) and v >= 0 else "must be a number >= 0"
+    if not (_is_number(v) and v >= 0):
+        return "must be a number >= 0"
+    return None if _float32_number(v) else _BEYOND_FLOAT32
+
+
+def _train_epochs(v):
+    return None if _is_number(v) and 0 < v <= MAX_EPOCHS else f"must be a number > 0 and at most {MAX_EPOCHS}"
 
 
 def _fraction(v):
@@ -101,9 +147,9 @@ def _width(v):
 
 
 def _layer_lr(v):
-    if isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v):
+    if isinstance(v, list) and v and all(_float32_number(x) and x > 0 for x in v):
         return None
-    return "must be a list of numbers > 0, one per hidden layer"
+    return f"must be a list of numbers > 0 and at most {MAX_FLOAT32:.8g} (float32), one per hidden layer"
 
 
 def _record_epochs(v):
@@ -134,14 +180,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
         "name": ("digits", _one_of(DATASETS)),
         "path": (_ABSENT, _string),
         "test_fraction": (0.2, _fraction),
-        "split_seed": (0, _int),
+        "split_seed": (0, _seed),
         "probe_train": (_ABSENT, _nonnegative_int),
         "probe_test": (_ABSENT, _nonnegative_int),
-        "n_samples": (_ABSENT, _positive_int),
+        "n_samples": (_ABSENT, _n_samples),
         "n_features": (32, _positive_int),
-        "n_classes": (4, _positive_int),
+        "n_classes": (4, _n_classes),
         "teacher_width": (64, _positive_int),
-        "data_seed": (0, _int),
+        "data_seed": (0, _seed),
     },
     "model": {
         "depth": (5, _depth),
@@ -158,8 +204,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
         "betas": ([0.9, 0.999], _betas),
         "layer_lr": (_ABSENT, _layer_lr),
         "batch_size": (10, _positive_int),
-        "epochs": (50, _positive_number),
-        "seed": (0, _int),
+        "epochs": (50, _train_epochs),
+        "seed": (0, _seed),
     },
     "record": {
         "epochs": ("log:16", _record_epochs),
@@ -228,19 +274,38 @@ def load_config(path: str | os.PathLike) -> CaptureConfig:
         One line naming the file, the key and what is wrong with its value.
     """
     path = os.fspath(path)
+    shown = shorten(path, quote=False)
     try:
-        with open(path, "rb") as f:
-            raw_bytes = f.read()
+        # O_NONBLOCK: a FIFO given as the config must not block the open; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{shown}: no such config file") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
+        raise ConfigError(f"{shown}: is a directory, not a config file") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{shown}: cannot read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{shown}: is a directory, not a config file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{shown}: not a regular file (a device, FIFO or socket); a config must be a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{shown}: {info.st_size} bytes; a config file may hold at most {MAX_CONFIG_BYTES} bytes (1 MiB)"
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw_bytes = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(raw_bytes) > MAX_CONFIG_BYTES:  # grew while being read
+        raise ConfigError(f"{shown}: a config file may hold at most {MAX_CONFIG_BYTES} bytes (1 MiB)")
     try:
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file (a TOML config was expected)") from None
+        raise ConfigError(f"{shown}: not a UTF-8 text file (a TOML config was expected)") from None
     return parse_config(text, source=path)
 
 
@@ -253,10 +318,13 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
     >>> len(config.runs), config.runs[1]["train"]["seed"]
     (2, 1)
     """
+    given_source, source = source, shorten(source, quote=False)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or inline tables
+        raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     sections = set(SCHEMA) | {"sweep"}
     for section, body in raw.items():
         if section not in sections:
@@ -285,20 +353,20 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
         keys = tuple(k.strip() for k in key.split(","))
         for k in keys:
             if k not in valid_keys:
-                raise ConfigError(f"{source}: unknown sweep key {k!r}{_suggest(k, valid_keys)}")
+                raise ConfigError(f"{source}: unknown sweep key '{_printable(k)}'{_suggest(k, valid_keys)}")
             if k in _NOT_SWEEPABLE:
                 raise ConfigError(
-                    f"{source}: sweep key {k!r} is not allowed: one store holds the probes of one data set"
+                    f"{source}: sweep key '{_printable(k)}' is not allowed: one store holds the probes of one data set"
                 )
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{source}: sweep.{key!r} must be a non-empty list of values")
+            raise ConfigError(f"{source}: sweep.'{_printable(key)}' must be a non-empty list of values")
         if len(keys) == 1:
             points = [(v,) for v in values]
         else:  # linked keys vary together: "train.optimizer, train.lr" = [["sgd", 0.1], ["adam", 0.001]]
             for v in values:
                 if not isinstance(v, list) or len(v) != len(keys):
                     raise ConfigError(
-                        f"{source}: sweep.{key!r}: each value must be a list of {len(keys)} values, one per key, got {_show(v)}"
+                        f"{source}: sweep.'{_printable(key)}': each value must be a list of {len(keys)} values, one per key, got {_show(v)}"
                     )
             points = [tuple(v) for v in values]
         axes.append((keys, points))
@@ -315,14 +383,14 @@ def parse_config(text: str, source: str = "<config>") -> CaptureConfig:
             for key, value in zip(keys, values):
                 section, name = key.split(".")
                 run[section][name] = value
-                assigned.append(f"{key} = {value!r}")
+                assigned.append(f"{key} = {_show(value)}")
         label = ", ".join(assigned)
         _validate_run(run, source, f" (run {len(runs)}: {label})" if sweep_keys else "")
         runs.append(run)
 
     whole = {section: dict(values) for section, values in base.items()}
     whole["sweep"] = {k: list(v) for k, v in sweep.items()}
-    return CaptureConfig(source=source, text=text, sweep=whole, runs=tuple(runs), sweep_keys=sweep_keys)
+    return CaptureConfig(source=given_source, text=text, sweep=whole, runs=tuple(runs), sweep_keys=sweep_keys)
 
 
 def _validate_run(run: dict, source: str, where: str) -> None:
@@ -350,6 +418,40 @@ def _validate_run(run: dict, source: str, where: str) -> None:
         raise ConfigError(f"{source}: dataset.name = 'npz' needs dataset.path (a .npz file with x and y){where}")
     if dataset["name"] != "npz" and "path" in dataset:
         raise ConfigError(f"{source}: dataset.path is only used with dataset.name = 'npz'{where}")
+    if dataset.get("probe_train") == 0 and dataset.get("probe_test") == 0:
+        raise ConfigError(
+            f"{source}: dataset.probe_train = 0 and dataset.probe_test = 0: at least one probe sample is needed "
+            f"(set probe_train or probe_test to 1 or more){where}"
+        )
+    if dataset["name"] == "mnist1d" and dataset["data_seed"] + MNIST1D_SEED_OFFSET >= 2**32:
+        raise ConfigError(
+            f"{source}: dataset.data_seed = {_show(dataset['data_seed'])}: mnist1d's generator takes seeds up to "
+            f"{2**32 - 1 - MNIST1D_SEED_OFFSET} (data_seed + {MNIST1D_SEED_OFFSET} < 2**32){where}"
+        )
+    if dataset["name"] == "mnist1d" and dataset.get("n_samples", 10) < 10:
+        raise ConfigError(
+            f"{source}: dataset.n_samples = {_show(dataset['n_samples'])}: mnist1d generates n_samples // 10 rows "
+            f"of each of its 10 classes, so it needs at least 10{where}"
+        )
+    if dataset["name"] in ("synthetic", "mnist1d"):
+        n_samples = dataset.get("n_samples", 2000 if dataset["name"] == "synthetic" else 5000)
+        n_features = dataset["n_features"] if dataset["name"] == "synthetic" else 40
+        for key, a, b in (("n_samples", n_samples, n_features), ("n_features", n_features, dataset["teacher_width"])):
+            if dataset["name"] == "mnist1d" and key == "n_features":
+                continue
+            if a * b > MAX_GENERATED_VALUES:
+                other = "n_features" if key == "n_samples" else "teacher_width"
+                raise ConfigError(
+                    f"{source}: dataset.{key} = {_show(a)}: with {other} = {_show(b)} the generator would make "
+                    f"{a * b:.3g} values, more than the {MAX_GENERATED_VALUES:.3g} capture allows{where}"
+                )
+    if "layer_lr" in train:
+        for i, factor in enumerate(train["layer_lr"]):
+            if train["lr"] * factor > MAX_FLOAT32:
+                raise ConfigError(
+                    f"{source}: train.layer_lr = {_show(train['layer_lr'])}: entry {i} times train.lr = "
+                    f"{_show(train['lr'])} is beyond float32's range ({MAX_FLOAT32:.8g}){where}"
+                )
     if train["optimizer"] == "adam" and train["momentum"] != 0:
         raise ConfigError(f"{source}: train.momentum = {_show(train['momentum'])}: not used by adam (set betas){where}")
     epochs = record["epochs"]
@@ -392,9 +494,15 @@ MAX_WIDTH = 2**20
 
 
 def _printable(name: str) -> str:
-    """A key or section name as it can stand in a one-line message (newlines escaped)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    """A key or section name as it can stand in a one-line message (newlines escaped, at
+    most about 200 characters: see :func:`actstats.errors.shorten`)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return shorten(text, quote=False)
 
 
 def _show(value) -> str:
-    return repr(value) if isinstance(value, str) else str(value).replace("True", "true").replace("False", "false")
+    """A value as an error message shows it: TOML's spelling of booleans, at most about 200
+    characters (:func:`actstats.errors.shorten`)."""
+    if isinstance(value, str):
+        return shorten(value)
+    return shorten(str(value).replace("True", "true").replace("False", "false"), quote=False)

@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
 
-from capture.config import ConfigError
+from actstats.errors import shorten
+from capture.config import MAX_CLASSES, ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,16 @@ class Dataset:
 
 
 def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
-    """Build the training and held-out splits that `spec` (the [dataset] table) describes."""
+    """Build the training and held-out splits that `spec` (the [dataset] table) describes.
+
+    Refuses (:class:`ConfigError`, one line naming the key) a split with no training or no
+    held-out row, and labels outside [0, MAX_CLASSES).
+    """
+    source = shorten(source, quote=False)
     name = spec["name"]
     if name == "digits":
         x, y = load_digits()
-        return _split(name, x, y, spec)
+        return _split(name, x, y, spec, source)
     if name == "mnist1d":
         from mnist1d.data import get_dataset_args, make_dataset
 
@@ -48,7 +55,7 @@ def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
         data = make_dataset(args)
         x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)
         y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
-        return _split(name, x, y, spec)
+        return _split(name, x, y, spec, source)
     if name == "synthetic":
         x, y = synthetic_teacher(
             n_samples=int(spec.get("n_samples", 2000)),
@@ -57,7 +64,7 @@ def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
             teacher_width=int(spec["teacher_width"]),
             seed=int(spec["data_seed"]),
         )
-        return _split(name, x, y, spec)
+        return _split(name, x, y, spec, source)
     if name == "npz":
         return _load_npz(spec, source)
     raise ConfigError(f"{source}: dataset.name = {name!r}: unknown data set")
@@ -99,44 +106,67 @@ def synthetic_teacher(n_samples: int, n_features: int, n_classes: int, teacher_w
     return x, y
 
 
-def _split(name, x, y, spec) -> Dataset:
+def _split(name, x, y, spec, source="<config>") -> Dataset:
+    if len(x) < 2:
+        key = f"path = {shorten(spec['path'])}" if name == "npz" else f"name = {name!r}"
+        hint = " (or give x_test and y_test)" if name == "npz" else ""
+        raise ConfigError(
+            f"{source}: dataset.{key}: {len(x)} row; a training and a held-out split need at least 2{hint}"
+        )
+    n_test = max(1, int(round(spec["test_fraction"] * len(x))))
+    if len(x) - n_test < 1:
+        raise ConfigError(
+            f"{source}: dataset.test_fraction = {spec['test_fraction']:g}: splits the {len(x)} rows of {name} into "
+            f"{len(x) - n_test} training and {n_test} held-out rows; each split needs at least one row"
+        )
     rng = np.random.default_rng(int(spec["split_seed"]))
     order = rng.permutation(len(x))
-    n_test = max(1, int(round(spec["test_fraction"] * len(x))))
     test, train = order[:n_test], order[n_test:]
     return Dataset(name, x[train], y[train], x[test], y[test], train, test, int(y.max()) + 1)
 
 
 def _load_npz(spec, source) -> Dataset:
     path = spec["path"]
+    shown = shorten(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read, a device never end
+            raise ConfigError(f"{source}: dataset.path = {shown}: not a regular file")
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
-        raise ConfigError(f"{source}: dataset.path = {path!r}: no such file") from None
+        raise ConfigError(f"{source}: dataset.path = {shown}: no such file") from None
     except (ValueError, OSError) as exc:
-        raise ConfigError(f"{source}: dataset.path = {path!r}: not a readable .npz file ({exc})") from None
+        raise ConfigError(f"{source}: dataset.path = {shown}: not a readable .npz file ({shorten(str(exc), quote=False)})") from None
     for key in ("x", "y"):
         if key not in arrays:
-            raise ConfigError(f"{source}: dataset.path = {path!r}: the .npz has no array {key!r} (it has {sorted(arrays)})")
+            raise ConfigError(f"{source}: dataset.path = {shown}: the .npz has no array {key!r} (it has {sorted(arrays)})")
     if ("x_test" in arrays) != ("y_test" in arrays):
-        raise ConfigError(f"{source}: dataset.path = {path!r}: x_test and y_test must come together")
+        raise ConfigError(f"{source}: dataset.path = {shown}: x_test and y_test must come together")
 
     def check(xk, yk):
         x, y = arrays[xk], arrays[yk]
         if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
-            raise ConfigError(f"{source}: dataset.path = {path!r}: {xk!r} must be a 2-d numeric array, got shape {x.shape}")
+            raise ConfigError(f"{source}: dataset.path = {shown}: {xk!r} must be a 2-d numeric array, got shape {x.shape}")
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-            raise ConfigError(f"{source}: dataset.path = {path!r}: {yk!r} must be non-negative integer labels, one per row of {xk!r}")
+            raise ConfigError(f"{source}: dataset.path = {shown}: {yk!r} must be non-negative integer labels, one per row of {xk!r}")
+        with np.errstate(over="ignore"):  # values beyond float32's range become inf, and are refused
+            x = x.astype(np.float32)
         if not np.isfinite(x).all():
-            raise ConfigError(f"{source}: dataset.path = {path!r}: {xk!r} holds non-finite values")
-        return x.astype(np.float32), y.astype(np.int64)
+            raise ConfigError(f"{source}: dataset.path = {shown}: {xk!r} holds non-finite values (or values beyond float32's range)")
+        if len(x) == 0 or x.shape[1] == 0:
+            raise ConfigError(f"{source}: dataset.path = {shown}: {xk!r} has shape {x.shape}; it needs at least one row and one column")
+        if y.max() >= MAX_CLASSES:
+            raise ConfigError(
+                f"{source}: dataset.path = {shown}: {yk!r} holds the label {int(y.max())}; labels must be integers "
+                f"in [0, {MAX_CLASSES}) (the class count is the largest label + 1)"
+            )
+        return x, y.astype(np.int64)
 
     x, y = check("x", "y")
     if "x_test" not in arrays:
-        return _split("npz", x, y, spec)
+        return _split("npz", x, y, spec, source)
     x_test, y_test = check("x_test", "y_test")
     if x_test.shape[1] != x.shape[1]:
-        raise ConfigError(f"{source}: dataset.path = {path!r}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
+        raise ConfigError(f"{source}: dataset.path = {shown}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
     n_classes = int(max(y.max(), y_test.max())) + 1
     return Dataset("npz", x, y, x_test, y_test, np.arange(len(x)), np.arange(len(x_test)), n_classes)
