@@ -170,3 +170,69 @@ def _load_npz(spec, source) -> Dataset:
         raise ConfigError(f"{source}: dataset.path = {shown}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
     n_classes = int(max(y.max(), y_test.max())) + 1
     return Dataset("npz", x, y, x_test, y_test, np.arange(len(x)), np.arange(len(x_test)), n_classes)
+
+
+#: The format of :func:`data_fingerprint`'s value (the store's ``data_fingerprint`` attribute).
+FINGERPRINT_FORMAT = "actstats.data-fingerprint/1"
+
+
+def data_fingerprint(spec: dict, data: Dataset) -> dict:
+    """What a capture's data are, for the store's ``data_fingerprint`` root attribute, which
+    ``--resume`` compares (:func:`actstats.store.prepare_store`).
+
+    ``arrays``: a BLAKE2b (128-bit) hash of each array training and recording use, as they
+    are after the split (``x_train``, ``y_train``, ``x_test``, ``y_test`` and the source rows
+    ``index_train``, ``index_test``; the dtype and shape are hashed with the bytes), and the
+    class count. ``source`` describes where they came from: the generator and its version
+    (scikit-learn's for ``digits``, mnist1d's, this module's teacher for ``synthetic`` with its
+    parameters, the file for ``npz``) and the seeds. The arrays decide whether the data are the
+    same; ``source`` is named when they are not (a changed generator version with identical
+    arrays is the same data).
+
+    Examples
+    --------
+    >>> x, y = synthetic_teacher(20, 3, 2, 4, seed=0)
+    >>> spec = {"name": "synthetic", "split_seed": 0, "test_fraction": 0.25, "n_features": 3,
+    ...         "n_classes": 2, "teacher_width": 4, "data_seed": 0}
+    >>> fp = data_fingerprint(spec, _split("synthetic", x, y, spec))
+    >>> sorted(fp["arrays"]), fp["source"]["generator"]
+    (['index_test', 'index_train', 'n_classes', 'x_test', 'x_train', 'y_test', 'y_train'], 'synthetic teacher')
+    >>> fp == data_fingerprint(spec, _split("synthetic", x, y, spec))
+    True
+    """
+    import hashlib
+
+    arrays = {}
+    for name in ("x_train", "y_train", "x_test", "y_test", "index_train", "index_test"):
+        values = np.ascontiguousarray(getattr(data, name))
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{values.dtype.str} {values.shape}\n".encode())
+        h.update(memoryview(values).cast("B") if values.size else b"")
+        arrays[name] = h.hexdigest()
+    arrays["n_classes"] = int(data.n_classes)
+    return {"format": FINGERPRINT_FORMAT, "hash": "blake2b-128", "arrays": arrays, "source": _data_source(spec)}
+
+
+def _data_source(spec: dict) -> dict:
+    """The generator (name, version, parameters) and seeds behind a [dataset] table."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    name = spec["name"]
+    source: dict = {"name": name, "split_seed": spec.get("split_seed"), "test_fraction": spec.get("test_fraction")}
+    if name == "digits":
+        source.update(generator="scikit-learn digits.csv.gz", version=installed("scikit-learn"))
+    elif name == "mnist1d":
+        source.update(generator="mnist1d make_dataset", version=installed("mnist1d"),
+                      data_seed=spec.get("data_seed", 0), n_samples=spec.get("n_samples"))
+    elif name == "synthetic":
+        source.update(generator="synthetic teacher", version=installed("actstats"),
+                      **{k: spec.get(k) for k in ("data_seed", "n_samples", "n_features", "n_classes", "teacher_width")})
+    else:
+        source.update(generator="npz file", path=str(spec.get("path")))
+    return {k: v for k, v in source.items() if v is not None}

@@ -14,7 +14,7 @@ from actstats.errors import ActstatsError
 from actstats.options import progress_enabled
 from actstats.store import StoreContents, StoreLayout, canonical_json, is_local, local_path, prepare_store
 from capture.config import CaptureConfig, load_config
-from capture.data import load_dataset
+from capture.data import data_fingerprint, load_dataset
 from capture.recorder import capture_run, record_steps, select_probes
 
 
@@ -145,10 +145,15 @@ def capture(
 
     def contents() -> StoreContents:
         layout, coords, _, probes = prepared()
-        return StoreContents(layout, coords, _root_attributes(config), probes.x)
+        attributes = {**_root_attributes(config), "data_fingerprint": fingerprint()}
+        return StoreContents(layout, coords, attributes, probes.x)
+
+    def fingerprint() -> dict:  # the data this capture is made from: --resume compares it
+        return data_fingerprint(config.runs[0]["dataset"], prepared()[2])
 
     mode = "resume" if resume else "overwrite" if overwrite else "create"
-    prepare_store(store_path, mode, contents=contents, sweep=canonical_json(config.sweep))
+    prepare_store(store_path, mode, contents=contents, sweep=canonical_json(config.sweep),
+                  data_fingerprint=fingerprint)
     layout, _, data, probes = prepared()
 
     group = zarr.open_group(store_path, mode="r")

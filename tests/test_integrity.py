@@ -76,3 +76,128 @@ def test_the_chunk_codec_refuses_a_special_file_unread(synthetic_store, tmp_path
     with pytest.raises(DamagedChunkError, match="a FIFO, not a regular file"):
         files.read((0, 0, 0, 0, 0))
     assert files.read((0, 1, 0, 0, 0)) is not None
+
+
+# ------------------------------------------------------------- item 2: the data's fingerprint
+
+NPZ_CONFIG = """
+[dataset]
+name = "npz"
+path = "{path}"
+probe_train = 8
+probe_test = 4
+
+[model]
+depth = 1
+width = 4
+
+[train]
+epochs = 1
+batch_size = 16
+
+[record]
+epochs = [0, 0.5, 1]
+
+[sweep]
+"train.seed" = [0, 1]
+"""
+
+
+def _npz(path, seed: int) -> str:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.standard_normal((40, 5)).astype("float32"), y=rng.integers(0, 3, 40))
+    return str(path)
+
+
+def _snapshot(store) -> dict:
+    out = {}
+    for directory, _, files in os.walk(store):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, store)] = f.read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def npz_capture(tmp_path_factory):
+    """An .npz config, its uninterrupted store, and a store of the same capture killed half way."""
+    from capture import capture
+    from reliability_tools import capture_process
+
+    base = tmp_path_factory.mktemp("npz")
+    data = _npz(base / "data.npz", 0)
+    config = str(base / "npz.toml")
+    with open(config, "w") as f:
+        f.write(NPZ_CONFIG.format(path=data))
+    reference = str(base / "reference.zarr")
+    capture(config, reference, progress=False)
+    killed = str(base / "killed.zarr")
+    process = capture_process(config, killed, env={"ACTSTATS_FAULT_KILL_AFTER_PUTS": "20"})
+    process.communicate(timeout=300)
+    assert process.returncode == -9
+    return base, data, config, reference, killed
+
+
+def test_the_store_records_the_fingerprint_of_its_data(npz_capture):
+    import zarr
+
+    _, _, _, reference, _ = npz_capture
+    fingerprint = zarr.open_group(reference, mode="r").attrs["data_fingerprint"]
+    assert fingerprint["format"] == "actstats.data-fingerprint/1"
+    assert set(fingerprint["arrays"]) >= {"x_train", "y_train", "x_test", "y_test"}
+    assert fingerprint["source"]["generator"] == "npz file"
+
+
+def test_resume_with_other_data_of_the_same_shape_is_refused_in_one_line(npz_capture, tmp_path):
+    from test_capture import assert_stores_identical
+
+    _, data, config, reference, killed = npz_capture
+    store = str(tmp_path / "s.zarr")
+    shutil.copytree(killed, store)
+    before = _snapshot(store)
+    os.replace(data, str(tmp_path / "kept.npz"))
+    try:
+        _npz(data, 1)  # other values, same shapes
+        code, _, err = cli("capture", config, "-o", store, "--resume", "--no-progress")
+        assert code == 2, err
+        assert one_line(err), err
+        assert "--resume with other data than the store was made from" in err
+        assert "x_train" in err and "y_train" in err
+        assert _snapshot(store) == before
+    finally:
+        os.replace(str(tmp_path / "kept.npz"), data)
+    code, _, err = cli("capture", config, "-o", store, "--resume", "--no-progress")  # the same data again
+    assert code == 0, err
+    assert_stores_identical(reference, store)
+    assert cli("verify", store, "--no-progress")[0] == 0
+
+
+def test_a_store_without_a_fingerprint_resumes_and_says_it_was_not_checked(npz_capture, tmp_path):
+    import json
+
+    _, _, config, _, killed = npz_capture
+    store = str(tmp_path / "old.zarr")
+    shutil.copytree(killed, store)
+    for name in ("zarr.json",):  # as an older actstats wrote it: no data_fingerprint attribute
+        path = os.path.join(store, name)
+        with open(path) as f:
+            meta = json.load(f)
+        del meta["attributes"]["data_fingerprint"]
+        with open(path, "w") as f:
+            json.dump(meta, f)
+    code, _, err = cli("capture", config, "-o", store, "--resume", "--no-progress")
+    assert code == 0, err
+    assert "no data fingerprint" in err
+
+
+def test_fingerprint_difference_names_what_differs():
+    from actstats.store.create import _fingerprint_difference
+
+    a = {"arrays": {"x_train": "1", "y_train": "2", "n_classes": 3}, "source": {"version": "1.0"}}
+    assert _fingerprint_difference(a, a) is None
+    assert _fingerprint_difference(a, {**a, "source": {"version": "2.0"}}) is None  # same arrays: same data
+    b = {"arrays": {"x_train": "9", "y_train": "2", "n_classes": 3}, "source": {"version": "2.0"}}
+    assert _fingerprint_difference(a, b) == "x_train differs; version: store has '1.0', now '2.0'"

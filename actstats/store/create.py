@@ -217,6 +217,7 @@ def prepare_store(
     *,
     contents: StoreContents | Callable[[], StoreContents],
     sweep: str | None = None,
+    data_fingerprint: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
 ) -> str:
     """Get the local store at `path` ready to be filled, as capture needs it.
 
@@ -244,6 +245,14 @@ def prepare_store(
     sweep : str
         With ``mode="resume"``: the text the store's ``sweep`` attribute must equal, as
         :func:`~actstats.store.canonical_json` writes it.
+    data_fingerprint : mapping or callable, optional
+        With ``mode="resume"``: what the store's ``data_fingerprint`` root attribute must
+        equal (the data the capture is made from, see docs/store-format.md), or a function
+        that returns it, called only when an existing store is checked and its config
+        matched. Refused when the fingerprints' ``arrays`` differ (the message names which);
+        their ``source`` (generator, version, seeds) only describes. A store without the
+        attribute (made by an older actstats or another program) is resumed unchecked, with
+        a line on stderr saying so.
 
     Returns
     -------
@@ -286,7 +295,7 @@ def prepare_store(
     if exists and mode == "create":
         raise ActstatsError(refusal)
     if exists and mode == "resume":
-        _check_resumable(path, sweep)
+        _check_resumable(path, sweep, data_fingerprint)
         return "resumed"
     if callable(contents):
         contents = contents()
@@ -296,7 +305,7 @@ def prepare_store(
         except FileExistsError:  # another process created it meanwhile
             if mode != "resume":
                 raise ActstatsError(refusal) from None
-            _check_resumable(path, sweep)  # and join it: the run locks share out its runs
+            _check_resumable(path, sweep, data_fingerprint)  # and join it: the run locks share out its runs
             return "resumed"
         return "created"
     _replace(path, contents)
@@ -325,18 +334,62 @@ def _replace(path: str, contents: StoreContents) -> None:
         os.close(lock)
 
 
-def _check_resumable(path: str, sweep: str) -> None:
+def _check_resumable(path: str, sweep: str, data_fingerprint=None) -> None:
     import zarr
 
     try:
         group = zarr.open_group(path, mode="r")
         stored = group.attrs.get("sweep")
+        stored_fingerprint = group.attrs.get("data_fingerprint")
     except Exception:
         raise ActstatsError(f"{path}: exists but is not a readable store; refusing to resume into it") from None
     if stored != sweep:
         raise ActstatsError(
             f"{path}: --resume with a different config than the store was made with ({_difference(stored, sweep)})"
         )
+    if data_fingerprint is None:
+        return
+    if stored_fingerprint is None:
+        print(f"{path}: the store has no data fingerprint (made by an older actstats or another program): "
+              "resuming without checking that the data are the ones it was made from", file=sys.stderr)
+        return
+    expected = data_fingerprint() if callable(data_fingerprint) else data_fingerprint
+    difference = _fingerprint_difference(stored_fingerprint, expected)
+    if difference:
+        raise ActstatsError(f"{path}: --resume with other data than the store was made from ({difference}); "
+                            "nothing written: restore the data, or use --overwrite")
+
+
+def _fingerprint_difference(stored, expected: Mapping[str, Any]) -> str | None:
+    """How two data fingerprints differ, in a few words, or None when their ``arrays`` (and any
+    other entry but ``source``) agree; ``source`` is named alongside when it differs too."""
+    if not isinstance(stored, Mapping):
+        return "the store's data fingerprint is not readable"
+    expected = json.loads(json.dumps(expected))  # as the attribute stores it (lists, str keys)
+    differing = []
+    for key in sorted(set(stored) | set(expected)):
+        if key == "source" or stored.get(key) == expected.get(key):
+            continue
+        a, b = stored.get(key), expected.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            differing += [f"{key}.{k}" if key != "arrays" else k
+                          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            differing.append(key)
+    if not differing:
+        return None
+    shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
+    text = f"{shown} differ{'s' if len(differing) == 1 else ''}"
+    a, b = stored.get("source"), expected.get("source")
+    if isinstance(a, Mapping) and isinstance(b, Mapping) and a != b:
+        changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        text += "; " + ", ".join(f"{k}: store has {_short(a.get(k))}, now {_short(b.get(k))}" for k in changed[:3])
+    return text
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _difference(stored: str | None, expected: str) -> str:
