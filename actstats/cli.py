@@ -14,9 +14,11 @@ import sys
 
 import numpy as np
 
-from actstats.errors import ActstatsError
+from actstats.errors import ActstatsError, shorten
 
 EXIT_OK, EXIT_USAGE, EXIT_INTEGRITY = 0, 2, 3
+#: The longest error line the command line prints (the values in it are shortened to ~200 each).
+MESSAGE_CHARACTERS = 2000
 
 
 def _one_line(message: str) -> str:
@@ -94,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         with set_options(**options):
             return COMMANDS[args.command](args)
     except ActstatsError as exc:  # its exit_code: 2 bad usage or input, 3 integrity
-        print(f"actstats {args.command}: {_one_line(_as_given(exc, args))}", file=sys.stderr)
+        # at most ~2000 characters: each echoed value is shortened where the message is made
+        # (actstats.errors.shorten); this bounds what any other message could echo
+        message = shorten(_one_line(_as_given(exc, args)), MESSAGE_CHARACTERS, quote=False)
+        print(f"actstats {args.command}: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"actstats {args.command}: interrupted", file=sys.stderr)
@@ -118,7 +123,7 @@ def _as_given(exc: ActstatsError, args) -> str:
         text = ",".join(given)
     else:
         text = str(given)
-    return f"--{argument.replace('_', '-')} {text}: {exc.problem}"
+    return f"--{argument.replace('_', '-')} {shorten(text, quote=False)}: {exc.problem}"
 
 
 def _cmd_capture(args) -> int:

@@ -17,7 +17,7 @@ import json
 import sys
 import warnings
 
-from actstats.errors import ActstatsError, ActstatsValueError
+from actstats.errors import ActstatsError, ActstatsValueError, shorten
 from actstats.registry import QUERIES, QuerySpec, parse_names
 
 FORMATS = ("table", "json", "csv")
@@ -85,11 +85,11 @@ def apply_selection(ds, args):
     except ActstatsValueError as exc:
         key = getattr(exc, "key", None)
         if exc.argument == "runs":
-            given = f"--runs {','.join(str(r) for r in runs)}"
+            given = f"--runs {shorten(','.join(str(r) for r in runs), quote=False)}"
         elif key in texts:
-            given = " ".join(f"--where {text}" for text in texts[key])
+            given = " ".join(f"--where {shorten(text, quote=False)}" for text in texts[key])
         else:
-            given = " ".join(f"--where {text}" for parts in texts.values() for text in parts)
+            given = shorten(" ".join(f"--where {text}" for parts in texts.values() for text in parts), quote=False)
         raise ActstatsError(f"{given}: {exc.problem}") from None
 
 

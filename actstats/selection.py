@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import xarray as xr
 
-from actstats.errors import ActstatsValueError
+from actstats.errors import ActstatsValueError, shorten
 
 __all__ = ["run_coordinates", "select_runs", "parse_where", "parse_runs"]
 
@@ -54,7 +54,7 @@ def _convert(key: str, value, dtype: np.dtype, argument: str = "where"):
             return np.asarray(float(text.strip() if isinstance(text, str) else text), dtype=dtype).item()
     except (TypeError, ValueError, OverflowError):
         kind = {"i": "an integer", "u": "an integer", "f": "a number", "b": "true or false"}.get(dtype.kind, str(dtype))
-        raise _error(key, f"{key}={text!r} is not {kind} ({key} is {dtype})", argument) from None
+        raise _error(key, f"{shorten(key, quote=False)}={shorten(text)} is not {kind} ({shorten(key, quote=False)} is {dtype})", argument) from None
     raise _error(key, f"{key}: cannot select on a coordinate of dtype {dtype}", argument)
 
 
@@ -115,7 +115,7 @@ def select_runs(ds: xr.Dataset, where: Mapping | None = None, runs: Iterable | N
         wanted = {}
         for key, value in where.items():
             if key not in known:
-                raise _error(key, f"unknown run coordinate {key!r} (known: {', '.join(known)})")
+                raise _error(key, f"unknown run coordinate {shorten(key)} (known: {', '.join(known)})")
             dtype = ds.coords[key].dtype
             wanted[key] = [_convert(key, v, dtype) for v in _values(value)]
             if not wanted[key]:
@@ -165,7 +165,7 @@ def parse_where(text: str) -> tuple[str, list[str]]:
     key = key.strip()
     parts = [v.strip() for v in values.split(",") if v.strip()]
     if not sep or not key or not parts:
-        raise ValueError(f"expected KEY=VALUE[,VALUE...], got {text!r}")
+        raise ValueError(f"expected KEY=VALUE[,VALUE...], got {shorten(text)}")
     return key, parts
 
 
@@ -177,8 +177,8 @@ def parse_runs(text: str) -> list[int]:
     """
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
-        raise ValueError(f"expected run labels such as 0,3,5, got {text!r}")
+        raise ValueError(f"expected run labels such as 0,3,5, got {shorten(text)}")
     try:
         return [int(p) for p in parts]
     except ValueError:
-        raise ValueError(f"expected run labels such as 0,3,5, got {text!r}") from None
+        raise ValueError(f"expected run labels such as 0,3,5, got {shorten(text)}") from None

@@ -16,7 +16,7 @@ from typing import Any
 import xarray as xr
 
 from actstats import kernels
-from actstats.errors import ActstatsError, ActstatsValueError
+from actstats.errors import ActstatsError, ActstatsValueError, shorten
 from actstats.options import OPTIONS
 
 __all__ = [
@@ -64,12 +64,12 @@ def validate_by(by, dims: Sequence[str], *, split: bool) -> tuple[str, ...]:
     elif isinstance(by, Iterable):
         names = tuple(by)
     else:
-        _bad("by", f"expected a dimension name or a sequence of names, got {by!r}")
+        _bad("by", f"expected a dimension name or a sequence of names, got {shorten(by)}")
     for name in names:
         if name not in allowed:
-            _bad("by", f"unknown dimension {name!r}; choose from {', '.join(allowed)}")
+            _bad("by", f"unknown dimension {shorten(name)}; choose from {', '.join(allowed)}")
     if len(set(names)) != len(names):
-        _bad("by", f"repeated dimension in {names!r}")
+        _bad("by", f"repeated dimension in {shorten(names)}")
     if "sample" in names and "split" in names:  # split is then a coordinate of sample
         names = tuple(n for n in names if n != "split")
     return names
@@ -86,7 +86,7 @@ def validate_choice(name: str, value, choices: Sequence[str], what: str = "") ->
         listed = " or ".join(repr(c) for c in choices) if len(choices) < 3 else (
             ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}")
         note = f" ({what})" if what else ""
-        raise ActstatsValueError(f"{name} must be {listed}{note}, got {value!r}", argument=name,
+        raise ActstatsValueError(f"{name} must be {listed}{note}, got {shorten(value)}", argument=name,
                                  problem=f"must be {listed}{note}")
     return value
 
@@ -99,11 +99,11 @@ def validate_eps(eps=None) -> float:
     try:
         value = float(eps)
     except (TypeError, ValueError):
-        raise ActstatsValueError(f"eps must be a number in (0, 0.5), got {eps!r}", argument="eps",
+        raise ActstatsValueError(f"eps must be a number in (0, 0.5), got {shorten(eps)}", argument="eps",
                                  problem="must be a number between 0 and 0.5") from None
     if not 0 < value < 0.5:
         problem = "must be between 0 and 0.5, exclusive (a fraction of the activation's range)"
-        raise ActstatsValueError(f"eps {problem}, got {eps!r}", argument="eps", problem=problem)
+        raise ActstatsValueError(f"eps {problem}, got {shorten(eps)}", argument="eps", problem=problem)
     return value
 
 
@@ -111,7 +111,7 @@ def validate_confidence_level(level) -> float:
     """``level`` as a float in (0, 1)."""
     value = float(level)
     if not 0 < value < 1:
-        raise ActstatsValueError(f"confidence_level must be in (0, 1), got {level!r}")
+        raise ActstatsValueError(f"confidence_level must be in (0, 1), got {shorten(level)}")
     return value
 
 
@@ -127,7 +127,7 @@ def validate_families(family, variable) -> tuple[str, ...]:
         _bad("family", "give at least one family")
     for name in names:
         if name not in known:
-            _bad("family", f"unknown family {name!r} for {variable}s; choose from {', '.join(known)}")
+            _bad("family", f"unknown family {shorten(name)} for {variable}s; choose from {', '.join(known)}")
     return tuple(dict.fromkeys(names))
 
 
@@ -139,14 +139,14 @@ def require_variables(ds: xr.Dataset, names: Sequence[str], query: str) -> None:
         raise ActstatsError(f"{query} needs the variable {listed}, which this store does not have")
     for name in ("width", "complete", "activation_fn"):
         if name not in ds.variables:
-            raise ActstatsError(f"{query} needs {name!r}, which this dataset does not have")
+            raise ActstatsError(f"{query} needs {shorten(name)}, which this dataset does not have")
     from actstats.store import VARIABLES
 
     for name in names:
         lost = [d for d in VARIABLES[name][0] if d not in ds[name].dims]
         if lost:
             raise ActstatsError(
-                f"{query}: {name!r} has no {lost[0]!r} dimension (selected away?); select with a list, "
+                f"{query}: {shorten(name)} has no {lost[0]!r} dimension (selected away?); select with a list, "
                 f"e.g. ds.isel({lost[0]}=[0]), to keep it"
             )
 
@@ -155,7 +155,7 @@ def validate_method(method: str, query: str, group_size: int, exact_max_size: in
     """``"exact"`` or ``"histogram"`` for ``method`` (``"auto"``: by the group size and
     ``exact_max_size``, default ``OPTIONS["exact_max_size"]``)."""
     if method not in ("auto", "exact", "histogram"):
-        raise ActstatsValueError(f"{query}: method must be 'auto', 'exact' or 'histogram', got {method!r}")
+        raise ActstatsValueError(f"{query}: method must be 'auto', 'exact' or 'histogram', got {shorten(method)}")
     if exact_max_size is None:
         exact_max_size = OPTIONS["exact_max_size"]
     if method == "auto":

@@ -234,3 +234,26 @@ def test_refused_by_the_command(tmp_path):
         result = run_cli("capture", config, "-o", directory / "store.zarr", "--no-progress", timeout=60)
         _check_refused(str(directory), result.returncode, result.stderr, expected, None, before)
         assert result.stderr.startswith("actstats capture: "), result.stderr
+
+
+def test_query_arguments_shortened(tmp_path, capsys):
+    """--by, --where, --runs and library arguments echo at most ~200 characters of a value."""
+    import actstats
+    from actstats.errors import ActstatsValueError
+    from actstats.selection import parse_runs, parse_where
+    from actstats.synthetic import synthetic_store, write_synthetic_store
+
+    long = "q" * 100_000
+    ds = synthetic_store(runs=2, depth=1, width=3, samples=(3, 2), epochs=(0.0, 1.0))
+    for call in (lambda: actstats.saturation(ds, by=long), lambda: actstats.saturation(ds, eps=long),
+                 lambda: actstats.select_runs(ds, where={"seed": long}), lambda: parse_where(long),
+                 lambda: parse_runs(long + ",")):
+        with pytest.raises((ActstatsValueError, ValueError)) as info:
+            call()
+        assert len(str(info.value)) < 500 and " characters)" in str(info.value), str(info.value)[:300]
+    path = str(tmp_path / "s.zarr")
+    write_synthetic_store(path, runs=1, epochs=(0.0, 1.0), layers=1, samples=4, units=3)
+    for args in (["--by", "run," + long], ["--where", f"seed={long}"], ["--where", f"{long}=1"]):
+        code = main(["saturation", path, "--no-progress", *args])
+        _, err = capsys.readouterr()
+        assert code == 2 and len(err.splitlines()) == 1 and len(err) < 800, err[:500]
