@@ -297,7 +297,7 @@ def _cmd_verify(args) -> int:
 
     report = verify_store(args.store, progress=OPTIONS["progress"])
     if report.ok:
-        print(f"{args.store}: intact ({report.chunks_read} chunks read)")
+        print(f"{args.store}: intact ({report.chunks_read} chunks read; {report.checked()})")
         return EXIT_OK
     for line in report.lines():
         print(line)

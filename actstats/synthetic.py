@@ -321,6 +321,7 @@ def write_synthetic_store(
 
     from actstats.store import StoreLayout, canonical_json, create_store
     from actstats.store.chunks import ChunkFiles
+    from actstats.store.manifest import log_chunk_writes, write_record_manifest
 
     path = os.fspath(path)
     epoch_values = _epoch_values(epochs)
@@ -380,6 +381,7 @@ def write_synthetic_store(
     group = zarr.open_group(path, mode="r")
     files = {name: ChunkFiles(path, name, group[name], fsync=False)
              for name in ("activation", "preactivation", "weight", "bias", "complete", *planted)}
+    log_chunk_writes(files)  # for each record's manifest (actstats.store.manifest)
     slab = samples * units * 4
     total = runs * n_epochs * layers * (2 * slab + units * units * 4)
     done = 0
@@ -423,6 +425,9 @@ def write_synthetic_store(
             files["bias"].write_block((r, e), bias)
         for name, values in planted.items():
             files[name].write_block((r, 0), values[r][None])
+        for e in range(n_epochs):  # each record's manifest, before `complete` vouches for it
+            write_record_manifest(path, files, r, e, {name: values[r][e] for name, values in planted.items()},
+                                  fsync=False)
         # last: the records of this run are all on disk
         files["complete"].write_block((r, 0), np.ones((1, n_epochs), dtype=bool))
     return path

@@ -38,6 +38,7 @@ import zarr
 
 from actstats.store import RECORD_VARIABLES, canonical_json
 from actstats.store.chunks import atomic_write
+from actstats.store.manifest import write_record_manifest
 from capture.chunks import ChunkWriter
 from capture.data import Dataset
 from capture.model import FeedForward, initialise, make_optimizer
@@ -158,6 +159,8 @@ class Writer:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write(checkpoint_path(self.path, run), (buffer.getbuffer(),), fsync=True)
+        # the record's manifest (its chunks' checksums bound to their keys): before `complete` vouches for it
+        write_record_manifest(self.path, self.arrays, run, epoch_index, values, fsync=FSYNC)
         self.arrays["complete"].update((run, 0), (0, epoch_index), True)
         if on_done is not None:
             on_done()

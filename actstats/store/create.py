@@ -25,6 +25,7 @@ import numpy as np
 
 from actstats.errors import ActstatsError
 from actstats.store.paths import local_path
+from actstats.store.manifest import MANIFEST_GROUP, write_store_manifest
 from actstats.store.schema import COORDINATES, SCHEMA, VARIABLES, StoreLayout, library_version
 
 
@@ -91,6 +92,7 @@ def create_store(
                 compressors=_codecs(kind),
                 dimension_names=list(dims),
                 fill_value="" if kind == "str" else 0,
+                config={"write_empty_chunks": True},  # every chunk on disk, even all-zero: a missing one is damage
             )
             array[...] = values.astype(dtype) if kind != "str" else values.astype(str)
         for name in layout.variables():
@@ -106,10 +108,15 @@ def create_store(
                 dimension_names=list(dims),
                 fill_value=False if dtype == "bool" else np.nan,
                 attributes={"coordinates": " ".join(coords)} if coords else {},
+                config={"write_empty_chunks": name == "complete"},  # complete: a chunk per run from the start
             )
             if name == "input":
                 array[...] = input_values.astype("float32")
+            if name == "complete":
+                array[...] = False
         group.create_group("resume", attributes={"description": "capture checkpoints for --resume"})
+        # the manifest (actstats.store.manifest): what was written here, and later each record's chunks
+        group.create_group(MANIFEST_GROUP, attributes={"description": "chunk checksums bound to their keys"})
         # The hierarchy never changes after creation (capture only fills chunks), so its
         # consolidated metadata stays true; it lets readers open the store with one read.
         import warnings
@@ -117,6 +124,7 @@ def create_store(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(tmp)
+        write_store_manifest(tmp)  # after consolidating: its files are not Zarr nodes
         try:
             os.rename(tmp, path)
         except OSError as exc:

@@ -17,7 +17,7 @@ import numpy as np
 
 from actstats.errors import IntegrityError, StoreFormatError
 from actstats.store.chunks import ChunkFiles, DamagedChunkError
-from actstats.store.manifest import ExpectedChunks, chunk_exists
+from actstats.store.manifest import ExpectedChunks, chunk_exists, missing_coordinate_chunks, read_manifest
 from actstats.store.paths import is_local, local_path
 from actstats.store.schema import COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
 
@@ -349,6 +349,12 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     problems, _ = _format_problems(attrs, arrays)
     if problems:
         raise StoreFormatError(f"{location}: {problems[0]}")
+    # coordinates present in full (a missing chunk would read as fill values: wrong labels), and
+    # with a manifest the `complete` chunks too: one stat a chunk (actstats.store.manifest)
+    missing = missing_coordinate_chunks(arrays, read_manifest(location, records=False))
+    if missing:
+        more = f" (and {len(missing) - 1} more: actstats verify lists them)" if len(missing) > 1 else ""
+        raise IntegrityError(f"{location}: {missing[0]}{more}")
 
     coords = {}
     for name, (dims, kind) in COORDINATES.items():

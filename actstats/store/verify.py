@@ -15,9 +15,16 @@ import numpy as np
 
 from actstats.errors import StoreFormatError
 from actstats.options import progress_enabled
-from actstats.store.manifest import ExpectedChunks, chunk_exists
+from actstats.store.filestore import is_special_chunk
+from actstats.store.manifest import (
+    ExpectedChunks,
+    chunk_exists,
+    missing_coordinate_chunks,
+    read_manifest,
+    stored_checksum,
+)
 from actstats.store.open import _format_problems, _open_group
-from actstats.store.schema import COORDINATES, VARIABLES
+from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES
 
 
 @dataclass
@@ -28,6 +35,20 @@ class VerifyReport:
     damaged: list[str] = field(default_factory=list)
     incomplete: list[tuple[int, float]] = field(default_factory=list)
     chunks_read: int = 0
+    #: whether the store has a manifest (actstats.store.manifest): then each chunk's checksum
+    #: was also checked against its place; without, only each chunk's own checksum
+    manifest: bool = False
+    #: complete records with no manifest entry (checked by their own checksums only)
+    records_without_manifest: int = 0
+
+    def checked(self) -> str:
+        """What was checked, in words."""
+        if not self.manifest:
+            return "no manifest: chunk checksums checked, not their places"
+        if self.records_without_manifest:
+            return (f"checksums checked against the manifest; {self.records_without_manifest} complete records "
+                    "have no manifest entry (their own checksums only)")
+        return "checksums checked against the manifest"
 
     @property
     def ok(self) -> bool:
@@ -78,9 +99,19 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     problems, bad = _format_problems(attrs, arrays)
     report.damaged += problems
     report.damaged += _metadata_mismatches(group, arrays)
+    manifest = read_manifest(location)
+    report.manifest = manifest is not None
+    if manifest is not None:
+        report.damaged += manifest.problems
+    report.damaged += missing_coordinate_chunks({n: a for n, a in arrays.items() if n not in bad}, manifest)
 
     def read(name):
         if name not in arrays or name in bad:
+            return None
+        array = arrays[name]
+        if name in COORDINATES and not all(  # a missing chunk would read as fill values (reported above)
+            chunk_exists(array, array.metadata.encode_chunk_key(i)) for i in np.ndindex(*array.cdata_shape)
+        ):
             return None
         try:
             return np.asarray(arrays[name][...])
@@ -102,22 +133,97 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
             for index in np.ndindex(*array.cdata_shape):
                 bar.update(1)
                 try:
-                    exists = chunk_exists(array, array.metadata.encode_chunk_key(index))
+                    key = array.metadata.encode_chunk_key(index)
+                    # a FIFO in a chunk's place exists, and its read is refused (RegularFilesStore)
+                    exists = chunk_exists(array, key) or is_special_chunk(array, key)
                     if exists:
                         array.get_block_selection(index)
                         report.chunks_read += 1
                 except Exception as exc:
                     report.damaged.append(f"{kind} {name!r} chunk {index}: {type(exc).__name__}: {exc}")
                     continue
+                if name in COORDINATES:  # present in full: missing_coordinate_chunks above
+                    if exists and manifest is not None:
+                        report.damaged += _place_mismatch(manifest, array, kind, name, key, index, None)
+                    continue
+                record = tuple(int(i) for i in index[:2]) if dims[:2] == RECORD_DIMS else None
+                if exists and manifest is not None and dims != RECORD_DIMS:
+                    vouched = record is None or (record in manifest.records and _is_complete(complete, record))
+                    if vouched:
+                        report.damaged += _place_mismatch(manifest, array, kind, name, key, index, record)
                 if not exists:
                     reason = expected.reason(dims, tuple(array.chunks), index)
+                    if reason is None and manifest is not None:
+                        reason = _manifest_reason(manifest, name, dims, key, index, record)
                     if reason is not None:
                         report.damaged.append(f"{kind} {name!r} chunk {index} is missing although {reason}")
+    if manifest is not None and complete is not None:
+        report.damaged += _value_mismatches(manifest, arrays, complete, epochs, read)
+        if complete.ndim == 2:
+            report.records_without_manifest = sum(
+                1 for r, e in zip(*np.nonzero(complete)) if (int(r), int(e)) not in manifest.records)
     if complete is not None and epochs is not None and complete.shape[1:] == epochs.shape:
         scheduled = steps >= 0 if steps is not None and steps.shape == complete.shape else np.ones_like(complete)
         for r, e in zip(*np.nonzero(scheduled & ~complete)):
             report.incomplete.append((int(r), float(epochs[e])))
     return report
+
+
+def _is_complete(complete, record) -> bool:
+    r, e = record
+    return complete is not None and complete.ndim == 2 and r < complete.shape[0] and e < complete.shape[1] \
+        and bool(complete[r, e])
+
+
+def _place_mismatch(manifest, array, kind, name, key, index, record) -> list[str]:
+    """The chunk at `key` if its checksum is not the one the manifest holds for that place."""
+    expected = manifest.expected_checksum(f"{name}/{key}", record)
+    if expected is None:
+        if record is not None and record in manifest.records:
+            return [f"{kind} {name!r} chunk {index} is not in its record's manifest (no chunk was written "
+                    "there: it was copied in from elsewhere)"]
+        return []
+    actual = stored_checksum(array, key)
+    if actual == expected:
+        return []
+    return [f"{kind} {name!r} chunk {index} does not belong at its place: its checksum {actual:08x} is not the "
+            f"{expected:08x} the manifest holds for it (moved, swapped or rewritten)"]
+
+
+def _manifest_reason(manifest, name, dims, key, index, record) -> str | None:
+    """Why the manifest says chunk `key` of `name` must exist, or None."""
+    if f"{name}/{key}" in manifest.created:
+        return "the manifest lists it (written when the store was created)"
+    if record is None:
+        return None
+    if dims == RECORD_DIMS:
+        epochs = sorted(e for (r, e), entry in manifest.records.items() if r == index[0] and name in entry["values"])
+        return f"the manifest of run {index[0]} records its value at epoch index {epochs[0]}" if epochs else None
+    entry = manifest.records.get(record)
+    if entry is not None and f"{name}/{key}" in entry["chunks"]:
+        return f"the manifest of run {record[0]}, epoch index {record[1]} lists it"
+    return None
+
+
+def _value_mismatches(manifest, arrays, complete, epochs, read) -> list[str]:
+    """(run, epoch) scalars of complete records that differ from the bytes their manifest holds."""
+    out = []
+    values = {}
+    for (r, e), entry in sorted(manifest.records.items()):
+        if not _is_complete(complete, (r, e)):
+            continue
+        for name, stored in sorted(entry["values"].items()):
+            if name not in values:
+                values[name] = read(name)
+            array = values[name]
+            if array is None or array.ndim != 2 or r >= array.shape[0] or e >= array.shape[1]:
+                continue
+            dtype = np.dtype(arrays[name].dtype).newbyteorder("<")
+            if np.asarray(array[r, e], dtype=dtype).tobytes().hex() != stored:
+                epoch = f"{epochs[e]:g}" if epochs is not None and e < len(epochs) else f"#{e}"
+                out.append(f"variable {name!r} at run {r}, epoch {epoch} is not the value the manifest holds "
+                           "for it (its chunk was moved, swapped or rewritten)")
+    return out
 
 
 def _metadata_mismatches(group, arrays: dict) -> list[str]:
