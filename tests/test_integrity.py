@@ -201,3 +201,58 @@ def test_fingerprint_difference_names_what_differs():
     assert _fingerprint_difference(a, {**a, "source": {"version": "2.0"}}) is None  # same arrays: same data
     b = {"arrays": {"x_train": "9", "y_train": "2", "n_classes": 3}, "source": {"version": "2.0"}}
     assert _fingerprint_difference(a, b) == "x_train differs; version: store has '1.0', now '2.0'"
+
+
+# ------------------------------------------------- item 4: verify calls no sound store damaged
+
+EPOCH_ZERO_CONFIG = """
+[dataset]
+name = "digits"
+probe_train = 8
+probe_test = 4
+
+[model]
+depth = 2
+width = 4
+
+[train]
+epochs = 1
+batch_size = 64
+
+[record]
+epochs = [0]
+"""
+
+
+@pytest.fixture(scope="module")
+def epoch_zero_store(tmp_path_factory) -> str:
+    """A fresh store of `record.epochs = [0]`: `step` is all 0, zarr's fill value."""
+    from capture import capture
+
+    base = tmp_path_factory.mktemp("epoch0")
+    config = str(base / "e0.toml")
+    with open(config, "w") as f:
+        f.write(EPOCH_ZERO_CONFIG)
+    store = str(base / "e0.zarr")
+    capture(config, store, progress=False)
+    return store
+
+
+def test_verify_passes_a_fresh_store_recorded_at_epoch_0_only(epoch_zero_store):
+    import actstats
+
+    assert (actstats.open_store(epoch_zero_store)["step"].values == 0).all()
+    code, out, err = cli("verify", epoch_zero_store, "--no-progress")
+    assert code == 0, out + err
+    assert cli("weights", epoch_zero_store)[0] == 0
+
+
+def test_verify_passes_such_a_store_written_without_its_all_fill_step_chunk(epoch_zero_store, tmp_path):
+    """As an older actstats (and zarr-python by default) wrote it: the all-zero `step` chunk
+    left out, and no manifest. Zero is a valid step, so its absence is not damage."""
+    store = str(tmp_path / "older.zarr")
+    shutil.copytree(epoch_zero_store, store)
+    os.remove(os.path.join(store, "step", "c", "0", "0"))
+    shutil.rmtree(os.path.join(store, "actstats_manifest"), ignore_errors=True)
+    code, out, err = cli("verify", store, "--no-progress")
+    assert code == 0, out + err
