@@ -185,10 +185,23 @@ def test_npz_path_special_file_refused(tmp_path, capsys):
     _check_refused(str(tmp_path), code, err, "dataset.path", config, before)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_config_refused(tmp_path, capsys):
+def test_unreadable_config_refused(tmp_path, capsys, monkeypatch):
+    """A config the process may not read. Permission bits cannot show it here (tests and CI run
+    as root, which reads any file), so the open itself is made to fail as it would for another
+    user: EACCES from os.open."""
+    import errno
+
+    import capture.config
+
     config = write_config(str(tmp_path), config_text())
-    os.chmod(config, 0)
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == config:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(capture.config.os, "open", refuse)
     code = main(["capture", config, "-o", str(tmp_path / "store.zarr"), "--no-progress"])
     _, err = capsys.readouterr()
     _check_refused(str(tmp_path), code, err, "cannot read", config, sorted(os.listdir(tmp_path)))
