@@ -256,3 +256,12 @@ def test_verify_passes_such_a_store_written_without_its_all_fill_step_chunk(epoc
     shutil.rmtree(os.path.join(store, "actstats_manifest"), ignore_errors=True)
     code, out, err = cli("verify", store, "--no-progress")
     assert code == 0, out + err
+
+
+def test_a_fifo_in_place_of_the_manifest_does_not_block(synthetic_store, tmp_path):
+    damaged = _fifo_in_place(synthetic_store, tmp_path, "actstats_manifest/store.json")
+    for command in ("saturation", "verify"):
+        result = subprocess.run([sys.executable, "-m", "actstats.cli", command, damaged, "--no-progress"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode in (0, 3), result.stderr
+    assert "store.json is not readable (a FIFO, not a regular file)" in result.stdout

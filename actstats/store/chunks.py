@@ -84,6 +84,21 @@ def special_file_kind(mode: int) -> str:
     return "a special file"
 
 
+def open_regular(path: str):
+    """`path` opened for reading in binary, if it is a regular file; else
+    :class:`DamagedChunkError` (a FIFO would block the open, a device never end): it is
+    opened without blocking and checked with ``fstat`` before any read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise DamagedChunkError(f"{special_file_kind(mode)}, not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
 class ChunkFiles:
     """The chunk files of one local Zarr 3 array with a regular grid and the codecs
     ``bytes`` + ``crc32c``.

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from actstats.store.chunks import DamagedChunkError, open_regular
 from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES
 
 #: The group (a directory with a zarr.json, so Zarr readers see a known node) holding the manifest.
@@ -106,10 +107,10 @@ def stored_checksum(array, key: str) -> int | None:
     full = _full_key(array, key)
     if isinstance(store, LocalStore):
         try:
-            with open(os.path.join(store.root, *full.split("/")), "rb") as f:
+            with open_regular(os.path.join(store.root, *full.split("/"))) as f:
                 f.seek(-4, os.SEEK_END)
                 return int.from_bytes(f.read(4), "little")
-        except FileNotFoundError:
+        except (FileNotFoundError, DamagedChunkError):  # a FIFO: its read is refused elsewhere
             return None
         except OSError:  # shorter than 4 bytes: the checksum check says so
             return None
@@ -191,7 +192,7 @@ def read_manifest(location: str, *, records: bool = True) -> Manifest | None:
         return None
     directory = _manifest_dir(local_path(location))
     try:
-        with open(os.path.join(directory, STORE_MANIFEST), "rb") as f:
+        with open_regular(os.path.join(directory, STORE_MANIFEST)) as f:
             created = json.loads(f.read())
     except FileNotFoundError:
         return None
@@ -209,7 +210,7 @@ def read_manifest(location: str, *, records: bool = True) -> Manifest | None:
         if not (entry.startswith("r") and entry.endswith(".json")):
             continue
         try:
-            with open(os.path.join(directory, entry), "rb") as f:
+            with open_regular(os.path.join(directory, entry)) as f:
                 data = json.loads(f.read())
             key = (int(data["run"]), int(data["epoch_index"]))
             data["chunks"] = {k: int(v, 16) for k, v in data["chunks"].items()}
