@@ -18,12 +18,19 @@ when this module is imported, the process sends itself SIGKILL during its N-th c
 write, after the temporary file is written and synced and before the rename: the moment
 that leaves a ``*.partial`` file and an old chunk behind. tests/test_reliability.py uses it
 to kill captures at chosen points; unset (the default) it costs one comparison per chunk.
+
+With ``ACTSTATS_FAULT_PAUSE_BEFORE_RECORD=N`` and ``ACTSTATS_FAULT_PAUSE_FILE=F``, the
+process pauses before the first write of its N-th record (:func:`before_record`, at the
+record boundary, after the previous record's ``complete`` flag): it creates ``F.paused``
+and waits until ``F`` exists. Tests use it to do something to a store while a capture is
+known to be between two records (an ``--overwrite``, moving the store, a signal).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 from actstats.store.chunks import ChunkFiles
 
@@ -37,6 +44,31 @@ def _fault_kill_after_puts() -> int:
 
 _KILL_AFTER_PUTS = _fault_kill_after_puts()
 _puts = 0
+
+
+def _fault_pause() -> tuple[int, str | None]:
+    try:
+        n = max(0, int(os.environ.get("ACTSTATS_FAULT_PAUSE_BEFORE_RECORD", "0")))
+    except ValueError:
+        n = 0
+    return n, os.environ.get("ACTSTATS_FAULT_PAUSE_FILE")
+
+
+_PAUSE_BEFORE_RECORD, _PAUSE_FILE = _fault_pause()
+_records = 0
+
+
+def before_record() -> None:
+    """Called before each record's first write: the pause of the module header (tests only)."""
+    global _records
+    if not _PAUSE_BEFORE_RECORD or not _PAUSE_FILE:
+        return
+    _records += 1
+    if _records == _PAUSE_BEFORE_RECORD:
+        with open(_PAUSE_FILE + ".paused", "w"):
+            pass
+        while not os.path.exists(_PAUSE_FILE):
+            time.sleep(0.01)
 
 
 class ChunkWriter(ChunkFiles):

@@ -9,7 +9,13 @@ records marked complete.
 
 One process writes a run at a time: :func:`capture_run` holds the run's lock
 (resume/run-NNNNN.lock) while it trains and records it, and removes the temporary files
-that a killed write of that run left behind.
+that a killed write of that run left behind. It also holds the store itself for writing
+(:func:`actstats.store.hold_store_for_writing`: a shared lock that makes ``--overwrite``
+refuse while the run is written), and before each record's first write the writer checks
+that the store path still leads to the directory it locked: a store moved away or
+replaced meanwhile stops the capture with one line (ActstatsError), with nothing written
+into whatever took its place. The check comes before the record's writes, so the order
+above is unchanged.
 
 Determinism: one intra-op thread, the weights seeded by `train.seed`, and each epoch's
 mini-batch order drawn from a generator seeded by (seed, epoch) alone, so a run resumed
@@ -36,10 +42,10 @@ import numpy as np
 import torch
 import zarr
 
-from actstats.store import RECORD_VARIABLES, canonical_json
+from actstats.store import RECORD_VARIABLES, canonical_json, hold_store_for_writing
 from actstats.store.chunks import atomic_write
 from actstats.store.manifest import write_record_manifest
-from capture.chunks import ChunkWriter
+from capture.chunks import ChunkWriter, before_record
 from capture.data import Dataset
 from capture.model import FeedForward, initialise, make_optimizer
 
@@ -97,8 +103,9 @@ class Writer:
     """A background thread that computes and writes records in order; errors surface on the
     next call. With ``asynchronous=False`` everything happens on the calling thread."""
 
-    def __init__(self, store_path: str, *, asynchronous: bool = True):
+    def __init__(self, store_path: str, *, asynchronous: bool = True, check: Callable[[], None] | None = None):
         self.path = store_path
+        self.check = check  # raises if the store is no longer the one being written
         group = zarr.open_group(store_path, mode="r")
         self.arrays = {
             name: ChunkWriter(store_path, name, array, fsync=FSYNC)
@@ -146,6 +153,9 @@ class Writer:
     def _write(self, run: int, epoch_index: int, values, checkpoint: dict, on_done: Callable | None) -> None:
         if callable(values):  # a snapshot to record here, on the writer's thread
             values = values()
+        before_record()  # fault injection (tests only; see capture/chunks.py)
+        if self.check is not None:  # the record's first write goes to the store we locked
+            self.check()
         for name, value in values.items():
             writer = self.arrays.get(name)
             if writer is None:
@@ -404,6 +414,7 @@ def capture_run(
     asynchronous: bool = True,
     *,
     wait: bool = True,
+    identity: tuple[int, int] | None = None,
 ) -> int | None:
     """Train run `run_index` and write every record that is not complete yet.
 
@@ -411,16 +422,22 @@ def capture_run(
     complete once it holds it (`complete` is not used: another process may have written
     records since). With ``wait=False`` returns None at once if another process holds the
     lock. Returns the number of records written.
+
+    The store is held for writing throughout (:func:`actstats.store.hold_store_for_writing`);
+    `identity` is the store directory's identity as the capture's parent process found it
+    (a store moved or replaced since is an ActstatsError, and so is one moved or replaced
+    while the run is captured).
     """
-    with run_lock(store_path, run_index, blocking=wait) as held:
+    with hold_store_for_writing(store_path, identity) as store, run_lock(store_path, run_index, blocking=wait) as held:
         if not held:
             return None
         complete = read_complete(store_path, run_index)
         return _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete,
-                            on_record, asynchronous)
+                            on_record, asynchronous, store.check)
 
 
-def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete, on_record, asynchronous):
+def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete, on_record, asynchronous,
+                 check=None):
     torch.set_num_threads(1)
     steps = record_steps(run, len(data.x_train))
     schedule = sorted(zip(steps, epoch_indices))
@@ -435,7 +452,9 @@ def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices,
         and int(checkpoint["step"]) <= pending[0][0]
     ):
         trainer.restore(checkpoint)
-    writer = Writer(store_path, asynchronous=asynchronous)
+    writer = Writer(store_path, asynchronous=asynchronous, check=check)
+    if check is not None:
+        check()
     _remove_leftovers(store_path, run_index, writer)
     try:
         for step, epoch_index in pending:

@@ -1,10 +1,30 @@
-"""`actstats capture`: lay out the store for a whole sweep, then train and record its runs."""
+"""`actstats capture`: lay out the store for a whole sweep, then train and record its runs.
+
+Writers and replacers: once the store is prepared, the capture holds it for writing
+(:func:`actstats.store.hold_store_for_writing`, a shared lock on the store directory) until
+it returns, and so does every worker while it writes a run; ``--overwrite`` of the store
+is refused meanwhile. The directory's identity found here is handed to the workers, so a
+store moved or replaced between this process preparing it and a worker writing it stops
+the capture (one line) instead of being written into.
+
+Signals: SIGINT (Ctrl-C) and SIGTERM stop the whole capture with one line on stderr,
+exit 130 and 143 (:class:`Terminated`). With ``--workers``, the worker processes ignore
+SIGINT (a terminal sends it to the whole process group: only this process reacts) and
+die of SIGTERM, which this process sends them as it stops; a worker whose parent has
+gone (killed with SIGKILL) exits by itself within a second. No worker is left running and
+none prints a traceback. A worker killed mid-record leaves what any kill leaves (records
+not marked complete, perhaps a temporary file), which ``--resume`` finishes identically.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
+import signal
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -12,10 +32,45 @@ import numpy as np
 
 from actstats.errors import ActstatsError
 from actstats.options import progress_enabled
-from actstats.store import StoreContents, StoreLayout, canonical_json, is_local, local_path, prepare_store
+from actstats.store import (
+    StoreContents,
+    StoreLayout,
+    canonical_json,
+    hold_store_for_writing,
+    is_local,
+    local_path,
+    prepare_store,
+)
 from capture.config import CaptureConfig, load_config
 from capture.data import data_fingerprint, load_dataset
 from capture.recorder import capture_run, record_steps, select_probes
+
+
+class Terminated(ActstatsError):
+    """The capture received SIGTERM: exit code 143, as a shell reports death by SIGTERM."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While the capture runs (in the main thread), SIGTERM raises :class:`Terminated` there,
+    once: a second SIGTERM during the cleanup that follows is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def handler(signum, frame):
+        if not received:
+            received.append(signum)
+            raise Terminated("terminated (SIGTERM); records marked complete are kept: run again with --resume to finish")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _layout_and_coordinates(config: CaptureConfig):
@@ -122,6 +177,12 @@ def capture(
 
     Returns a summary: runs, records written, records already complete.
     """
+    with _stop_on_sigterm():
+        return _capture(config_path, store_path, resume=resume, overwrite=overwrite, workers=workers,
+                        progress=progress, asynchronous=asynchronous)
+
+
+def _capture(config_path, store_path, *, resume, overwrite, workers, progress, asynchronous) -> dict:
     import zarr
 
     from actstats.cluster import check_scheduler, scheduler_address
@@ -156,7 +217,16 @@ def capture(
                   data_fingerprint=fingerprint)
     layout, _, data, probes = prepared()
 
-    group = zarr.open_group(store_path, mode="r")
+    with hold_store_for_writing(store_path) as store:  # --overwrite is refused from here on
+        group = zarr.open_group(store_path, mode="r")
+        if group.attrs.get("sweep") != canonical_json(config.sweep):  # replaced since prepare_store
+            raise ActstatsError(f"{store_path}: the store was replaced by another capture's while this one started; stopped")
+        return _capture_runs(config, config_path, store_path, store.identity, group, layout, data, probes,
+                             workers, scheduler, progress, asynchronous)
+
+
+def _capture_runs(config, config_path, store_path, identity, group, layout, data, probes, workers, scheduler,
+                  progress, asynchronous) -> dict:
     complete = np.asarray(group["complete"][...])
     epochs = list(config.epochs)
     jobs = []
@@ -171,6 +241,8 @@ def capture(
     written = 0
     with tqdm(total=total, desc="capture", unit="record", disable=not progress_enabled(progress)) as bar:
         if scheduler:
+            # No identity for the cluster's workers: a device number is per host (NFS); each
+            # worker checks against the store it finds at the path once it holds it.
             written = _capture_on_cluster(scheduler, config_path, store_path, jobs, sizes, bar, asynchronous)
         elif workers == 1 or len(jobs) <= 1:
             # Runs that another process is capturing (its lock is held) are left for later,
@@ -180,26 +252,47 @@ def capture(
                 for i, run, indices in jobs:
                     bar.set_postfix_str(f"run {i}")
                     count = capture_run(store_path, i, run, data, probes, sizes, indices, None,
-                                        lambda: bar.update(1), asynchronous, wait=wait)
+                                        lambda: bar.update(1), asynchronous, wait=wait, identity=identity)
                     if count is None:
                         deferred.append((i, run, indices))
                     else:
                         written += count
                 jobs = deferred
         else:
-            written = _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous)
+            written = _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous, identity)
     return {"runs": len(config.runs), "written": written, "already_complete": int(complete.sum())}
 
 
+#: In a worker process of :func:`_capture_parallel`: where it reports each record written.
+_PROGRESS_QUEUE = None
+
+
+def _start_worker(progress_queue, parent: int) -> None:
+    """Initialise a worker process: SIGINT ignored (the parent stops the workers), SIGTERM
+    kills it at once, and it exits by itself once its parent is gone."""
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = progress_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # the parent was killed: as if this worker had been killed with it
+
+    threading.Thread(target=watch, name="actstats-parent-watch", daemon=True).start()
+
+
 def _worker(args):
-    config_path, store_path, run_index, indices, sizes, asynchronous, progress_queue = args
+    config_path, store_path, run_index, indices, sizes, asynchronous, identity = args
+    progress_queue = _PROGRESS_QUEUE
     config = load_config(config_path)
     run = config.runs[run_index]
     data = load_dataset(run["dataset"], config.source)
     probes = select_probes(data, run["dataset"])
     return capture_run(
         store_path, run_index, run, data, probes, sizes, indices, None,
-        None if progress_queue is None else lambda: progress_queue.put(1), asynchronous,
+        None if progress_queue is None else lambda: progress_queue.put(1), asynchronous, identity=identity,
     )
 
 
@@ -264,39 +357,71 @@ def _submit_runs(client, config_path, store_path, jobs, sizes, bar, asynchronous
     return written
 
 
-def _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous) -> int:
+def _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous, identity=None) -> int:
     """Runs in `workers` processes; each writes only its own runs' chunks (disjoint regions).
-    Returns the number of records written."""
+    Returns the number of records written. However this ends (an error, SIGINT, SIGTERM),
+    no worker process outlives it (see the module header)."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
-    progress_queue = manager.Queue()
+    progress_queue = context.Queue()  # handed to the workers as they start: no manager process
+
+    def drain():
+        while True:
+            try:
+                bar.update(progress_queue.get_nowait())
+            except Exception:  # queue.Empty
+                return
+
     written = 0
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                               initargs=(progress_queue, os.getpid()))
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {
-                pool.submit(_worker, (config_path, store_path, i, idx, sizes, asynchronous, progress_queue))
-                for i, _, idx in jobs
-            }
-            while futures:
-                done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-                while not progress_queue.empty():
-                    bar.update(progress_queue.get())
-                for future in done:
-                    if future.exception() is not None:  # e.g. a full disk: start no other run
-                        for other in futures:
-                            other.cancel()
-                    try:
-                        written += future.result()  # re-raises a worker's error
-                    except BrokenProcessPool:
-                        raise ActstatsError(
-                            f"{store_path}: a capture worker process died (killed, or out of memory); records "
-                            "marked complete are kept: run the capture again with --resume to finish"
-                        ) from None
-            while not progress_queue.empty():
-                bar.update(progress_queue.get())
+        futures = {
+            pool.submit(_worker, (config_path, store_path, i, idx, sizes, asynchronous, identity))
+            for i, _, idx in jobs
+        }
+        while futures:
+            done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+            drain()
+            for future in done:
+                if future.exception() is not None:  # e.g. a full disk: start no other run
+                    for other in futures:
+                        other.cancel()
+                try:
+                    written += future.result()  # re-raises a worker's error
+                except BrokenProcessPool:
+                    raise ActstatsError(
+                        f"{store_path}: a capture worker process died (killed, or out of memory); records "
+                        "marked complete are kept: run the capture again with --resume to finish"
+                    ) from None
+        drain()
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
-        manager.shutdown()
+        progress_queue.close()
+        progress_queue.cancel_join_thread()
     return written
+
+
+def _stop_workers(pool, timeout: float = 10.0) -> None:
+    """Terminate `pool`'s worker processes (SIGTERM: they die at once, as if killed: what they
+    were writing is finished by ``--resume``) and wait for them, so that none outlives the
+    capture."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+    with contextlib.suppress(Exception):
+        pool.shutdown(wait=False, cancel_futures=True)

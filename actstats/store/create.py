@@ -6,6 +6,19 @@ Every step that puts a store in place is a rename of a fully built directory, so
 its path is either absent or fully laid out, whatever moment a process is killed; what a
 killed process leaves beside it (``.NAME.creating-*``, ``.NAME.old-*``) is tidied by the
 next capture (:func:`tidy_beside`).
+
+Writers exclude replacers. The lock is one flock on the store's directory itself (its
+inode, so it moves with the directory): every process that writes a store's chunks holds
+it shared for as long as it writes (:func:`hold_store_for_writing`; capture's parent
+process and each of its workers), and a replacement (``prepare_store(mode="overwrite")``,
+and :func:`tidy_beside` on a directory beside the store) needs it exclusive, without
+waiting: while any capture writes the store, ``--overwrite`` is refused in one line and
+nothing is changed. A writer also remembers the identity (device and inode) of the
+directory it locked, and checks before each record's writes that the path still leads to
+it (:meth:`StoreWriter.check`, one ``stat``): a store moved away or replaced by other
+means (``mv``, ``rm -r``, a file system without locks) stops its capture with one line,
+and nothing of it is written into the store that took its place. Where the file system
+has no locks, only that check remains.
 """
 
 from __future__ import annotations
@@ -163,6 +176,76 @@ def hold_directory_lock(path: str) -> int:
     return fd
 
 
+class StoreWriter:
+    """A capture's hold on the store it writes: the store directory's flock, shared (so any
+    number of writers, and no replacement: see the module header), and its identity.
+
+    Close it (or use it as a context manager) when the writing is done."""
+
+    def __init__(self, path: str, fd: int, identity: tuple[int, int]):
+        self.path, self.fd, self.identity = path, fd, identity
+
+    def check(self) -> None:
+        """Raise :class:`ActstatsError` unless `path` still leads to the locked store."""
+        try:
+            st = os.stat(self.path)
+            now = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now != self.identity:
+            raise ActstatsError(
+                f"{self.path}: the store was moved away or replaced while this capture was writing it; "
+                "stopped without writing into what is there now"
+            )
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def hold_store_for_writing(path: str | os.PathLike, identity: tuple[int, int] | None = None) -> StoreWriter:
+    """Lock the store at `path` for writing (a shared flock on its directory; waits while a
+    replacement of it is under way) and return the :class:`StoreWriter`.
+
+    With `identity` (the :attr:`StoreWriter.identity` another process of the same capture
+    holds), the store must be that directory; without, it is the one found at `path`, which
+    must still be there once the lock is held. Either way a store moved or replaced meanwhile
+    is an :class:`ActstatsError` (one line).
+    """
+    import fcntl
+
+    path = local_path(os.fspath(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ActstatsError(f"{path}: the store is gone (moved away or removed); stopped") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+        st = os.fstat(fd)
+        writer = StoreWriter(path, fd, (st.st_dev, st.st_ino))
+        writer.check()  # still at `path` now that it is locked (not replaced while we waited)
+        if identity is not None and tuple(identity) != writer.identity:
+            raise ActstatsError(
+                f"{path}: the store was moved away or replaced while this capture was writing it; "
+                "stopped without writing into what is there now"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return writer
+
+
 def tidy_beside(path: str | os.PathLike) -> list[str]:
     """Deal with what killed captures left beside the store at `path`; returns what was done.
 
@@ -239,7 +322,8 @@ def prepare_store(
       join it after the same check).
     - ``"overwrite"``: make the store; an existing one is replaced: the new store is built
       beside it first, and the old one is removed only once the new one is in place (an
-      interrupted replacement is undone by the next :func:`tidy_beside`).
+      interrupted replacement is undone by the next :func:`tidy_beside`). Refused, with
+      nothing changed, while any capture writes the store (:func:`hold_store_for_writing`).
 
     Parameters
     ----------
@@ -305,6 +389,8 @@ def prepare_store(
     if exists and mode == "resume":
         _check_resumable(path, sweep, data_fingerprint)
         return "resumed"
+    if exists and mode == "overwrite":
+        _refuse_if_in_use(path)  # before the data set is loaded; checked again under the lock
     if callable(contents):
         contents = contents()
     if not exists:
@@ -320,6 +406,20 @@ def prepare_store(
     return "replaced"
 
 
+_IN_USE = ("{path}: a capture is writing this store (or another --overwrite is replacing it) right now; "
+           "refusing to replace it: wait for it to end or stop it first")
+
+
+def _refuse_if_in_use(path: str) -> None:
+    try:
+        lock = hold_directory_lock(path)
+    except BlockingIOError:
+        raise ActstatsError(_IN_USE.format(path=path)) from None
+    except OSError:
+        return  # not a directory, unreadable: _replace says so
+    os.close(lock)
+
+
 def _replace(path: str, contents: StoreContents) -> None:
     """Build the new store, then swap it for the old one, under the old store's lock."""
     parent, base = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
@@ -329,7 +429,7 @@ def _replace(path: str, contents: StoreContents) -> None:
     try:
         lock = hold_directory_lock(path)  # held until the old store is gone: see tidy_beside
     except BlockingIOError:
-        raise ActstatsError(f"{path}: another capture is replacing this store right now") from None
+        raise ActstatsError(_IN_USE.format(path=path)) from None
     try:
         os.rename(path, aside)
         try:
