@@ -331,7 +331,9 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     StoreFormatError
         With a message naming what is missing or wrong.
     IntegrityError
-        When a coordinate or ``complete`` cannot be read.
+        When a coordinate or ``complete`` cannot be read, or a chunk of a coordinate is
+        missing (it would read as fill values: wrong labels), or, in a store with a manifest
+        (:mod:`actstats.store.manifest`), a ``complete`` chunk is missing.
 
     Examples
     --------

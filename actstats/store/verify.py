@@ -75,6 +75,11 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     it fails to decode (checksum mismatch, truncation). A chunk is missing when a (run, epoch)
     is marked complete but a chunk that should hold its data (a layer the run has) is absent.
     A record is incomplete when its step is scheduled (step >= 0) but `complete` is false.
+    A coordinate chunk that is missing is damage (it would read as fill values). With a
+    manifest (:mod:`actstats.store.manifest`), a chunk it lists that is missing, or whose
+    checksum is not the one the manifest holds for its place (swapped, moved), and a (run,
+    epoch) scalar that differs from its record's manifest are damage too; without one, only
+    each chunk's own checksum is checked (:meth:`VerifyReport.checked` says which).
 
     Raises StoreFormatError only when `path` is not an actstats store at all (no Zarr group,
     or no ``schema`` root attribute); everything else is listed in the report.
