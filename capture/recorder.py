@@ -15,7 +15,8 @@ refuse while the run is written), and before each record's first write the write
 that the store path still leads to the directory it locked: a store moved away or
 replaced meanwhile stops the capture with one line (ActstatsError), with nothing written
 into whatever took its place. The check comes before the record's writes, so the order
-above is unchanged.
+above is unchanged. When the capture stops (an error, SIGINT, SIGTERM), the record being
+written is finished and the records queued behind it are dropped (:meth:`Writer.close`).
 
 Determinism: one intra-op thread, the weights seeded by `train.seed`, and each epoch's
 mini-batch order drawn from a generator seeded by (seed, epoch) alone, so a run resumed
@@ -116,6 +117,8 @@ class Writer:
         self.error: BaseException | None = None
         self.queue: queue.Queue = queue.Queue(maxsize=MAX_QUEUED_RECORDS)
         self.thread = None
+        self.abandoned = False
+        self.finished = threading.Event()  # set when the thread's loop has ended
         if asynchronous:
             self.thread = threading.Thread(target=self._loop, name="actstats-writer", daemon=True)
             self.thread.start()
@@ -127,12 +130,20 @@ class Writer:
         else:
             self._write(*item)
 
-    def close(self) -> None:
+    def close(self, *, abandon: bool = False) -> None:
+        """Wait until the queued records are written. With `abandon` (the capture is stopping:
+        an error, a signal), only the record being written is finished; the queued ones are
+        dropped, as a kill would drop them, and a writer error is not raised over the cause."""
         if self.thread is not None:
+            self.abandoned = abandon
             self.queue.put(None)
+            # Not Thread.join() alone: a join interrupted by a signal (Ctrl-C, SIGTERM) takes the
+            # thread for stopped (Python 3.11), and the join of the cleanup would not wait.
+            self.finished.wait()
             self.thread.join()
             self.thread = None
-        self._raise()
+        if not abandon:
+            self._raise()
 
     def _raise(self) -> None:
         if self.error is not None:
@@ -140,15 +151,18 @@ class Writer:
             raise error
 
     def _loop(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is None:
-                try:
-                    self._write(*item)
-                except BaseException as exc:  # handed to the training thread
-                    self.error = exc
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                if self.error is None and not self.abandoned:
+                    try:
+                        self._write(*item)
+                    except BaseException as exc:  # handed to the training thread
+                        self.error = exc
+        finally:
+            self.finished.set()
 
     def _write(self, run: int, epoch_index: int, values, checkpoint: dict, on_done: Callable | None) -> None:
         if callable(values):  # a snapshot to record here, on the writer's thread
@@ -467,8 +481,12 @@ def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices,
         # Train to train.epochs even past the last record: the run is the run the config
         # describes, whatever moments are recorded (and benchmarks compare like with like).
         trainer.train_until(int(round(run["train"]["epochs"] * trainer.spe)))
-    finally:
         writer.close()
+    except BaseException:
+        # Stopping (an error, SIGINT, SIGTERM): the record being written is finished, the
+        # queued ones are dropped, as a kill would drop them (--resume writes them).
+        writer.close(abandon=True)
+        raise
     return len(pending)
 
 

@@ -193,3 +193,26 @@ def test_a_signal_stops_capture_and_its_workers_quietly_then_resume_is_identical
     assert code == 0, err
     assert_stores_identical(reference, str(store))
     assert not leftovers(store)
+
+
+@pytest.mark.stress
+def test_a_signal_to_a_sequential_capture_finishes_the_record_being_written_and_drops_the_queued_ones(
+        configs, reference, tmp_path):
+    """Without workers the training thread queues records for the writer thread: on SIGTERM
+    the record being written (paused here, released after the signal) is finished and the
+    queued ones are not written (the capture stops in about a second, not after them)."""
+    tiny, _ = configs
+    store, flag = tmp_path / "s.zarr", tmp_path / "go"
+    process = _paused_capture(tiny, store, flag, 2)
+    time.sleep(1.0)  # the run's other records are queued meanwhile
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    flag.touch()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and one_line(err), err
+    import actstats
+
+    assert int(actstats.open_store(str(store))["complete"].values.sum()) == 2
+    code, _, err = cli("capture", tiny, "-o", store, "--resume", "--no-progress")
+    assert code == 0, err
+    assert_stores_identical(reference, str(store))
