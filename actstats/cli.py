@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"actstats {args.command}: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"actstats {args.command}: interrupted", file=sys.stderr)
+        hint = " (complete records are kept: --resume continues)" if args.command == "capture" else ""
+        print(f"actstats {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permissions: say what and where
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
