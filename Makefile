@@ -11,7 +11,7 @@ CONFIG ?= data/configs/default.toml
 # resumes where an interrupted one stopped.
 FINDINGS := saxe2018 init_scale answer answer_mnist1d glorot2010
 
-.PHONY: all report test test-portable bench bench-scale stress venv clean findings findings-data
+.PHONY: all report test test-long test-portable bench bench-scale stress venv clean findings findings-data
 
 all: test
 
@@ -32,6 +32,11 @@ report: venv
 # Two workers (pytest-xdist): the suite is CPU-bound and the machines have two cores.
 test: venv
 	$(PY) -m pytest -q -n 2
+
+# The trials that take several seconds each (type-I error by simulation, multi-process
+# captures): guards of contracts kept out of make test's five minutes; CI runs them next.
+test-long: venv
+	$(PY) -m pytest -q -n 2 -m long
 
 # The numerical tests again with numpy's SIMD dispatch narrowed to its baseline and one BLAS
 # thread, as another CPU would compute them (tests/README.md: the tolerance policy).

@@ -44,6 +44,7 @@ def test_same_config_twice_gives_identical_stores(small_config, small_store, tmp
     assert_stores_identical(small_store, again)
 
 
+@pytest.mark.long
 def test_workers_write_the_same_store(small_config, small_store, tmp_path):
     result = run_cli("capture", small_config, "-o", tmp_path / "w.zarr", "--workers", "2")
     assert result.returncode == 0, result.stderr

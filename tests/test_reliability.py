@@ -103,6 +103,7 @@ def _kill_at_random_moment(config, store, rng: random.Random, *, latest: float, 
     return delay
 
 
+@pytest.mark.long
 def test_kill_during_chunk_writes_and_at_a_random_moment_then_resume(tiny_config, tiny_reference, tmp_path):
     """Three captures killed side by side: inside the first chunk write (nothing complete),
     inside the write of run 0's second `complete` flag (its data and checkpoint written),
@@ -518,6 +519,7 @@ def _written(stdout: str) -> int:
     return int(re.search(r"(\d+) records written", stdout).group(1))
 
 
+@pytest.mark.long
 def test_four_captures_started_at_once_on_one_new_store(tiny_config, tiny_reference, tmp_path):
     """Three `capture --resume` and one plain `capture` of a store that does not exist yet.
     One creates it (an atomic rename); the other `--resume` ones join it and the run locks

@@ -243,7 +243,7 @@ def test_c4_saturation_driving_the_attenuation_and_vanishing_without_saturation(
 # ------------------------------------------------------------------- type-I error
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_type_one_error_of_the_c1_and_c2_rules_on_null_stores():
     """At the null (C1: exactly half saturated in expectation; C2: training and held-out probes
     from one distribution) a rule that says "supported" when the 95% interval over runs lies
@@ -262,7 +262,7 @@ def test_type_one_error_of_the_c1_and_c2_rules_on_null_stores():
     assert c2.count("supported") <= 4
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_type_one_error_of_the_c5_and_c6_rules_on_null_stores():
     """C6 at the null (tanh and sigmoid runs equally saturated) and C5 at the null (depth varied,
     saturation the same at every depth): "supported" in at most 4 of 30 small null stores
@@ -280,7 +280,7 @@ def test_type_one_error_of_the_c5_and_c6_rules_on_null_stores():
     assert c5.count("supported") <= 4
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_type_one_error_of_the_c3_rule_at_its_threshold():
     """At the calibration's boundary (half of the variance still the uniform initialisation,
     excess kurtosis -0.3) the rule says "supported" (Gaussian) in at most 4 of 30 stores."""
