@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ROOT
 from reliability_tools import cli, one_line
+from reliability_tools import MICRO_CONFIG
 
 
 def _synthetic(path) -> str:
@@ -205,23 +206,8 @@ def test_fingerprint_difference_names_what_differs():
 
 # ------------------------------------------------- item 4: verify calls no sound store damaged
 
-EPOCH_ZERO_CONFIG = """
-[dataset]
-name = "digits"
-probe_train = 8
-probe_test = 4
+EPOCH_ZERO_CONFIG = MICRO_CONFIG.replace("epochs = [0, 1]", "epochs = [0]")  # one record, at initialisation
 
-[model]
-depth = 2
-width = 4
-
-[train]
-epochs = 1
-batch_size = 64
-
-[record]
-epochs = [0]
-"""
 
 
 @pytest.fixture(scope="module")
