@@ -207,6 +207,7 @@ def test_fingerprint_difference_names_what_differs():
 # ------------------------------------------------- item 4: verify calls no sound store damaged
 
 EPOCH_ZERO_CONFIG = MICRO_CONFIG.replace("epochs = [0, 1]", "epochs = [0]")  # one record, at initialisation
+assert EPOCH_ZERO_CONFIG != MICRO_CONFIG
 
 
 
