@@ -41,10 +41,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-import zarr
 
-from actstats.store import RECORD_VARIABLES, canonical_json, hold_store_for_writing
-from actstats.store.chunks import atomic_write
+from actstats.store import (
+    RECORD_VARIABLES, canonical_json, hold_store_for_writing, open_group_read_only, refuse_special_files,
+)
+from actstats.errors import IntegrityError
+from actstats.store.chunks import DamagedChunkError, atomic_write
 from actstats.store.manifest import write_record_manifest
 from capture.chunks import ChunkWriter, before_record
 from capture.data import Dataset
@@ -107,7 +109,7 @@ class Writer:
     def __init__(self, store_path: str, *, asynchronous: bool = True, check: Callable[[], None] | None = None):
         self.path = store_path
         self.check = check  # raises if the store is no longer the one being written
-        group = zarr.open_group(store_path, mode="r")
+        group = open_group_read_only(store_path)
         self.arrays = {
             name: ChunkWriter(store_path, name, array, fsync=FSYNC)
             for name, array in group.arrays()
@@ -229,7 +231,11 @@ def run_lock(store_path: str, run: int, *, blocking: bool = True):
 
 def read_complete(store_path: str, run: int) -> np.ndarray:
     """`complete[run, :]` as it is in the store now."""
-    return np.asarray(zarr.open_group(store_path, mode="r")["complete"][run], dtype=bool)
+    refuse_special_files(store_path, "complete")
+    try:
+        return np.asarray(open_group_read_only(store_path)["complete"][run], dtype=bool)
+    except DamagedChunkError as exc:  # e.g. a FIFO in its place: refused, not read for ever
+        raise IntegrityError(f"{store_path}: variable 'complete': {exc}") from None
 
 
 def _remove_leftovers(store_path: str, run: int, writer: "Writer") -> None:

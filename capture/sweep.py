@@ -30,9 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from actstats.errors import ActstatsError
+from actstats.errors import ActstatsError, IntegrityError
 from actstats.options import progress_enabled
+from actstats.store.chunks import DamagedChunkError
 from actstats.store import (
+    open_group_read_only,
+    refuse_special_files,
     StoreContents,
     StoreLayout,
     canonical_json,
@@ -183,8 +186,6 @@ def capture(
 
 
 def _capture(config_path, store_path, *, resume, overwrite, workers, progress, asynchronous) -> dict:
-    import zarr
-
     from actstats.cluster import check_scheduler, scheduler_address
 
     if resume and overwrite:
@@ -218,7 +219,7 @@ def _capture(config_path, store_path, *, resume, overwrite, workers, progress, a
     layout, _, data, probes = prepared()
 
     with hold_store_for_writing(store_path) as store:  # --overwrite is refused from here on
-        group = zarr.open_group(store_path, mode="r")
+        group = open_group_read_only(store_path)
         if group.attrs.get("sweep") != canonical_json(config.sweep):  # replaced since prepare_store
             raise ActstatsError(f"{store_path}: the store was replaced by another capture's while this one started; stopped")
         return _capture_runs(config, config_path, store_path, store.identity, group, layout, data, probes,
@@ -227,7 +228,11 @@ def _capture(config_path, store_path, *, resume, overwrite, workers, progress, a
 
 def _capture_runs(config, config_path, store_path, identity, group, layout, data, probes, workers, scheduler,
                   progress, asynchronous) -> dict:
-    complete = np.asarray(group["complete"][...])
+    refuse_special_files(store_path, "complete")
+    try:
+        complete = np.asarray(group["complete"][...])
+    except DamagedChunkError as exc:  # e.g. a FIFO in its place: refused, not read for ever
+        raise IntegrityError(f"{store_path}: variable 'complete': {exc}") from None
     epochs = list(config.epochs)
     jobs = []
     for i, run in enumerate(config.runs):

@@ -142,6 +142,16 @@ def npz_capture(tmp_path_factory):
     return base, data, config, reference, killed
 
 
+def test_resume_of_a_store_with_a_fifo_in_completes_place_does_not_block(npz_capture, tmp_path):
+    """capture --resume reads `complete` to find what is left: a FIFO there is exit 3 at once."""
+    _, _, config, _, killed = npz_capture
+    damaged = _fifo_in_place(killed, tmp_path, "complete/c/0/0")
+    result = subprocess.run([sys.executable, "-m", "actstats.cli", "capture", config, "-o", damaged, "--resume",
+                             "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3 and one_line(result.stderr), result.stderr
+    assert "complete" in result.stderr
+
+
 def test_the_store_records_the_fingerprint_of_its_data(npz_capture):
     import zarr
 

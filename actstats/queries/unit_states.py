@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from actstats.activations import describe_saturation
-from actstats.errors import ActstatsError, ActstatsValueError
+from actstats.errors import ActstatsValueError
 from actstats.queries._engine import _FIELD, _compute, _layout, _map_chunks
 from actstats.queries._results import _attrs, _describe, _divide, _like, _take, _warn_nonfinite
 from actstats.queries.saturation import COUNTS

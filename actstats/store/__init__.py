@@ -27,6 +27,7 @@ from actstats.store.create import (
     prepare_store,
     tidy_beside,
 )
+from actstats.store.filestore import open_group_read_only, refuse_special_files
 from actstats.store.open import open_store
 from actstats.store.paths import is_local, local_path
 from actstats.store.schema import (
@@ -43,6 +44,8 @@ from actstats.store.schema import (
 from actstats.store.verify import VerifyReport, verify_store
 
 __all__ = [
+    "open_group_read_only",
+    "refuse_special_files",
     "ABANDONED_AFTER_SECONDS",
     "CHUNK_TARGET_BYTES",
     "COORDINATES",

@@ -52,6 +52,40 @@ class RegularFilesStore(LocalStore):
         return await super().get_partial_values(prototype, key_ranges)
 
 
+def open_group_read_only(path):
+    """The store's root group, read-only; a local store through :class:`RegularFilesStore`
+    (so a FIFO in place of ``complete``'s chunk raises instead of blocking a ``--resume``), a
+    URL through zarr's own store."""
+    import zarr
+
+    from actstats.store.paths import is_local, local_path
+
+    location = os.fspath(path)
+    store = RegularFilesStore(local_path(location), read_only=True) if is_local(location) else location
+    return zarr.open_group(store, mode="r")
+
+
+def refuse_special_files(path, variable: str) -> None:
+    """Raise :class:`~actstats.errors.IntegrityError` if a file under a local store's
+    ``variable`` is neither regular nor a directory (a FIFO, device or socket), before
+    zarr-python reads it: its asynchronous reads would otherwise fail half way, leaving pending
+    tasks that print at exit."""
+    from actstats.errors import IntegrityError
+    from actstats.store.paths import is_local, local_path
+
+    location = os.fspath(path)
+    if not is_local(location):
+        return
+    root = os.path.join(local_path(location), variable)
+    for directory, _, files in os.walk(root):
+        for name in files:
+            mode = os.lstat(os.path.join(directory, name)).st_mode
+            if not stat.S_ISREG(mode):
+                key = os.path.relpath(os.path.join(directory, name), local_path(location))
+                raise IntegrityError(f"{location}: variable {variable!r}: {key}: {special_file_kind(mode)}, "
+                                     f"not a regular file")
+
+
 def is_special_chunk(array, key: str) -> bool:
     """Whether chunk `key` of a local `array` is a file that is neither regular nor a directory
     (a FIFO, device or socket): it exists, and reading it is refused. For
