@@ -266,7 +266,7 @@ def _print_training_summary(learned: dict, listed: bool) -> None:
     counts = {}
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
-    print(f"training, at each run's last complete record: "
+    print("training, at each run's last complete record: "
           + ", ".join(f"{n} {status}" for status, n in counts.items())
           + f" (trained: train accuracy >= {learned['min_accuracy']:g}, not diverged)")
     if listed:
