@@ -36,6 +36,9 @@ INITS = (
     "orthogonal",
     "lsuv",
 )
+#: model.bias_init: "default" leaves the biases as model.init makes them (PyTorch's
+#: U(±1/sqrt(fan_in)) for "default", 0 for every other init); "zero" sets them to 0.
+BIAS_INITS = ("default", "zero")
 DATASETS = ("digits", "mnist1d", "synthetic", "npz")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -195,6 +198,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
         "activation": ("sigmoid", _one_of(tuple(ACTIVATIONS))),
         "init": ("default", _one_of(INITS)),
         "init_scale": (1.0, _positive_number),
+        # Absent unless given, so that configs written before these keys keep their meaning
+        # (and their stores resume): the readout is then initialised like the hidden layers.
+        "bias_init": (_ABSENT, _one_of(BIAS_INITS)),
+        "readout_init": (_ABSENT, _one_of(INITS)),
+        "readout_init_scale": (_ABSENT, _positive_number),
     },
     "train": {
         "optimizer": ("sgd", _one_of(OPTIMIZERS)),
@@ -452,6 +460,11 @@ def _validate_run(run: dict, source: str, where: str) -> None:
                     f"{source}: train.layer_lr = {_show(train['layer_lr'])}: entry {i} times train.lr = "
                     f"{_show(train['lr'])} is beyond float32's range ({MAX_FLOAT32:.8g}){where}"
                 )
+    if "readout_init_scale" in model and "readout_init" not in model:
+        raise ConfigError(
+            f"{source}: model.readout_init_scale = {_show(model['readout_init_scale'])}: only used with "
+            f"model.readout_init (the readout is otherwise initialised like the hidden layers, with model.init_scale){where}"
+        )
     if train["optimizer"] == "adam" and train["momentum"] != 0:
         raise ConfigError(f"{source}: train.momentum = {_show(train['momentum'])}: not used by adam (set betas){where}")
     epochs = record["epochs"]

@@ -56,7 +56,16 @@ class FeedForward(nn.Module):
         return [*self.hidden, self.readout]
 
 
-def initialise(model: FeedForward, init: str, scale: float, x_batch: torch.Tensor) -> None:
+def initialise(
+    model: FeedForward,
+    init: str,
+    scale: float,
+    x_batch: torch.Tensor,
+    *,
+    bias_init: str = "default",
+    readout_init: str | None = None,
+    readout_scale: float = 1.0,
+) -> None:
     """Initialise every linear layer (hidden and readout) in place.
 
     - ``default``: PyTorch's own nn.Linear initialisation, U(±1/sqrt(fan_in)) for W and b.
@@ -67,35 +76,50 @@ def initialise(model: FeedForward, init: str, scale: float, x_batch: torch.Tenso
     - ``lsuv``: Mishkin & Matas 2016: orthonormal, then each layer in turn rescaled until
       the variance of its output (pre-activation) on `x_batch` is 1 +- 0.1 (at most 10
       passes), b = 0.
+
+    `readout_init` (with `readout_scale`) initialises the readout apart from the hidden
+    layers (None: the readout is initialised like them, with `scale`); `bias_init="zero"` sets
+    every bias to 0 (with ``default``, whose biases are otherwise U(±1/sqrt(fan_in))).
     """
-    if init == "default":
-        return
+    readout = init if readout_init is None else readout_init
+    readout_gain = scale if readout_init is None else readout_scale
+    plan = [(layer, init, scale) for layer in model.hidden] + [(model.readout, readout, readout_gain)]
     with torch.no_grad():
-        for layer in model.layers:
-            weight = layer.weight
-            if init == "xavier_uniform":
-                nn.init.xavier_uniform_(weight, gain=scale)
-            elif init == "xavier_normal":
-                nn.init.xavier_normal_(weight, gain=scale)
-            elif init == "kaiming_normal":
-                nonlinearity = ACTIVATIONS[model.activation_name].kaiming_nonlinearity
-                nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
-                weight.mul_(scale)
-            elif init == "normal":
-                nn.init.normal_(weight, 0.0, scale)
-            elif init == "uniform":
-                nn.init.uniform_(weight, -scale, scale)
-            elif init in ("orthogonal", "lsuv"):
-                nn.init.orthogonal_(weight, gain=scale if init == "orthogonal" else 1.0)
-            else:  # validated by the config; kept as a guard for programmatic use
-                raise ValueError(f"unknown init {init!r}")
-            nn.init.zeros_(layer.bias)
-        if init == "lsuv":
-            _lsuv(model, x_batch)
+        for layer, name, gain in plan:
+            if name != "default":
+                _init_layer(model, layer, name, gain)
+            if bias_init == "zero":
+                nn.init.zeros_(layer.bias)
+        lsuv = [index for index, (_, name, _) in enumerate(plan) if name == "lsuv"]
+        if lsuv:
+            _lsuv(model, x_batch, lsuv)
 
 
-def _lsuv(model: FeedForward, x: torch.Tensor, tolerance: float = 0.1, max_passes: int = 10) -> None:
-    for index, layer in enumerate(model.layers):
+def _init_layer(model: FeedForward, layer: nn.Linear, init: str, scale: float) -> None:
+    weight = layer.weight
+    if init == "xavier_uniform":
+        nn.init.xavier_uniform_(weight, gain=scale)
+    elif init == "xavier_normal":
+        nn.init.xavier_normal_(weight, gain=scale)
+    elif init == "kaiming_normal":
+        nonlinearity = ACTIVATIONS[model.activation_name].kaiming_nonlinearity
+        nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+        weight.mul_(scale)
+    elif init == "normal":
+        nn.init.normal_(weight, 0.0, scale)
+    elif init == "uniform":
+        nn.init.uniform_(weight, -scale, scale)
+    elif init in ("orthogonal", "lsuv"):
+        nn.init.orthogonal_(weight, gain=scale if init == "orthogonal" else 1.0)
+    else:  # validated by the config; kept as a guard for programmatic use
+        raise ValueError(f"unknown init {init!r}")
+    nn.init.zeros_(layer.bias)
+
+
+def _lsuv(model: FeedForward, x: torch.Tensor, indices: list[int], tolerance: float = 0.1, max_passes: int = 10) -> None:
+    """Rescale the layers at `indices` of ``model.layers`` in turn (LSUV's second step)."""
+    for index in indices:
+        layer = model.layers[index]
         for _ in range(max_passes):
             h = x
             for previous in model.hidden[:index]:

@@ -280,7 +280,12 @@ class RunTrainer:
         self.x_probe = torch.from_numpy(probes.x)
         self.model = FeedForward(data.x_train.shape[1], list(model_spec["width"]), sizes["class"], model_spec["activation"])
         lsuv_rows = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(data.x_train))[:512])
-        initialise(self.model, model_spec["init"], float(model_spec["init_scale"]), self.x_train[lsuv_rows])
+        initialise(
+            self.model, model_spec["init"], float(model_spec["init_scale"]), self.x_train[lsuv_rows],
+            bias_init=model_spec.get("bias_init", "default"),
+            readout_init=model_spec.get("readout_init"),
+            readout_scale=float(model_spec.get("readout_init_scale", 1.0)),
+        )
         self.optimizer = make_optimizer(self.model, train)
         self.loss = torch.nn.CrossEntropyLoss()
         self.batch_size = int(train["batch_size"])

@@ -196,6 +196,38 @@ def test_initialisations(init):
         np.testing.assert_allclose(w @ w.T, np.eye(48), atol=1e-5)
 
 
+def test_readout_initialised_apart_and_zero_biases():
+    """readout_init gives the readout its own init and scale while the hidden layers keep
+    theirs; bias_init = "zero" zeroes PyTorch's default U(±1/sqrt(fan_in)) biases and leaves
+    its weights alone."""
+    import torch
+
+    from capture.model import FeedForward, initialise
+
+    torch.manual_seed(0)
+    model = FeedForward(64, [48, 48], 10, "sigmoid")
+    initialise(model, "normal", 2.0, torch.zeros(4, 64), readout_init="normal", readout_scale=0.01)
+    assert model.hidden[1].weight.std().item() == pytest.approx(2.0, rel=0.06)  # 2304 draws: 3 std of the std
+    assert model.readout.weight.std().item() == pytest.approx(0.01, rel=0.2)  # 480 draws
+    torch.manual_seed(0)
+    reference = FeedForward(64, [48, 48], 10, "sigmoid")
+    torch.manual_seed(0)
+    model = FeedForward(64, [48, 48], 10, "sigmoid")
+    initialise(model, "default", 1.0, torch.zeros(4, 64), bias_init="zero")
+    for layer, same in zip(model.layers, reference.layers):
+        assert torch.equal(layer.weight, same.weight)
+        assert not layer.bias.any() and same.bias.any()
+
+
+def test_new_model_keys_leave_older_configs_unchanged():
+    """bias_init, readout_init and readout_init_scale are absent unless given: a config that
+    does not name them normalises as before, so a store made before them still resumes."""
+    from capture.config import parse_config
+
+    whole = parse_config("[model]\ndepth = 2\nwidth = 8\n").sweep
+    assert not {"bias_init", "readout_init", "readout_init_scale"} & set(whole["model"])
+
+
 @pytest.mark.stress  # make test kills at random moments in tests/test_reliability.py already
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_capture(tmp_path):
     cfg = write_config(

@@ -65,6 +65,9 @@ CASES = {
     "train.seed beyond int64": (config_text(train__seed=str(2**64)), "train.seed = 18446744073709551616"),
     "mnist1d data_seed beyond its generator": (
         config_text(dataset__name='"mnist1d"', dataset__data_seed=str(2**32)), "dataset.data_seed = 4294967296"),
+    # initialisation: readout_init_scale means nothing without readout_init
+    "readout_init_scale alone": (config_text(model__readout_init_scale="0.5"), "model.readout_init_scale = 0.5"),
+    "unknown bias_init": (config_text(model__bias_init='"ones"'), "model.bias_init = 'ones'"),
     # probes
     "probe_train = probe_test = 0": (
         config_text(dataset__probe_train="0", dataset__probe_test="0"), "dataset.probe_train = 0 and dataset.probe_test = 0"),
