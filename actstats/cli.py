@@ -187,11 +187,13 @@ def _training_info(ds) -> dict | None:
 
 
 def _cmd_info(args) -> int:
-    from actstats.store import open_store
+    from actstats.store import open_store, scheduled_records
 
     ds = open_store(args.store)
     complete = ds["complete"].values
-    scheduled = ds["step"].values >= 0
+    # records after a run's train.until stop are never written: not scheduled
+    stopped = ds["stopped"].values & complete if "stopped" in ds.data_vars else None
+    scheduled = scheduled_records(ds["step"].values, complete, stopped)
     info = {
         "store": args.store,
         "schema": ds.attrs["schema"],
@@ -215,6 +217,10 @@ def _cmd_info(args) -> int:
             for i, r in enumerate(ds["run"].values)
         ],
     }
+    if stopped is not None:  # the epoch at which train.until ended each run (None: it did not)
+        epochs = ds["epoch"].values
+        for run, row in zip(info["runs"], stopped):
+            run["stopped_at"] = float(epochs[np.argmax(row)]) if row.any() else None
     learned = _training_info(ds)
     if learned is not None:  # at each run's last complete record
         for run, numbers in zip(info["runs"], learned["runs"]):
@@ -247,6 +253,11 @@ def _cmd_info(args) -> int:
             numbers = " ".join(f"{_shown_number(r[name]):>10s}" for name in learned["fields"])
             line = f"{line[:-len(r['complete'])]}{r['complete']:8s} {numbers} {r['status']}"
         print(line)
+    ended = [(r["run"], r["stopped_at"]) for r in info["runs"] if r.get("stopped_at") is not None]
+    if stopped is not None:
+        print(f"stopped by train.until: {len(ended)} of {len(info['runs'])} runs"
+              + (": " + ", ".join(f"run {r} at epoch {e:g}" for r, e in ended[:INFO_RUNS_LISTED]) if ended else "")
+              + (f", … ({len(ended) - INFO_RUNS_LISTED} more)" if len(ended) > INFO_RUNS_LISTED else ""))
     if learned is not None:
         _print_training_summary(learned, listed)
     _warn_at_chance(learned, len(info["runs"]))

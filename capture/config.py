@@ -11,6 +11,7 @@ import difflib
 import itertools
 import math
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ INITS = (
 #: U(±1/sqrt(fan_in)) for "default", 0 for every other init); "zero" sets them to 0.
 BIAS_INITS = ("default", "zero")
 DATASETS = ("digits", "mnist1d", "synthetic", "npz")
+#: dataset.fresh (a new training set each epoch) needs a generator.
+FRESH_DATASETS = ("mnist1d", "synthetic")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -169,6 +172,69 @@ def _string(v):
     return None if isinstance(v, str) and v else "must be a non-empty string"
 
 
+#: train.until: "METRIC OP NUMBER", read by :func:`parse_until` (no eval).
+UNTIL_METRICS = ("train_accuracy", "train_loss", "test_accuracy", "test_loss")
+UNTIL_OPERATORS = (">=", "<=", ">", "<")
+UNTIL_FORM = (
+    f'must be "METRIC OP NUMBER" with METRIC one of {", ".join(UNTIL_METRICS)} and OP one of '
+    f'{", ".join(UNTIL_OPERATORS)} (e.g. "train_accuracy >= 0.99")'
+)
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_UNTIL = re.compile(
+    rf"\s*({'|'.join(UNTIL_METRICS)})\s*({'|'.join(re.escape(op) for op in UNTIL_OPERATORS)})\s*({_NUMBER})\s*"
+)
+
+
+@dataclass(frozen=True)
+class Until:
+    """A parsed ``train.until`` condition: ``metric op threshold``.
+
+    Examples
+    --------
+    >>> condition = parse_until("train_accuracy >= 0.99")
+    >>> condition.metric, condition.holds(0.995), condition.holds(0.98)
+    ('train_accuracy', True, False)
+    """
+
+    metric: str
+    op: str
+    threshold: float
+
+    def holds(self, value: float) -> bool:
+        value = float(value)
+        if self.op == ">=":
+            return value >= self.threshold
+        if self.op == "<=":
+            return value <= self.threshold
+        if self.op == ">":
+            return value > self.threshold
+        return value < self.threshold
+
+
+def parse_until(text) -> Until | None:
+    """A ``train.until`` string as an :class:`Until`, or None when it is not of the form
+    "METRIC OP NUMBER" (a finite number)."""
+    if not isinstance(text, str):
+        return None
+    match = _UNTIL.fullmatch(text)
+    if match is None:
+        return None
+    threshold = float(match.group(3))
+    if not math.isfinite(threshold):
+        return None
+    return Until(match.group(1), match.group(2), threshold)
+
+
+def _until(v):
+    return None if parse_until(v) is not None else UNTIL_FORM
+
+
+def _until_then(v):
+    if _is_number(v) and 0 <= v <= MAX_EPOCHS:
+        return None
+    return f"must be a number of epochs >= 0 (at most {MAX_EPOCHS})"
+
+
 def _betas(v):
     if isinstance(v, list) and len(v) == 2 and all(_is_number(x) and 0 <= x < 1 for x in v):
         return None
@@ -191,6 +257,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
         "n_classes": (4, _n_classes),
         "teacher_width": (64, _positive_int),
         "data_seed": (0, _seed),
+        # Absent unless given: a fresh training set each epoch (mnist1d and synthetic only).
+        "fresh": (_ABSENT, _bool),
     },
     "model": {
         "depth": (5, _depth),
@@ -214,6 +282,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], str | None]]]] = {
         "batch_size": (10, _positive_int),
         "epochs": (50, _train_epochs),
         "seed": (0, _seed),
+        # Absent unless given: train until a condition holds (train.epochs is then the cap),
+        # and until_then epochs more (0 when absent).
+        "until": (_ABSENT, _until),
+        "until_then": (_ABSENT, _until_then),
     },
     "record": {
         "epochs": ("log:16", _record_epochs),
@@ -465,6 +537,16 @@ def _validate_run(run: dict, source: str, where: str) -> None:
             f"{source}: model.readout_init_scale = {_show(model['readout_init_scale'])}: only used with "
             f"model.readout_init (the readout is otherwise initialised like the hidden layers, with model.init_scale){where}"
         )
+    if "until_then" in train and "until" not in train:
+        raise ConfigError(
+            f"{source}: train.until_then = {_show(train['until_then'])}: only used with train.until "
+            f"(the epochs trained on after the condition first holds){where}"
+        )
+    if dataset.get("fresh") and dataset["name"] not in FRESH_DATASETS:
+        raise ConfigError(
+            f"{source}: dataset.fresh = true: only for dataset.name = 'mnist1d' or 'synthetic', whose generators "
+            f"can make new rows (dataset.name = {_show(dataset['name'])}){where}"
+        )
     if train["optimizer"] == "adam" and train["momentum"] != 0:
         raise ConfigError(f"{source}: train.momentum = {_show(train['momentum'])}: not used by adam (set betas){where}")
     epochs = record["epochs"]
@@ -485,6 +567,11 @@ def _validate_run(run: dict, source: str, where: str) -> None:
         if len(set(epochs)) != len(epochs):
             raise ConfigError(f"{source}: record.epochs = {_show(epochs)}: contains a repeated epoch{where}")
         record["epochs"] = sorted(float(e) for e in epochs)
+        if "until" in train and float(train["epochs"]) not in record["epochs"]:
+            raise ConfigError(
+                f"{source}: record.epochs = {_show(epochs)}: with train.until it must contain train.epochs = "
+                f"{_show(train['epochs'])} (the cap), so that a run stops at a recorded moment{where}"
+            )
     model["width"] = model["width"] if isinstance(model["width"], list) else [model["width"]] * depth
     if max(model["width"]) > MAX_WIDTH:
         raise ConfigError(

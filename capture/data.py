@@ -64,7 +64,14 @@ def load_dataset(spec: dict, source: str = "<config>") -> Dataset:
             teacher_width=int(spec["teacher_width"]),
             seed=int(spec["data_seed"]),
         )
-        return _split(name, x, y, spec, source)
+        data = _split(name, x, y, spec, source)
+        if spec.get("fresh") and data.n_classes < int(spec["n_classes"]):
+            raise ConfigError(
+                f"{source}: dataset.fresh = true: the teacher labels the {len(x)} generated rows with classes 0 to "
+                f"{data.n_classes - 1} only, of dataset.n_classes = {spec['n_classes']}; a fresh epoch could hold a "
+                "class the network has no output for (generate more rows: dataset.n_samples)"
+            )
+        return data
     if name == "npz":
         return _load_npz(spec, source)
     raise ConfigError(f"{source}: dataset.name = {name!r}: unknown data set")
@@ -98,12 +105,93 @@ def synthetic_teacher(n_samples: int, n_features: int, n_classes: int, teacher_w
     >>> x.shape, sorted(set(y.tolist())) == [0, 1, 2]
     ((100, 8), True)
     """
+    x, w1, w2 = _teacher(n_samples, n_features, n_classes, teacher_width, seed)
+    return x, _teacher_labels(x, w1, w2)
+
+
+def _teacher(n_samples: int, n_features: int, n_classes: int, teacher_width: int, seed: int):
+    """The inputs and the teacher's weights, drawn from one generator seeded by `seed` (x first)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, n_features)).astype(np.float32)
     w1 = rng.standard_normal((n_features, teacher_width)) / np.sqrt(n_features)
     w2 = rng.standard_normal((teacher_width, n_classes)) / np.sqrt(teacher_width)
-    y = np.argmax(np.tanh(x @ w1) @ w2, axis=1).astype(np.int64)
-    return x, y
+    return x, w1, w2
+
+
+def _teacher_labels(x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
+    return np.argmax(np.tanh(x @ w1) @ w2, axis=1).astype(np.int64)
+
+
+class FreshData:
+    """``dataset.fresh``: a new training set for each epoch k >= 1, of as many rows as the
+    training split, from the generator of the data set (epoch 0 trains on the split itself).
+
+    An epoch's rows depend only on the [dataset] table and k, so a resumed run trains on the
+    same rows. ``synthetic``: new inputs x ~ N(0, I) from a generator seeded by
+    (``data_seed``, k), labelled by the same teacher network as the data set (the teacher is
+    drawn from ``data_seed`` as :func:`synthetic_teacher` draws it). ``mnist1d``:
+    ``mnist1d.data.make_dataset`` with its seed derived from (``data_seed``, k) (below 2**32)
+    and ``num_samples`` the training rows rounded up to a multiple of 10; its first rows (it
+    shuffles them) are kept. mnist1d takes ~0.4 ms a row, so each epoch's set is made only
+    when training reaches it.
+
+    Examples
+    --------
+    >>> spec = {"name": "synthetic", "n_samples": 40, "n_features": 3, "n_classes": 2,
+    ...         "teacher_width": 4, "data_seed": 0}
+    >>> x, y = FreshData(spec, 30).epoch(1)
+    >>> x.shape, y.shape, x.dtype.name, y.dtype.name
+    ((30, 3), (30,), 'float32', 'int64')
+    >>> bool((FreshData(spec, 30).epoch(1)[0] == x).all()), bool((FreshData(spec, 30).epoch(2)[0] == x).all())
+    (True, False)
+    """
+
+    def __init__(self, spec: dict, n_rows: int):
+        if spec["name"] not in ("synthetic", "mnist1d"):
+            raise ConfigError(f"dataset.fresh = true: dataset.name = {spec['name']!r} has no generator")
+        self.spec = spec
+        self.n_rows = int(n_rows)
+        self._weights = None
+
+    def seed(self, k: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence([int(self.spec.get("data_seed", 0)), int(k)])
+
+    def epoch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Epoch `k`'s training rows (k >= 1): x float32 (n_rows, features), y int64 (n_rows,)."""
+        if k < 1:
+            raise ValueError("epoch 0 trains on the training split itself")
+        if self.spec["name"] == "synthetic":
+            return self._synthetic(k)
+        return self._mnist1d(k)
+
+    def _synthetic(self, k):
+        spec = self.spec
+        if self._weights is None:
+            _, w1, w2 = _teacher(int(spec.get("n_samples", 2000)), int(spec["n_features"]), int(spec["n_classes"]),
+                                 int(spec["teacher_width"]), int(spec["data_seed"]))
+            self._weights = (w1, w2)
+        rng = np.random.default_rng(self.seed(k))
+        x = rng.standard_normal((self.n_rows, int(spec["n_features"]))).astype(np.float32)
+        return x, _teacher_labels(x, *self._weights)
+
+    def _mnist1d(self, k):
+        import random
+
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        args.seed = int(self.seed(k).generate_state(1, np.uint32)[0])  # numpy's legacy seeds are < 2**32
+        args.num_samples = 10 * -(-self.n_rows // 10)  # n_samples // 10 rows of each class
+        # make_dataset seeds the global `random` and numpy generators: leave them as they were
+        states = random.getstate(), np.random.get_state()
+        try:
+            data = make_dataset(args)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+        x = np.concatenate([data["x"], data["x_test"]])[: self.n_rows].astype(np.float32)
+        y = np.concatenate([data["y"], data["y_test"]])[: self.n_rows].astype(np.int64)
+        return x, y
 
 
 def _split(name, x, y, spec, source="<config>") -> Dataset:
@@ -235,4 +323,6 @@ def _data_source(spec: dict) -> dict:
                       **{k: spec.get(k) for k in ("data_seed", "n_samples", "n_features", "n_classes", "teacher_width")})
     else:
         source.update(generator="npz file", path=str(spec.get("path")))
+    if spec.get("fresh"):  # training draws a new set each epoch (capture.data.FreshData)
+        source["fresh"] = True
     return {k: v for k, v in source.items() if v is not None}

@@ -49,7 +49,8 @@ from actstats.errors import IntegrityError
 from actstats.store.chunks import DamagedChunkError, atomic_write
 from actstats.store.manifest import write_record_manifest
 from capture.chunks import ChunkWriter, before_record
-from capture.data import Dataset
+from capture.config import parse_until
+from capture.data import Dataset, FreshData
 from capture.model import FeedForward, initialise, make_optimizer
 
 #: Rows per forward pass when a whole split is evaluated (bounds memory on large splits).
@@ -293,6 +294,14 @@ class RunTrainer:
         self.step = 0
         self._permutation_epoch = -1
         self._permutation = None
+        # dataset.fresh: each epoch k >= 1 trains on a new set from the generator (made when reached)
+        self.fresh = FreshData(run["dataset"], len(data.x_train)) if run["dataset"].get("fresh") else None
+        self._epoch_rows = (self.x_train, self.y_train)
+        # train.until: checked at the end of every whole epoch; until_epoch is the first epoch at
+        # which it held (-1: not yet)
+        self.until = parse_until(train["until"]) if "until" in train else None
+        self.until_then = float(train.get("until_then", 0))
+        self.until_epoch = -1
         self.record_options = run["record"]
         self.config_json = canonical_json(run)
 
@@ -305,12 +314,51 @@ class RunTrainer:
             "epoch_index": epoch_index,
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "optimizer": _clone(self.optimizer.state_dict()),
+            "until_epoch": self.until_epoch,
         }
 
     def restore(self, checkpoint: dict) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step = int(checkpoint["step"])
+        self.until_epoch = int(checkpoint.get("until_epoch", -1))
+
+    # -- train.until ------------------------------------------------------------------
+    def stop_step(self) -> int | None:
+        """The optimizer step from which a record ends the run (the first scheduled recording
+        moment at or after it does): the step nearest to epoch until_epoch + until_then, as
+        record steps are the nearest to theirs; None while the condition has not held."""
+        if self.until is None or self.until_epoch < 0:
+            return None
+        return int(round((self.until_epoch + self.until_then) * self.spe))
+
+    def until_values(self, stopped: bool = False) -> dict[str, np.generic]:
+        """The record's ``stopped`` and ``until_epoch`` (NaN while the condition has not held)."""
+        epoch = np.float32(self.until_epoch) if self.until_epoch >= 0 else np.float32(np.nan)
+        return {"stopped": np.bool_(stopped), "until_epoch": epoch}
+
+    def evaluate(self, split: str) -> tuple[np.float32, np.float32]:
+        """Mean cross-entropy and accuracy on the whole `split` ("train": the fixed training
+        split), as :meth:`record` computes ``train_loss`` etc.: the same blocks, sums and
+        float32 values."""
+        x_all, y_all = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
+        loss_sum, correct = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(x_all), EVAL_BATCH):
+                x, y = x_all[start : start + EVAL_BATCH], y_all[start : start + EVAL_BATCH]
+                logits, _, _ = self.model(x, keep=True)
+                losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+                loss_sum += float(losses.sum())
+                correct += int((logits.argmax(1) == y).sum())
+        n = max(1, len(x_all))
+        return np.float32(loss_sum / n), np.float32(correct / n)
+
+    def _check_until(self) -> None:
+        """At the end of a whole epoch: note the first epoch at which train.until holds."""
+        split, kind = self.until.metric.split("_")
+        loss, accuracy = self.evaluate(split)
+        if self.until.holds(accuracy if kind == "accuracy" else loss):
+            self.until_epoch = self.step // self.spe
 
     # -- training ---------------------------------------------------------------------
     def train_until(self, step: int) -> None:
@@ -321,20 +369,26 @@ class RunTrainer:
             if epoch != self._permutation_epoch:
                 self._permutation = _epoch_permutation(self.seed, epoch, n)
                 self._permutation_epoch = epoch
+                if self.fresh is not None:
+                    self._epoch_rows = (self.x_train, self.y_train) if epoch == 0 else tuple(
+                        torch.from_numpy(a) for a in self.fresh.epoch(epoch))
+            x_epoch, y_epoch = self._epoch_rows
             rows = self._permutation[position * self.batch_size : (position + 1) * self.batch_size]
-            logits, _, _ = model(self.x_train[rows])
-            loss = loss_fn(logits, self.y_train[rows])
+            logits, _, _ = model(x_epoch[rows])
+            loss = loss_fn(logits, y_epoch[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             self.step += 1
+            if self.until is not None and self.until_epoch < 0 and self.step % self.spe == 0:
+                self._check_until()
 
     # -- recording --------------------------------------------------------------------
     def snapshot(self) -> FeedForward:
         """A copy of the network as it is now, for recording while training goes on."""
         return copy.deepcopy(self.model)
 
-    def record(self, model: FeedForward | None = None) -> dict[str, np.ndarray]:
+    def record(self, model: FeedForward | None = None, extra: dict | None = None) -> dict[str, np.ndarray]:
         """Everything the store holds for this moment, as NaN-padded numpy blocks.
 
         One pass over every row of both splits, in blocks of EVAL_BATCH rows: a forward pass
@@ -401,6 +455,7 @@ class RunTrainer:
         out["test_accuracy"] = np.float32(totals["test"][1] / max(1, n_test))
         finite = finite and all(bool(torch.isfinite(p).all()) for p in model.parameters())
         out["diverged"] = np.bool_(not finite)
+        out.update(extra or {})
         return out
 
 
@@ -457,13 +512,28 @@ def capture_run(
         if not held:
             return None
         complete = read_complete(store_path, run_index)
+        stopped = read_stopped(store_path, run_index)
         return _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete,
-                            on_record, asynchronous, store.check)
+                            on_record, asynchronous, store.check, stopped=stopped)
+
+
+def read_stopped(store_path: str, run: int) -> np.ndarray | None:
+    """`stopped[run, :]` as it is in the store now (None: the store has no `stopped`)."""
+    group = open_group_read_only(store_path)
+    if "stopped" not in group:
+        return None
+    refuse_special_files(store_path, "stopped")
+    try:
+        return np.asarray(group["stopped"][run], dtype=bool)
+    except DamagedChunkError as exc:
+        raise IntegrityError(f"{store_path}: variable 'stopped': {exc}") from None
 
 
 def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete, on_record, asynchronous,
-                 check=None):
+                 check=None, *, stopped=None):
     torch.set_num_threads(1)
+    if stopped is not None and (stopped & complete).any():
+        return 0  # train.until ended this run: the records after its stop are never written
     steps = record_steps(run, len(data.x_train))
     schedule = sorted(zip(steps, epoch_indices))
     pending = [(s, e) for s, e in schedule if not complete[e]]
@@ -481,24 +551,33 @@ def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices,
     if check is not None:
         check()
     _remove_leftovers(store_path, run_index, writer)
+    written = 0
     try:
         for step, epoch_index in pending:
             trainer.train_until(step)
+            # train.until: the first recording moment at or after the stop step ends the run
+            stop = trainer.stop_step()
+            stops = stop is not None and step >= stop
             # Record a copy of the network on the writer's thread (the second core) while
             # this thread trains on; the copy holds exactly the state of this step.
             snapshot = trainer.snapshot() if asynchronous else trainer.model
-            values = functools.partial(trainer.record, snapshot)
+            values = functools.partial(trainer.record, snapshot, trainer.until_values(stops))
             writer.submit((run_index, epoch_index, values, trainer.checkpoint(epoch_index), on_record))
-        # Train to train.epochs even past the last record: the run is the run the config
-        # describes, whatever moments are recorded (and benchmarks compare like with like).
-        trainer.train_until(int(round(run["train"]["epochs"] * trainer.spe)))
+            written += 1
+            if stops:
+                break
+        else:
+            # Train to train.epochs even past the last record: the run is the run the config
+            # describes, whatever moments are recorded (and benchmarks compare like with like).
+            # Not after a train.until stop: that run ends at its stop.
+            trainer.train_until(int(round(run["train"]["epochs"] * trainer.spe)))
         writer.close()
     except BaseException:
         # Stopping (an error, SIGINT, SIGTERM): the record being written is finished, the
         # queued ones are dropped, as a kill would drop them (--resume writes them).
         writer.close(abandon=True)
         raise
-    return len(pending)
+    return written
 
 
 def config_of(store_attrs: dict) -> dict:

@@ -89,6 +89,8 @@ def _layout_and_coordinates(config: CaptureConfig):
         optional.add("delta")
     if any(r["record"]["weight_grad"] for r in runs):
         optional.add("weight_grad")
+    if any("until" in r["train"] for r in runs):  # absent otherwise: stores made before keep their layout
+        optional |= {"stopped", "until_epoch"}
     layout = StoreLayout(
         n_runs=len(runs),
         epochs=epochs,
@@ -233,11 +235,21 @@ def _capture_runs(config, config_path, store_path, identity, group, layout, data
         complete = np.asarray(group["complete"][...])
     except DamagedChunkError as exc:  # e.g. a FIFO in its place: refused, not read for ever
         raise IntegrityError(f"{store_path}: variable 'complete': {exc}") from None
+    # train.until: a run that stopped (a complete record marked `stopped`) is done; its later
+    # records are never written
+    if "stopped" in group:
+        refuse_special_files(store_path, "stopped")
+        try:
+            done = (np.asarray(group["stopped"][...], dtype=bool) & complete).any(axis=1)
+        except DamagedChunkError as exc:
+            raise IntegrityError(f"{store_path}: variable 'stopped': {exc}") from None
+    else:
+        done = np.zeros(len(config.runs), dtype=bool)
     epochs = list(config.epochs)
     jobs = []
     for i, run in enumerate(config.runs):
         indices = [epochs.index(e) for e in run["record"]["epochs"]]
-        if not complete[i, indices].all():
+        if not done[i] and not complete[i, indices].all():
             jobs.append((i, run, indices))
     total = sum(int((~complete[i, idx]).sum()) for i, _, idx in jobs)
     sizes = layout.sizes()

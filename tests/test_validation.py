@@ -68,6 +68,17 @@ CASES = {
     # initialisation: readout_init_scale means nothing without readout_init
     "readout_init_scale alone": (config_text(model__readout_init_scale="0.5"), "model.readout_init_scale = 0.5"),
     "unknown bias_init": (config_text(model__bias_init='"ones"'), "model.bias_init = 'ones'"),
+    # train.until (a "METRIC OP NUMBER" string) and its terminal phase; dataset.fresh needs a generator
+    "malformed train.until": (config_text(train__until='"accuracy >= 0.9"'), 'train.until = \'accuracy >= 0.9\': must be "METRIC OP NUMBER"'),
+    "train.until_then alone": (config_text(train__until_then="3"), "train.until_then = 3: only used with train.until"),
+    "train.until without train.epochs recorded": (
+        config_text(train__until='"train_loss < 0.1"', train__epochs="2"), "record.epochs = [0, 1]: with train.until"),
+    "dataset.fresh with digits": (config_text(dataset__fresh="true"), "dataset.fresh = true: only for dataset.name"),
+    "dataset.fresh not a bool": (
+        config_text(dataset__name='"synthetic"', dataset__fresh='"yes"'), "dataset.fresh = 'yes': must be true or false"),
+    "dataset.fresh with classes the teacher never labels": (
+        config_text(dataset__name='"synthetic"', dataset__fresh="true", dataset__n_samples="4", dataset__n_classes="50"),
+        "dataset.fresh = true: the teacher labels the 4 generated rows"),
     # probes
     "probe_train = probe_test = 0": (
         config_text(dataset__probe_train="0", dataset__probe_test="0"), "dataset.probe_train = 0 and dataset.probe_test = 0"),

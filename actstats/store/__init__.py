@@ -40,6 +40,7 @@ from actstats.store.schema import (
     VARIABLES,
     StoreLayout,
     canonical_json,
+    scheduled_records,
 )
 from actstats.store.verify import VerifyReport, verify_store
 
@@ -66,6 +67,7 @@ __all__ = [
     "local_path",
     "open_store",
     "prepare_store",
+    "scheduled_records",
     "tidy_beside",
     "verify_store",
 ]

@@ -32,6 +32,9 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, bool]] = {
     "train_accuracy": (("run", "epoch"), "float32", False),
     "test_accuracy": (("run", "epoch"), "float32", False),
     "diverged": (("run", "epoch"), "bool", False),
+    # train.until (capture): the record at which the run stopped, and the epoch the condition first held
+    "stopped": (("run", "epoch"), "bool", False),
+    "until_epoch": (("run", "epoch"), "float32", False),
     "complete": (("run", "epoch"), "bool", True),
     "input": (("sample", "feature"), "float32", True),
 }
@@ -75,6 +78,34 @@ ROOT_ATTRIBUTES = (
 RECORD_VARIABLES = tuple(
     name for name, (dims, _, _) in VARIABLES.items() if dims[:2] == RECORD_DIMS and name != "complete"
 )
+
+def scheduled_records(step, complete, stopped=None):
+    """The (run, epoch) records a store's writer means to write: those whose ``step`` is
+    scheduled (>= 0), except the records after a complete record marked ``stopped`` (capture's
+    ``train.until`` ended that run there: the later records are never written). Arrays of
+    shape (run, epoch) with epochs in increasing order; `stopped` None: no run stopped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> step = np.array([[0, 5, 10, 15], [0, 5, -1, 15]])
+    >>> complete = np.array([[True, True, False, False], [True, False, False, False]])
+    >>> stopped = np.array([[False, True, False, False], [False, False, False, False]])
+    >>> scheduled_records(step, complete, stopped).astype(int).tolist()
+    [[1, 1, 0, 0], [1, 1, 0, 1]]
+    """
+    import numpy as np
+
+    scheduled = np.asarray(step) >= 0
+    if stopped is None:
+        return scheduled
+    stopped = np.asarray(stopped, dtype=bool) & np.asarray(complete, dtype=bool)
+    if stopped.shape != scheduled.shape:
+        return scheduled
+    # after the first stop of a run: every later epoch
+    after = np.cumsum(stopped, axis=1) - stopped > 0
+    return scheduled & ~after
+
 
 #: Target size of one uncompressed chunk of the large record variables. Chosen by
 #: measurement (docs/benchmarks.md): big enough that per-chunk overhead is small, small

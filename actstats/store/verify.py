@@ -24,7 +24,7 @@ from actstats.store.manifest import (
     stored_checksum,
 )
 from actstats.store.open import _format_problems, _open_group
-from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES
+from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES, scheduled_records
 
 
 @dataclass
@@ -74,7 +74,9 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     (readers that use one or the other would read different data). A chunk is damaged when
     it fails to decode (checksum mismatch, truncation). A chunk is missing when a (run, epoch)
     is marked complete but a chunk that should hold its data (a layer the run has) is absent.
-    A record is incomplete when its step is scheduled (step >= 0) but `complete` is false.
+    A record is incomplete when its step is scheduled (step >= 0) but `complete` is false,
+    unless it comes after a complete record marked ``stopped`` (capture's ``train.until``
+    ended that run there: :func:`~actstats.store.schema.scheduled_records`).
     A coordinate chunk that is missing is damage (it would read as fill values). With a
     manifest (:mod:`actstats.store.manifest`), a chunk it lists that is missing, or whose
     checksum is not the one the manifest holds for its place (swapped, moved), and a (run,
@@ -168,7 +170,10 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
             report.records_without_manifest = sum(
                 1 for r, e in zip(*np.nonzero(complete)) if (int(r), int(e)) not in manifest.records)
     if complete is not None and epochs is not None and complete.shape[1:] == epochs.shape:
-        scheduled = steps >= 0 if steps is not None and steps.shape == complete.shape else np.ones_like(complete)
+        if steps is not None and steps.shape == complete.shape:  # records after a run's stop are not due
+            scheduled = scheduled_records(steps, complete, read("stopped"))
+        else:
+            scheduled = np.ones_like(complete)
         for r, e in zip(*np.nonzero(scheduled & ~complete)):
             report.incomplete.append((int(r), float(epochs[e])))
     return report
