@@ -33,6 +33,7 @@ from actstats.store.paths import is_local, local_path
 from actstats.store.schema import (
     CHUNK_TARGET_BYTES,
     COORDINATES,
+    OPTIONAL_COORDINATES,
     RECORD_DIMS,
     RECORD_VARIABLES,
     ROOT_ATTRIBUTES,
@@ -50,6 +51,7 @@ __all__ = [
     "ABANDONED_AFTER_SECONDS",
     "CHUNK_TARGET_BYTES",
     "COORDINATES",
+    "OPTIONAL_COORDINATES",
     "RECORD_DIMS",
     "RECORD_VARIABLES",
     "ROOT_ATTRIBUTES",

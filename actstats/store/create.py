@@ -39,7 +39,9 @@ import numpy as np
 from actstats.errors import ActstatsError
 from actstats.store.paths import local_path
 from actstats.store.manifest import MANIFEST_GROUP, write_store_manifest
-from actstats.store.schema import COORDINATES, SCHEMA, VARIABLES, StoreLayout, library_version
+from actstats.store.schema import (
+    COORDINATES, OPTIONAL_COORDINATES, SCHEMA, VARIABLES, StoreLayout, library_version,
+)
 
 
 # No compressor: on recorded activations, pre-activations and deltas zstd saves only 7-14%
@@ -91,7 +93,9 @@ def create_store(
         }
         group.attrs.update(root_attrs)
         sizes = layout.sizes()
-        for name, (dims, kind) in COORDINATES.items():
+        # the optional coordinates (schema.OPTIONAL_COORDINATES) are written when given
+        written = {**COORDINATES, **{n: spec for n, spec in OPTIONAL_COORDINATES.items() if n in coordinates}}
+        for name, (dims, kind) in written.items():
             values = np.asarray(coordinates[name])
             shape = tuple(sizes[d] for d in dims)
             if values.shape != shape:
@@ -111,7 +115,7 @@ def create_store(
         for name in layout.variables():
             dims, dtype, _ = VARIABLES[name]
             shape = tuple(sizes[d] for d in dims)
-            coords = [c for c, (cdims, _) in COORDINATES.items() if set(cdims) <= set(dims) and cdims != (c,)]
+            coords = [c for c, (cdims, _) in written.items() if set(cdims) <= set(dims) and cdims != (c,)]
             array = group.create_array(
                 name,
                 shape=shape,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from actstats.store.chunks import DamagedChunkError, open_regular
-from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES
+from actstats.store.schema import COORDINATES, OPTIONAL_COORDINATES, RECORD_DIMS, VARIABLES
 
 #: The group (a directory with a zarr.json, so Zarr readers see a known node) holding the manifest.
 MANIFEST_GROUP = "actstats_manifest"
@@ -137,7 +137,7 @@ def missing_coordinate_chunks(arrays: Mapping, manifest: "Manifest | None") -> l
     they must exist: with a manifest, every chunk it lists as written at creation; without,
     every chunk of a coordinate whose values cannot all be the fill value. One stat a chunk."""
     out = []
-    names = [n for n in COORDINATES if n in arrays]
+    names = [n for n in (*COORDINATES, *OPTIONAL_COORDINATES) if n in arrays]
     if manifest is not None and "complete" in arrays:
         names.append("complete")
     for name in names:
@@ -238,7 +238,7 @@ def write_store_manifest(store_path: str) -> None:
     group = zarr.open_group(store_path, mode="r")
     chunks, present = {}, []
     for name, array in group.arrays():
-        if name not in COORDINATES and name not in ("input", "complete"):
+        if name not in COORDINATES and name not in OPTIONAL_COORDINATES and name not in ("input", "complete"):
             continue
         for index in np.ndindex(*array.cdata_shape):
             key = array.metadata.encode_chunk_key(index)

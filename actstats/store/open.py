@@ -19,7 +19,7 @@ from actstats.errors import IntegrityError, StoreFormatError
 from actstats.store.chunks import ChunkFiles, DamagedChunkError
 from actstats.store.manifest import ExpectedChunks, chunk_exists, missing_coordinate_chunks, read_manifest
 from actstats.store.paths import is_local, local_path
-from actstats.store.schema import COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
+from actstats.store.schema import COORDINATES, OPTIONAL_COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
 
 
 def _covered_chunks(key, shape, chunks) -> list[tuple[int, ...]] | None:
@@ -270,6 +270,7 @@ def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
     tables = [(n, d, t, f"required variable {n!r} is missing" if required else None)
               for n, (d, t, required) in VARIABLES.items()]
     tables += [(n, d, kind, f"coordinate {n!r} is missing") for n, (d, kind) in COORDINATES.items()]
+    tables += [(n, d, kind, None) for n, (d, kind) in OPTIONAL_COORDINATES.items()]
     for name, dims, kind, if_absent in tables:
         if name not in arrays:
             if if_absent:
@@ -281,7 +282,7 @@ def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
             bad.add(name)
     # each dimension's size is the one most arrays agree on, so that an edited array is
     # named, not the arrays that agree with each other
-    checked = [n for n in arrays if (n in VARIABLES or n in COORDINATES) and n not in bad]
+    checked = [n for n in arrays if (n in VARIABLES or n in COORDINATES or n in OPTIONAL_COORDINATES) and n not in bad]
     votes: dict[str, Counter] = {}
     for name in checked:
         for dim, size in zip(arrays[name].metadata.dimension_names, arrays[name].shape):
@@ -359,7 +360,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
         raise IntegrityError(f"{location}: {missing[0]}{more}")
 
     coords = {}
-    for name, (dims, kind) in COORDINATES.items():
+    present = {**COORDINATES, **{n: spec for n, spec in OPTIONAL_COORDINATES.items() if n in arrays}}
+    for name, (dims, kind) in present.items():
         try:
             values = arrays[name][...]
         except Exception as exc:

@@ -65,6 +65,17 @@ COORDINATES: dict[str, tuple[tuple[str, ...], str]] = {
     "config": (("run",), "str"),
 }
 
+#: Optional coordinates, absent from stores that do not need them (capture's): name -> (dims,
+#: kind). A writer whose layers differ in activation function, or whose layers' inputs are not
+#: the layer below (branches, skips), writes them (capture.Recorder does); readers then prefer
+#: them to the per-run ``activation_fn`` and to the chain rule of fan-ins.
+OPTIONAL_COORDINATES: dict[str, tuple[tuple[str, ...], str]] = {
+    # the activation function of each layer; "" where the run has no such layer
+    "layer_activation_fn": (("run", "layer"), "str"),
+    # the inputs of each layer's weight (its columns that exist); 0 where the run has no such layer
+    "layer_fan_in": (("run", "layer"), "int"),
+}
+
 ROOT_ATTRIBUTES = (
     "schema",
     "created_at",

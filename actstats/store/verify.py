@@ -25,6 +25,10 @@ from actstats.store.manifest import (
 )
 from actstats.store.open import _format_problems, _open_group
 from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES, scheduled_records
+from actstats.store.schema import OPTIONAL_COORDINATES
+
+# the optional coordinates are read and checked as coordinates where a store has them
+COORDINATES = {**COORDINATES, **OPTIONAL_COORDINATES}
 
 
 @dataclass
