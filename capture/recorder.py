@@ -181,11 +181,12 @@ class Writer:
                 writer.update((run, 0), (0, epoch_index), value)
             else:
                 writer.write_block((run, epoch_index), value[None, None])
-        # Serialise in memory first: torch.save on a full disk raises a RuntimeError without
-        # the file's name, where a plain write raises OSError (ENOSPC) naming it.
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write(checkpoint_path(self.path, run), (buffer.getbuffer(),), fsync=True)
+        if checkpoint is not None:  # None: no checkpoint (capture.Recorder: the user's loop resumes itself)
+            # Serialise in memory first: torch.save on a full disk raises a RuntimeError without
+            # the file's name, where a plain write raises OSError (ENOSPC) naming it.
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            atomic_write(checkpoint_path(self.path, run), (buffer.getbuffer(),), fsync=True)
         # the record's manifest (its chunks' checksums bound to their keys): before `complete` vouches for it
         write_record_manifest(self.path, self.arrays, run, epoch_index, values, fsync=FSYNC)
         self.arrays["complete"].update((run, 0), (0, epoch_index), True)
