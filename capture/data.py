@@ -8,6 +8,10 @@
   variance 1/fan_in, seeded by ``data_seed``): the class is the argmax of its outputs.
 - ``npz``: the user's arrays ``x`` (n, features) and ``y`` (n,) integer labels, and
   optionally ``x_test``, ``y_test``; loaded with ``allow_pickle=False``.
+
+With ``fresh = true`` (``mnist1d`` and ``synthetic``), training draws a new set of as many
+rows as the training split for each epoch after the first (:class:`FreshData`); the splits
+above, and so the probes and the recorded training numbers, stay as they are.
 """
 
 from __future__ import annotations

@@ -19,8 +19,15 @@ above is unchanged. When the capture stops (an error, SIGINT, SIGTERM), the reco
 written is finished and the records queued behind it are dropped (:meth:`Writer.close`).
 
 Determinism: one intra-op thread, the weights seeded by `train.seed`, and each epoch's
-mini-batch order drawn from a generator seeded by (seed, epoch) alone, so a run resumed
-from a checkpoint continues exactly as if it had never stopped.
+mini-batch order drawn from a generator seeded by (seed, epoch) alone (and with
+``dataset.fresh`` each epoch's rows made from the config and the epoch alone), so a run
+resumed from a checkpoint continues exactly as if it had never stopped.
+
+``train.until``: the condition is checked at the end of every whole epoch; the first epoch
+at which it held is kept in the checkpoint (``until_epoch``, -1 before), and the run ends at
+the first recording moment at or after that epoch + ``until_then`` (that record has
+``stopped`` true; the later ones are never written, and ``--resume`` writes nothing more for
+a run with a complete stopped record).
 """
 
 from __future__ import annotations
