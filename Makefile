@@ -7,9 +7,9 @@ TORCH_PIN := torch==2.13.0
 STORE ?= data/default.zarr
 CONFIG ?= data/configs/default.toml
 
-# The experiments behind docs/findings.md (issue "findings"), cheapest first; each capture
-# resumes where an interrupted one stopped.
-FINDINGS := saxe2018 init_scale answer answer_mnist1d glorot2010
+# The experiments behind docs/findings.md (tools/findings.py's EXPERIMENTS), cheapest first;
+# each capture resumes where an interrupted one stopped.
+FINDINGS := saxe2018 init_scale terminal_lr terminal terminal_wide glorot2010 answer answer_mnist1d
 
 .PHONY: all report test test-long test-portable bench bench-scale stress venv clean findings findings-data
 
@@ -58,9 +58,11 @@ findings-data: venv
 	mkdir -p data/timings
 	for name in $(FINDINGS); do \
 	    start=$$(date +%s); \
-	    out=$$($(VENV)/bin/actstats capture data/configs/$$name.toml -o data/$$name.zarr --resume --workers 2) || exit $$?; \
+	    out=$$($(VENV)/bin/actstats capture data/configs/$$name.toml -o data/$$name.zarr --resume --workers 2); \
+	    rc=$$?; \
 	    echo "$$out"; \
-	    case "$$out" in *" 0 records written"*) ;; *) echo $$(( $$(date +%s) - start )) > data/timings/$$name.seconds ;; esac; \
+	    case "$$out" in *" 0 records written"*) ;; *) echo $$(( $$(date +%s) - start )) >> data/timings/$$name.seconds.log ;; esac; \
+	    [ $$rc -eq 0 ] || exit $$rc; \
 	done
 
 findings: findings-data

@@ -1,391 +1,361 @@
-"""docs/findings.md, generated: the answer to the question, from the project's own report.
+"""docs/findings.md, generated: the answer to the question, from the project's experiments.
 
 ``python tools/findings.py --data data --out docs`` (what ``make findings`` runs after
-capturing the experiments; public actstats API only) writes ``docs/findings.md`` and
-``docs/findings/*.png``. For each answer sweep it runs :func:`actstats.report.build_report`
-(the verdicts C1–C6 are the report's, word for word), then adds breakdowns by
-activation, initialisation, depth, optimizer and layer with bootstrap intervals over
-runs, and one section per reproduction (Glorot & Bengio 2010, Saxe et al. 2018, the
-initialisation scale). Every number in the text is computed here from the stores; the
-comparisons with the literature are sentences chosen by those numbers.
+capturing the experiments; public actstats API only) writes ``docs/findings.md``,
+``docs/findings/*.png`` and ``docs/findings/<experiment>.json`` (each experiment's
+findings.json from :func:`actstats.report.build_report`, so every verdict can be checked
+without capture). For every experiment of :data:`EXPERIMENTS` whose store exists: the
+training state of each sweep cell and the report's verdicts on trained runs; then the
+terminal phase (findings_terminal.py), the reproductions and the initialisation scale
+(findings_reproductions.py), and the headline, written last from those numbers and put
+first. An experiment whose store is absent is skipped with a line saying so. Every number
+comes from the stores; every sentence is chosen by the numbers.
 
-Split by topic: ``findings_sweeps.py`` (the answer sweeps and the table helpers),
-``findings_reproductions.py`` (the reproductions) and this file (the answer, one section
-per claim, the command line). Run as a script, so the three import each other by name.
+Split by topic: ``findings_common.py`` (an experiment's store and report, helpers),
+``findings_terminal.py``, ``findings_reproductions.py`` and this file (the headline, the
+training state, the verdicts, the timings, the command line). Run as a script, so the four
+import each other by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
 
 import numpy as np
 
-from findings_reproductions import reproductions
-from findings_sweeps import (
-    ANSWER_SWEEPS, EPS, Sweep, copy_figure, fmt, interval_cell, markdown_table, mean_interval, newest_write,
-    two_way_table,
+from findings_common import EPS, FIT_ACCURACY, Experiment, interval_text, markdown_table, spread
+from findings_reproductions import glorot_section, init_scale_section, saxe_section
+from findings_terminal import terminal_section
+
+#: The experiments, cheapest first (the order `make findings` captures them), each with what it
+#: is for. Adding one is one line here and one in the Makefile's FINDINGS.
+EXPERIMENTS = (
+    ("saxe2018", "Saxe et al. 2018 reproduction: tanh and ReLU, 12-10-7-5-4-3-2"),
+    ("init_scale", "initialisation scale N(0, s²), readout apart"),
+    ("terminal_lr", "terminal phase: learning rate within each optimizer (sigmoid)"),
+    ("terminal", "terminal phase: sigmoid, tanh, ReLU × SGD, Adam × three inits, width 64"),
+    ("terminal_wide", "terminal phase at width 256"),
+    ("glorot2010", "Glorot & Bengio 2010 reproduction: depth 4 and 5 × 256 sigmoid, lr grid"),
+    ("answer", "30-epoch sweep on digits (depth, activation, init, optimizer)"),
+    ("answer_mnist1d", "30-epoch sweep on mnist1d"),
 )
+#: An MLP's test accuracy on mnist1d (its README): below it, an mnist1d experiment's networks are
+#: partly trained and its verdicts stay out of the headline.
+MNIST1D_MLP_LEVEL = 0.68
+CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6")
 
 
-def _verdict_table(sweeps, claim_id):
-    rows = []
-    for s in sweeps:
-        c = s.claim(claim_id)
-        rows.append((s.dataset, f"**{c['verdict']}**", c["evidence"].get("summary", "").replace("|", "/")))
-    return markdown_table(["sweep", "verdict", "numbers (from the report)"], rows)
+def _dataset(e) -> str:
+    return str(np.asarray(e.ds["dataset"].values)[0]) if "dataset" in e.ds.coords else "?"
 
 
-def write_findings(data_dir: str, out_dir: str, work_dir: str, timings: dict[str, float], *,
-                   reuse_reports: bool = False) -> str:
+def partly_trained(e) -> bool:
+    """An mnist1d experiment whose median test accuracy is below an MLP's level."""
+    return _dataset(e) == "mnist1d" and not np.nanmedian(e.final("test_accuracy")) >= MNIST1D_MLP_LEVEL
+
+
+def write_findings(data_dir, out_dir, work_dir, *, reuse_reports=False) -> str:
     started = time.perf_counter()
     figures_dir = os.path.join(out_dir, "findings")
     os.makedirs(figures_dir, exist_ok=True)
-    sweeps = []
-    for name, dataset in ANSWER_SWEEPS:
+    experiments, absent, report_seconds = {}, [], {}
+    for name, _ in EXPERIMENTS:
         store = os.path.join(data_dir, f"{name}.zarr")
-        if os.path.exists(store):
-            sweeps.append(Sweep(name, dataset, store, work_dir, reuse=reuse_reports))
-    if not sweeps:
-        raise SystemExit(f"findings: no answer store in {data_dir} (run `make findings-data` first)")
-    for s in sweeps:
-        timings[f"report of {s.name}" + (" (reused: not computed again in this generation)" if s.reused else "")] = (
-            None if s.reused else s.report_seconds)
-    lines = [
+        if not os.path.isdir(store):
+            absent.append(name)
+            continue
+        e = Experiment(name, store, work_dir, figures_dir, reuse=reuse_reports)
+        experiments[name] = e
+        report_seconds[name] = None if e.reused else e.report_seconds
+        print(f"findings: {name}: report {'reused' if e.reused else f'in {e.report_seconds:.0f} s'}", file=sys.stderr)
+    if not experiments:
+        raise SystemExit(f"findings: no experiment store in {data_dir} (run `make findings-data` first)")
+    body, facts = [], {}
+    body += _experiments_table(experiments, absent, data_dir)
+    body += _training_state(experiments)
+    lines, facts["terminal"] = terminal_section(experiments, figures_dir)
+    body += lines
+    body += ["## Reproductions", ""]
+    for name, section in (("glorot2010", glorot_section), ("saxe2018", saxe_section),
+                          ("init_scale", init_scale_section)):
+        if name in experiments:
+            lines, facts[name] = section(experiments[name], figures_dir)
+            body += lines
+        else:
+            body += [f"`{name}`: store `{data_dir}/{name}.zarr` absent, section skipped.", ""]
+    body += _verdicts(experiments)
+    body += _limits(experiments)
+    seconds = time.perf_counter() - started
+    head = [
         "# Findings: are the hidden activations of trained sigmoid networks saturated?",
         "",
         f"*Generated by `make findings` on {datetime.date.today().isoformat()} from the stores in `{data_dir}/` "
-        "(`python tools/findings.py`); every number below comes from them. Do not edit by hand: "
-        "change the generator or the configs and run it again.*",
+        "(`python tools/findings.py`); every number below comes from them, and each experiment's report "
+        "(verdicts, estimates, intervals, margins, training summary) is in `docs/findings/<experiment>.json`. Do "
+        "not edit by hand: change the generator or the configs and run it again.*",
         "",
     ]
-    lines += _answer(sweeps)
-    lines += _sweeps_table(sweeps, data_dir)
-    for claim_id in ("C1", "C2", "C3", "C4", "C5", "C6"):
-        lines += _claim_section(sweeps, claim_id, figures_dir)
-    lines += reproductions(data_dir, figures_dir, sweeps)
-    lines += _not_supported(sweeps)
-    timings["this document: reports, breakdowns, reproductions, figures"] = time.perf_counter() - started
-    lines += _regenerate(timings)
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(head + _answer(experiments, facts) + body + _timings(data_dir, experiments, report_seconds, seconds)
+                     + _regenerate()) + "\n"
     with open(os.path.join(out_dir, "findings.md"), "w") as f:
         f.write(text)
     return text
 
 
-def _sigmoid_runs(s):
-    return s.factors["activation"] == "sigmoid"
+# ------------------------------------------------------------------------------ answer
 
 
-def _answer(sweeps):
-    parts, medians, shares, large, rest, initial_large = [], [], [], [], [], []
-    for s in sweeps:
-        sig = _sigmoid_runs(s) & ~s.diverged
-        layer = s.layer_fraction[sig]
-        finite = layer[np.isfinite(layer)]
-        normal_large = sig & (s.factors["init"] == "normal(1)")
-        others = sig & (s.factors["init"] != "normal(1)")
-        medians.append(float(np.median(finite)))
-        shares.append(float(np.mean(finite > 0.5)))
-        large.append(mean_interval(s.run_fraction[normal_large])[0])
-        rest.append(mean_interval(s.run_fraction[others])[0])
-        initial_large.append(float(np.nanmean(s.initial_fraction[normal_large])) if normal_large.any() else np.nan)
-        parts.append(
-            f"On **{s.dataset}** ({sig.sum()} trained sigmoid networks, {s.n_runs} runs in all, {s.epochs:g} epochs), "
-            f"the median fraction of a hidden layer's activations within {EPS} of 0 or 1 on training points is "
-            f"{medians[-1]:.3f} (90th percentile {np.quantile(finite, 0.9):.3f}; {shares[-1]:.0%} of run×layer pairs "
-            f"have more than half saturated). From N(0, 1) initial weights the mean is "
-            f"{interval_cell(s.run_fraction[normal_large])} ({initial_large[-1]:.2f} already at initialisation); from every "
-            f"other initialisation {interval_cell(s.run_fraction[others])} (mean over runs, 95% bootstrap interval)."
-        )
-    if max(medians) < 0.1 and max(shares) < 0.25:
-        headline = ("**Mostly no.** A trained sigmoid network's hidden activations on its training points are, in "
-                    "general, not saturated near 0 or 1: in most layers only a small minority of activations sit "
-                    f"within {EPS} of a bound at the end of training.")
-    elif min(medians) > 0.5:
-        headline = ("**Yes, mostly.** In most layers of the trained sigmoid networks more than half of the "
-                    f"activations on training points sit within {EPS} of 0 or 1.")
+def _answer(experiments, facts):
+    terminal = facts.get("terminal", {}).get("groups", {})
+    sigmoid = {k: v for k, v in terminal.items() if v["activation"] == "sigmoid" and v["fitted"]}
+    pooled = {k: v for k, v in sigmoid.items() if not v["saturated_init"]}
+    lines = ["## The answer", ""]
+    if pooled:
+        fits = [v["at_fit"][0] for v in pooled.values()]
+        ends = [v["at_end"][0] for v in pooled.values()]
+        grows = [k for k, v in pooled.items() if np.isfinite(v["change"][1]) and v["change"][1] > 0]
+        lead = (f"few of their hidden activations are saturated when they first fit their training points (at most "
+                f"{max(fits):.2f})" if max(fits) < 0.1 else
+                f"{min(fits):.2f}–{max(fits):.2f} of their hidden activations are saturated when they first fit their "
+                "training points")
+        lead += ("; saturation then grows with further training" + ("" if len(grows) == len(pooled) else
+                                                                     f" in {len(grows)} of {len(pooled)} settings")
+                 if grows else "; it does not grow detectably with further training")
+        lead += (f", and stays a minority of the activations (at most {max(ends):.2f} at the end)" if max(ends) < 0.5
+                 else f", reaching up to {max(ends):.2f} at the end")
+        lines += ["**Trained sigmoid networks, from initialisations that do not saturate them at the start: " + lead + ".** Saturated means within "
+                  f"{EPS} of 0 or 1 on the training points; the fit is the first record with training accuracy "
+                  f"≥ {FIT_ACCURACY:g}. The conditions:", ""]
+        for (name, label), v in pooled.items():
+            lines.append(
+                f"- After a median {v['epochs_past_fit']:.0f} epochs of {v['optimizer']} past the fit, sigmoid "
+                f"layers of width {v['width']} (init {', '.join(v['inits'])}; {v['fitted']} runs) have a saturated fraction of {interval_text(*v['at_end'])} on training points "
+                f"(low bound {v['low_end']:.2f}, high {v['high_end']:.2f}), against {interval_text(*v['at_fit'])} at "
+                f"the fit: change {interval_text(*v['change'], signed=True)}, {interval_text(*v['rate'], 3, signed=True)} "
+                "per decade of epochs"
+                + (f"; it grows in {_layers(v['layers'][0])}" if v["layers"][0] else "") + ".")
+        for (name, label), v in sigmoid.items():
+            if v["saturated_init"]:
+                lines.append(f"- {label} (width {v['width']}, {v['fitted']} runs): {interval_text(*v['init'])} at "
+                             f"initialisation, {interval_text(*v['at_fit'])} at the fit, {interval_text(*v['at_end'])} "
+                             "at the end: the initialisation put the units there.")
+        lines += [f"- {s}" for s in facts.get("terminal", {}).get("lr", [])]
+        others = [f"{v['activation']} with {v['optimizer']} {interval_text(*v['change'], signed=True)}"
+                  for (name, label), v in terminal.items()
+                  if name == "terminal" and v["activation"] != "sigmoid" and v["fitted"] and not v["saturated_init"]]
+        if others:
+            lines.append("- Beside it, the change from the fit to the end at width 64 (ReLU: the share of exact zeros): "
+                         + "; ".join(others) + ".")
     else:
-        headline = ("**It depends.** Some trained sigmoid networks have saturated hidden layers on their training "
-                    "points and many do not; the breakdowns below say which.")
-    if all(np.isfinite(v) for v in large + rest) and min(large) > 2 * max(rest) and min(initial_large) > 0.5 * min(large):
-        headline += (" Heavy saturation comes with large initial weights (N(0, 1)), and it is there from the first "
-                     "step: initialisation, not training, puts the units there.")
-    return [
-        "## The answer",
-        "",
-        headline + " The claims that come with the question fare as the sections below show; the verdicts are "
-        "the report's (`actstats report`), applied to each answer sweep.",
-        "",
-        *[p + "\n" for p in parts],
-    ]
-
-
-def _sweeps_table(sweeps, data_dir):
-    rows = []
-    for s in sweeps:
-        rows.append((s.dataset, f"`data/configs/{s.name}.toml`", s.n_runs, int(s.diverged.sum()), f"{s.epochs:g}",
-                     fmt(float(np.nanmedian(s.accuracy)))))
-    return [
-        "## The sweeps",
-        "",
-        "Depth 1, 3 and 5 hidden layers of 64 units; sigmoid, tanh and ReLU; five initialisations (PyTorch's "
-        "default U(±1/√fan_in), `xavier_uniform`, N(0, 1) `normal(1)`, N(0, 0.01²) `normal(0.01)`, LSUV); SGD "
-        "(lr 0.1) and Adam (lr 0.001); three seeds; 200 training and 100 held-out probes recorded at 12 "
-        "log-spaced moments. Saturation is the fraction of activations within 0.05 of a bound of the "
-        "activation function (for ReLU: exactly 0, a dead unit).",
-        "",
-        markdown_table(["dataset", "config", "runs", "diverged or unusable", "epochs", "median test accuracy"], rows),
-        "",
-    ]
-
-
-def _claim_section(sweeps, claim_id, figures_dir):
-    first = sweeps[0]
-    claim = first.claim(claim_id)
-    lines = [f"## {claim_id}: {claim['claim']}", "", f"*Criterion (the report's):* {claim['criterion']}", "",
-             _verdict_table(sweeps, claim_id), ""]
-    figure_names = {
-        "C1": [("saturation_heatmap.png", "saturated fraction by layer and epoch")],
-        "C2": [("trajectories.png", "training vs held-out")],
-        "C3": [("weights_qq.png", "weights against the normal"), ("weights_kurtosis.png", "excess kurtosis over training")],
-        "C4": [("gradient_flow.png", "gradient flow")],
-        "C5": [("sweep_comparison.png", "saturated fraction by factor")],
-        "C6": [("activation_comparison.png", "by activation function")],
-    }[claim_id]
-    detail = {
-        "C1": _c1_detail, "C2": _c2_detail, "C3": _c3_detail, "C4": _c4_detail, "C5": _c5_detail, "C6": _c6_detail,
-    }[claim_id]
-    lines += detail(sweeps)
-    for s in sweeps:
-        for name, caption in figure_names:
-            copied = copy_figure(s, name, figures_dir, f"{s.name}_{name}")
-            if copied:
-                lines += [f"![{claim_id}, {s.dataset}: {caption}](findings/{copied})", ""]
-    lines += [LITERATURE[claim_id](sweeps), ""]
+        lines += ["No terminal-phase store with fitted sigmoid runs: the answer below rests on the other experiments.",
+                  ""]
+    lines += _answer_verdicts(experiments)
+    lines += _answer_reproductions(facts)
+    lines += ["", "Details, intervals and the rules behind each sentence follow; every sentence above is chosen by the "
+              "numbers below.", ""]
     return lines
 
 
-def _c1_detail(sweeps):
-    lines = ["Where it holds: mean saturated fraction on training probes at the end of training (mean over a "
-             "run's layers, then over runs), by activation and initialisation:", ""]
-    for s in sweeps:
-        lines += [f"*{s.dataset}*", "", two_way_table(s, s.run_fraction, "init", "activation", ~s.diverged), ""]
-    lines += ["By depth and by layer (sigmoid runs; layer 1 is the lowest):", ""]
-    for s in sweeps:
-        sig = _sigmoid_runs(s) & ~s.diverged
-        rows = []
-        for depth in sorted(set(s.factors["depth"][sig].tolist())):
-            pick = sig & (s.factors["depth"] == depth)
-            rows.append((depth, int(pick.sum()), *[interval_cell(s.layer_fraction[pick, k]) for k in range(depth)]))
-        width = max(len(r) for r in rows)
-        rows = [r + ("",) * (width - len(r)) for r in rows]
-        header = ["depth", "runs"] + [f"layer {k + 1}" for k in range(width - 2)]
-        lines += [f"*{s.dataset}*", "", markdown_table(header, rows), ""]
-    return lines
+def _layers(numbers):
+    return ("layer " + str(numbers[0]) if len(numbers) == 1 else
+            "layers " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}")
 
 
-def _c2_detail(sweeps):
-    lines = ["Training minus held-out saturated fraction at the end, by activation (mean over runs, 95% interval):", ""]
-    for s in sweeps:
-        rows = s.by("activation", s.run_fraction - s.run_fraction_test, ~s.diverged)
-        lines += [f"*{s.dataset}*", "", markdown_table(["activation", "runs", "train − held-out"], rows), ""]
-    return lines
-
-
-def _c3_detail(sweeps):
-    lines = ["Excess kurtosis of each layer's weights (median over run×layer pairs) at initialisation and at the "
-             "end, and the share of pairs Gaussian by the report's effect-size criterion at the end, by "
-             "initialisation:", ""]
-    for s in sweeps:
-        rows = []
-        for level in sorted(set(s.factors["init"].tolist())):
-            pick = (s.factors["init"] == level) & ~s.diverged
-            k0, k1, g = s.kurtosis_init[pick], s.kurtosis_end[pick], s.gaussian_end[pick]
-            rows.append((level, int(pick.sum()), fmt(np.nanmedian(k0)), fmt(np.nanmedian(k1)),
-                         f"{np.nanmean(g):.0%}" if np.isfinite(g).any() else "–"))
-        lines += [f"*{s.dataset}*", "", markdown_table(["init", "runs", "kurtosis at init", "kurtosis at end",
-                                                 "Gaussian at end"], rows), ""]
-        uniform = np.isin(s.factors["init"], ["default", "xavier_uniform"]) & ~s.diverged
-        if uniform.any():
-            g = s.gaussian_end[uniform]
-            g = g[np.isfinite(g)]
-            lines += [f"From the non-Gaussian (uniform) initialisations alone, which is what the claim is about: "
-                      f"{int(g.sum())} of {g.size} run×layer weight matrices ({g.mean():.0%}) are Gaussian by the "
-                      f"criterion at the end, median excess kurtosis {np.nanmedian(s.kurtosis_init[uniform]):.2f} at "
-                      f"initialisation and {np.nanmedian(s.kurtosis_end[uniform]):.2f} at the end.", ""]
-    for s in sweeps:
-        c = s.claim("C3")["evidence"]
-        if "best_family_counts" in c:
-            counts = ", ".join(f"{k} {v}" for k, v in c["best_family_counts"].items())
-            lines += [f"*{s.dataset}*: best family by AIC at the last epoch: {counts}; median excess kurtosis "
-                      f"{fmt(c.get('median_excess_kurtosis'))} at the end against "
-                      f"{fmt(c.get('median_excess_kurtosis_at_initialisation'))} at initialisation.", ""]
-    return lines
-
-
-def _c4_detail(sweeps):
-    lines = []
-    for s in sweeps:
-        c = s.claim("C4")["evidence"]
-        if "median_mean_derivative_last_epoch" in c:
-            lines += [f"*{s.dataset}*: the mean derivative f′(z) over a layer's units at the last epoch has "
-                      f"median {fmt(c['median_mean_derivative_last_epoch'], 3)} over bounded run×layer pairs "
-                      f"(maximum {fmt(c.get('max_mean_derivative_last_epoch'), 3)}; σ′ ≤ 0.25, tanh′ ≤ 1).", ""]
-    return lines
-
-
-def _c5_detail(sweeps):
-    lines = ["Factor effects among trained sigmoid runs (the report's C5: most minus least saturated level, "
-             "95% interval over runs):", ""]
-    for s in sweeps:
-        factors = s.claim("C5")["evidence"].get("factors", {})
-        rows = [(k, ", ".join(f"{lvl} {m:.2f}" for lvl, m in v["levels"].items()), fmt(v["difference"]),
-                 f"{fmt(v['ci'][0])} to {fmt(v['ci'][1])}", v["verdict"]) for k, v in factors.items()]
-        lines += [f"*{s.dataset}*", "", markdown_table(["factor", "mean saturated fraction by level", "difference",
-                                                        "95% interval", "matters"], rows), ""]
-    lines += ["By optimizer and activation (mean saturated fraction at the end):", ""]
-    for s in sweeps:
-        lines += [f"*{s.dataset}*", "", two_way_table(s, s.run_fraction, "optimizer", "activation", ~s.diverged), ""]
-    return lines
-
-
-def _c6_detail(sweeps):
-    lines = []
-    for s in sweeps:
-        rows = s.by("activation", s.run_fraction, ~s.diverged)
-        accuracy = s.by("activation", s.accuracy, ~s.diverged)
-        rows = [r + (a[2],) for r, a in zip(rows, accuracy)]
-        lines += [f"*{s.dataset}*", "", markdown_table(["activation", "runs", "saturated (ReLU: dead) fraction",
-                                                 "test accuracy"], rows), ""]
-    return lines
-
-
-def _verdicts(sweeps, claim_id):
-    return [s.claim(claim_id)["verdict"] for s in sweeps]
-
-
-def _where_most(s):
-    """The init with the most saturated sigmoid runs, and the top layer against the others."""
-    sig = _sigmoid_runs(s) & ~s.diverged
-    means = {level: np.nanmean(s.run_fraction[sig & (s.factors["init"] == level)])
-             for level in set(s.factors["init"][sig].tolist())}
-    worst = max(means, key=lambda k: means[k]) if means else None
-    deep = sig & (s.factors["depth"] >= 3)
-    top = np.array([s.layer_fraction[r, s.factors["depth"][r] - 1] for r in np.flatnonzero(deep)])
-    below = np.array([np.nanmean(s.layer_fraction[r, : s.factors["depth"][r] - 1]) for r in np.flatnonzero(deep)])
-    return worst, means.get(worst, np.nan), float(np.nanmean(top)) if top.size else np.nan, \
-        float(np.nanmean(below)) if below.size else np.nan
-
-
-def _lit_c1(sweeps):
-    parts = []
-    for s in sweeps:
-        worst, value, top, below = _where_most(s)
-        parts.append(f"on {s.dataset} the most saturated sigmoid runs come from `{worst}` ({value:.2f} on average), "
-                     f"and in networks of depth 3 or more the top layer averages {top:.2f} against {below:.2f} for "
-                     f"the layers below")
-    return ("*Literature.* Glorot & Bengio (2010) saw the top hidden layer of deep sigmoid networks saturate at 0 "
-            "early in training (reproduced below) while lower layers did not; they argued against the sigmoid "
-            "for deep networks on these grounds. Verdicts here: " + ", ".join(_verdicts(sweeps, "C1"))
-            + ". Where saturation occurs: " + "; ".join(parts) + ".")
-
-
-def _lit_c2(sweeps):
-    return ("*Literature.* The question's premise (saturation on training points, more than on unseen points) "
-            "has no direct source we know of; it is tested here with paired sample-level comparisons. Verdicts: "
-            + ", ".join(_verdicts(sweeps, "C2")) + ".")
-
-
-def _lit_c3(sweeps):
-    return ("*Literature.* Trained weights are often said to stay near their initial distribution in wide "
-            "networks (the lazy/NTK regime; Jacot et al. 2018; Lee et al. 2019) and to develop heavy tails "
-            "with longer training and larger learning rates (Martin & Mahoney 2021). Verdicts here: "
-            + ", ".join(_verdicts(sweeps, "C3")) + ". The initialisation decides much of it (table above): "
-            "uniform initial weights have excess kurtosis −1.2, and the table shows how far training moves them.")
-
-
-def _lit_c4(sweeps):
-    return ("*Literature.* σ′(z) ≤ 1/4 makes back-propagated signals shrink by at least 4× per sigmoid layer "
-            "unless the weights compensate (Glorot & Bengio 2010; Hochreiter 1991). What matters in the data "
-            "is whether *more* saturation goes with *smaller* gradients within a run. Verdicts: "
-            + ", ".join(_verdicts(sweeps, "C4")) + ". The initialisation-scale experiment below looks at the "
-            "other side: whether gradients vanish with small weights, where nothing saturates.")
-
-
-def _lit_c5(sweeps):
-    return ("*Literature.* Mishkin & Matas (2016, LSUV) and Glorot & Bengio (2010, normalised init) report "
-            "that the initialisation decides whether deep networks train; Kingma & Ba (2015) make Adam's "
-            "step sizes insensitive to gradient scale. Verdicts: " + ", ".join(_verdicts(sweeps, "C5")) + ".")
-
-
-def _lit_c6(sweeps):
-    relu = [f"{np.nanmean(s.run_fraction[s.factors['activation'] == 'relu']):.2f} on {s.dataset}"
-            for s in sweeps if (s.factors["activation"] == "relu").any()]
-    note = (" The ReLU rows count dead units (exactly 0), not saturation: " + "; ".join(relu) + ".") if relu else ""
-    return ("*Literature.* Saxe et al. (2018) found that tanh networks saturate as training goes on while ReLU "
-            "networks, which have no upper bound, do not (reproduced below); Glorot & Bengio (2010) found tanh "
-            "and softsign saturating less than sigmoid at the top. Verdicts here: "
-            + ", ".join(_verdicts(sweeps, "C6")) + "." + note)
-
-
-LITERATURE = {"C1": _lit_c1, "C2": _lit_c2, "C3": _lit_c3, "C4": _lit_c4, "C5": _lit_c5, "C6": _lit_c6}
-
-
-def _not_supported(sweeps):
-    lines = ["## What the data do not support", ""]
-    for claim_id in ("C1", "C2", "C3", "C4", "C5", "C6"):
-        verdicts = _verdicts(sweeps, claim_id)
-        if all(v == "supported" for v in verdicts):
+def _answer_verdicts(experiments):
+    parts, apart = [], []
+    for name, e in experiments.items():
+        c1 = e.claim("C1")
+        if c1 is None:
             continue
-        claim = sweeps[0].claim(claim_id)["claim"].rstrip(".")
-        against = [f"{v} on {s.dataset}" for s, v in zip(sweeps, verdicts) if v != "supported"]
-        backing = [s.dataset for s, v in zip(sweeps, verdicts) if v == "supported"]
-        lines.append(f"- **{claim_id}** — {claim}: " + "; ".join(against)
-                     + (f" (supported on {', '.join(backing)})" if backing else "") + ".")
-    weak = [f"{s.dataset} (median test accuracy {np.nanmedian(s.accuracy):.2f})" for s in sweeps
-            if np.nanmedian(s.accuracy) < 0.6]
-    lines += ["", "Limits of this evidence: small networks (64 units) on small data sets (digits, mnist1d), 30 "
-              "epochs, one learning rate per optimizer; no batch normalisation, no convolutions."
-              + (" Not every network is fully trained: " + ", ".join(weak) + ", where small fully connected "
-                 "networks learn slowly; its verdicts describe partly trained networks." if weak else "")
-              + " The claims are about those networks, and the same commands run on larger sweeps.", ""]
+        if partly_trained(e):
+            apart.append(f"`{name}` (mnist1d, median test accuracy {np.nanmedian(e.final('test_accuracy')):.2f} < "
+                         f"{MNIST1D_MLP_LEVEL:g}, an MLP's level: partly trained, verdicts in the Verdicts section only)")
+            continue
+        if c1["verdict"] == "not testable":
+            continue
+        population = c1.get("population", {})
+        parts.append(f"`{name}` {c1['verdict']} ({population.get('activation_fn', '?')}, "
+                     f"{population.get('n_runs', 0)} trained runs, mean {interval_text(c1['estimate'] if c1['estimate'] is not None else np.nan, *(v if v is not None else np.nan for v in c1['ci']))})")
+    lines = []
+    if parts:
+        lines.append("- The report's C1 (\"activations sit near the bounds\": supported when the interval of the mean "
+                     "saturated fraction of trained runs lies above 0.5) at each experiment's last record: "
+                     + "; ".join(parts) + ".")
+    if apart:
+        lines.append("- Kept out of this answer: " + "; ".join(apart) + ".")
     return lines
 
 
-def _regenerate(timings):
-    rows = [(k, f"{v / 60:.1f} min" if v is not None else "–") for k, v in timings.items()]
-    return [
-        "## How to regenerate",
-        "",
-        "```",
-        "make findings        # captures every experiment (resuming), then writes this file and docs/findings/",
-        "```",
-        "",
-        "or step by step: `actstats capture data/configs/NAME.toml -o data/NAME.zarr --resume --workers 2` for NAME "
-        "in saxe2018, init_scale, answer, answer_mnist1d, glorot2010; then `python tools/findings.py --data data "
-        "--out docs`. Times on this project's two-core machine (wall clock; a capture's span "
-        "from its store's creation to its last write includes any time the machine spent on other jobs or "
-        "the capture was paused, so read them as upper bounds):",
-        "",
-        markdown_table(["step", "time"], rows),
-        "",
-    ]
+def _answer_reproductions(facts):
+    lines = []
+    glorot = facts.get("glorot2010")
+    if glorot:
+        lines.append("- Glorot & Bengio (2010): " + "; ".join(
+            f"depth {d}: {v['outcome']} (top layer {v['initial']:.2f} → minimum {v['minimum']:.3f}, {v['end']:.3f} "
+            f"after {v['updates']:,.0f} updates)" for d, v in sorted(glorot.items())) + "; the paper ran millions.")
+    saxe = facts.get("saxe2018", {})
+    if saxe.get("tanh"):
+        t = saxe["tanh"]
+        lines.append(f"- Saxe et al. (2018), tanh: the saturated fraction {t['word']} over {t['epochs']:g} epochs "
+                     f"({interval_text(*t['change'], signed=True)}, mean over layers) and "
+                     + ("has plateaued in every layer" if all(t["plateaued"]) else "is still moving in the last decade")
+                     + (f"; ReLU: the activation scale {saxe['relu']['word']} (×{2 ** saxe['relu']['growth'][0]:.1f})"
+                        if saxe.get("relu") else "") + ".")
+    scale = facts.get("init_scale")
+    if scale:
+        grouped = {}
+        for kind, s, how in scale["failed"]:
+            grouped.setdefault((kind, "; ".join(h.split(" (")[0] for h in how)), []).append(f"{s:g}")
+        lines.append("- Initialisation scale (readout apart): "
+                     + ("; ".join(f"{k} fails at s = {', '.join(s)} ({h})" for (k, h), s in grouped.items())
+                        if grouped else "every scale trained")
+                     + "; best: " + ", ".join(f"{k} at s = {b:g} (test accuracy {a:.2f})"
+                                              for k, (b, a) in scale["best"].items()) + ".")
+    return lines
 
 
-def _store_span(store):
-    """Seconds from a store's ``created_at`` to the newest chunk file in it, or None."""
-    try:
-        with open(os.path.join(store, "zarr.json")) as f:
-            created = json.load(f)["attributes"]["created_at"]
-        start = datetime.datetime.fromisoformat(created).timestamp()
-    except (OSError, KeyError, ValueError):
-        return None
-    return max(newest_write(store), start) - start
+# ---------------------------------------------------------------------- other sections
+
+
+def _experiments_table(experiments, absent, data_dir):
+    rows = []
+    for name, what in EXPERIMENTS:
+        if name not in experiments:
+            continue
+        e = experiments[name]
+        rows.append((f"`{name}`", what, _dataset(e), f"{e.n_runs} of {e.n_runs_stored}", f"{e.epochs.max():g}",
+                     f"{np.nanmax(e.steps):,.0f}", f"{int(e.trained.sum())} of {e.n_runs}"))
+    lines = ["## The experiments", "",
+             "Each is `data/configs/NAME.toml`, captured to `data/NAME.zarr`. *Runs*: with a complete record, of those "
+             "in the store. *Trained*: the report's definition (training accuracy at least the option "
+             "`trained_accuracy`, 0.9 by default, at the last record, and not diverged).", "",
+             markdown_table(["experiment", "what", "data", "runs", "epochs", "updates (max)", "trained"], rows), ""]
+    for name in absent:
+        lines.append(f"- `{name}`: store `{data_dir}/{name}.zarr` absent, skipped.")
+    return lines + ([""] if absent else [])
+
+
+def _training_state(experiments):
+    lines = ["## Training state", "",
+             "Per experiment and sweep cell (the runs that differ only in their seed): final training accuracy, final "
+             "training loss and held-out accuracy at each run's last record, as median (min–max) over seeds, and how "
+             "many runs count as trained by the report's definition. The verdicts below use the trained runs only.", ""]
+    for name, e in experiments.items():
+        train, loss, test = e.final("train_accuracy"), e.final("train_loss"), e.final("test_accuracy")
+        status = np.asarray(e.training["status"].values).astype(str)
+        rows = []
+        for label in e.cells():
+            runs = e.cell_labels == label
+            diverged = int((status[runs] == "diverged").sum())
+            rows.append((label, f"{int(e.trained[runs].sum())} of {int(runs.sum())}"
+                         + (f" ({diverged} diverged)" if diverged else ""), spread(train[runs], 3),
+                         spread(loss[runs], 3), spread(test[runs], 3)))
+        table = markdown_table([" · ".join(e.factors) or "cell", "trained", "train accuracy", "train loss",
+                                "test accuracy"], rows)
+        note = (f" *Partly trained:* median test accuracy {np.nanmedian(test):.2f}, below {MNIST1D_MLP_LEVEL:g} "
+                "(an MLP's level on mnist1d)." if partly_trained(e) else "")
+        lines += [f"**`{name}`** ({int(e.trained.sum())} of {e.n_runs} runs trained; median test accuracy "
+                  f"{np.nanmedian(test):.3f}).{note}", ""]
+        if len(rows) > 30:
+            lines += ["<details><summary>the table of its " + f"{len(rows)} cells</summary>", "", table, "",
+                      "</details>", ""]
+        else:
+            lines += [table, ""]
+    return lines
+
+
+def _verdicts(experiments):
+    lines = ["## The report's verdicts on trained runs", "",
+             "`actstats report` on each experiment (its findings.json is `docs/findings/<experiment>.json`). Each "
+             "verdict is on the claim's population: the runs of the primary activation function (sigmoid where the "
+             "experiment has it) that trained; *N* is its number of runs, the estimate a mean over them with a 95% "
+             "t interval; *survives* says whether the verdict is the same at eps 0.01–0.1 and at the other "
+             "thresholds. The other activations and the runs that did not train are strata, in the summary.", ""]
+    for claim_id in CLAIM_IDS:
+        first = next((e.claim(claim_id) for e in experiments.values() if e.claim(claim_id)), None)
+        if first is None:
+            continue
+        rows = []
+        for name, e in experiments.items():
+            c = e.claim(claim_id)
+            if c is None:
+                continue
+            ci = [v if v is not None else np.nan for v in c.get("ci", [None, None])]
+            estimate = c.get("estimate") if c.get("estimate") is not None else np.nan
+            survives = c.get("sensitivity", {}).get("verdict_survives") if c["verdict"] != "not testable" else None
+            label = f"`{name}`" + (" (partly trained)" if partly_trained(e) else "")
+            rows.append((label, f"**{c['verdict']}**", c.get("population", {}).get("n_runs", 0),
+                         interval_text(estimate, *ci, digits=3), {True: "yes", False: "no"}.get(survives, "–"),
+                         c["evidence"].get("summary", "")))
+        lines += [f"### {claim_id}: {first['claim']}", "", f"*Criterion (the report's):* {first['criterion']}", "",
+                  markdown_table(["experiment", "verdict", "N", "estimate [95% interval]", "survives", "summary"], rows),
+                  ""]
+    return lines
+
+
+def _limits(experiments):
+    lines = ["## Limits of this evidence", "",
+             "Small fully connected networks (widths 64 and 256, up to 5 hidden layers) on small data sets (digits, "
+             "a synthetic teacher, mnist1d); no batch normalisation, no convolutions, no data augmentation; two or "
+             "three seeds per cell, so intervals over runs are wide and a cell's mean is not a population's. The "
+             "claims are about these networks; the same commands run on larger sweeps."]
+    partly = [f"`{n}` (median test accuracy {np.nanmedian(e.final('test_accuracy')):.2f})"
+              for n, e in experiments.items() if partly_trained(e)]
+    if partly:
+        lines[-1] += (" Partly trained, below an MLP's level on mnist1d: " + ", ".join(partly)
+                      + "; their verdicts describe partly trained networks.")
+    return lines + [""]
+
+
+def timing_seconds(data_dir, name):
+    """(seconds, pieces) of a capture: the sum of data/timings/NAME.seconds.log (one integer per
+    capture piece, appended by `make findings-data`), else the older NAME.seconds; None if neither."""
+    directory = os.path.join(data_dir, "timings")
+    log = os.path.join(directory, f"{name}.seconds.log")
+    if os.path.exists(log):
+        with open(log) as f:
+            values = [float(v) for v in f.read().split() if v.strip()]
+        if values:
+            return sum(values), len(values)
+    old = os.path.join(directory, f"{name}.seconds")
+    if os.path.exists(old):
+        with open(old) as f:
+            return float(f.read().strip()), 1
+    return None
+
+
+def _duration(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+
+def _timings(data_dir, experiments, report_seconds, total):
+    rows = []
+    for name, _ in EXPERIMENTS:
+        if name not in experiments:
+            continue
+        found = timing_seconds(data_dir, name)
+        capture = (f"{_duration(found[0])}" + (f" in {found[1]} pieces" if found[1] > 1 else "")) if found else "not recorded"
+        report = report_seconds.get(name)
+        rows.append((f"`{name}`", capture, _duration(report) if report is not None else "reused"))
+    return ["## How long each experiment took on two cores", "",
+            "Capture: wall clock of `make findings-data` on this project's two-core machine, summed over the pieces "
+            "of a capture that was resumed (`data/timings/NAME.seconds.log`); time the machine spent on other jobs "
+            "is included, so read them as upper bounds. Report: `actstats report` on the store in this generation.",
+            "", markdown_table(["experiment", "capture", "report"], rows), "",
+            f"This document (reports, sections, figures): {_duration(total)}.", ""]
+
+
+def _regenerate():
+    names = " ".join(name for name, _ in EXPERIMENTS)
+    return ["## How to regenerate", "", "```",
+            "make findings        # captures every experiment (resuming), then writes this file and docs/findings/",
+            "```", "",
+            f"or step by step: `actstats capture data/configs/NAME.toml -o data/NAME.zarr --resume --workers 2` for NAME "
+            f"in {names}; then `python tools/findings.py --data data --out docs`.", ""]
 
 
 def main(argv=None) -> int:
@@ -396,21 +366,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse-reports", action="store_true",
                         help="use a report in --work that is newer than its store instead of computing it again")
     args = parser.parse_args(argv)
-    timings = {}
-    # data/timings/NAME.seconds: written by `make findings-data` after a capture that wrote
-    # records; else the span from the store's created_at to its last chunk write
-    directory = os.path.join(args.data, "timings")
-    for name in ("saxe2018", "init_scale", "answer", "answer_mnist1d", "glorot2010"):
-        path = os.path.join(directory, f"{name}.seconds")
-        if os.path.exists(path):
-            with open(path) as f:
-                timings[f"capture of {name}"] = float(f.read().strip())
-        else:
-            span = _store_span(os.path.join(args.data, f"{name}.zarr"))
-            if span is not None:
-                timings[f"capture of {name} (store creation to last write)"] = span
     started = time.perf_counter()
-    write_findings(args.data, args.out, args.work, timings, reuse_reports=args.reuse_reports)
+    write_findings(args.data, args.out, args.work, reuse_reports=args.reuse_reports)
     print(f"findings: wrote {os.path.join(args.out, 'findings.md')} in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
     return 0
