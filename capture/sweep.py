@@ -277,6 +277,9 @@ def _capture_runs(config, config_path, store_path, identity, group, layout, data
                 jobs = deferred
         else:
             written = _capture_parallel(config_path, store_path, jobs, sizes, workers, bar, asynchronous, identity)
+        if bar.n < bar.total:  # runs that train.until stopped never write their later records
+            bar.total = bar.n
+            bar.refresh()
     return {"runs": len(config.runs), "written": written, "already_complete": int(complete.sum())}
 
 
