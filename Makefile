@@ -9,7 +9,7 @@ CONFIG ?= data/configs/default.toml
 
 # The experiments behind docs/findings.md (tools/findings.py's EXPERIMENTS), cheapest first;
 # each capture resumes where an interrupted one stopped.
-FINDINGS := saxe2018 init_scale terminal_lr terminal terminal_wide glorot2010 answer answer_mnist1d
+FINDINGS := saxe2018 init_scale terminal_lr terminal terminal_wide glorot2010 answer terminal_mnist1d
 
 .PHONY: all report test test-long test-portable bench bench-scale stress venv clean findings findings-data
 

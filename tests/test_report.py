@@ -103,32 +103,3 @@ def test_bad_report_arguments(small_store, small_config, tmp_path, args, message
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
-
-
-def test_findings_document_carries_the_reports_verdicts(small_store, report_dir, tmp_path, monkeypatch):
-    """docs/findings.md is generated (tools/findings.py) from the report: each claim's verdict
-    and numbers in it are the report's findings.json, and its figures exist."""
-    import re
-
-    from conftest import ROOT
-
-    monkeypatch.syspath_prepend(os.path.join(ROOT, "tools"))
-    from findings import write_findings
-
-    data = tmp_path / "data"
-    data.mkdir()
-    os.symlink(small_store, data / "answer.zarr")
-    (data / "timings").mkdir()
-    shutil.copytree(report_dir, tmp_path / "work" / "answer")  # the report, made once by the fixture
-    text = write_findings(str(data), str(tmp_path / "docs"), str(tmp_path / "work"), {"capture of answer": 90.0},
-                          reuse_reports=True)
-    with open(os.path.join(report_dir, "findings.json")) as f:
-        report = json.load(f)
-    for claim in report["claims"]:
-        section = text.split(f"## {claim['id']}: ")[1].split("\n## ")[0]
-        assert f"| **{claim['verdict']}** |" in section, claim["id"]
-        assert claim["evidence"]["summary"].replace("|", "/") in section
-    assert "## The answer" in text and "## What the data do not support" in text
-    assert "| capture of answer | 1.5 min |" in text
-    figures = re.findall(r"\]\((findings/[^)]+)\)", text)
-    assert figures and all(os.path.exists(tmp_path / "docs" / f) for f in figures)

@@ -27,7 +27,9 @@ import time
 
 import numpy as np
 
-from findings_common import EPS, FIT_ACCURACY, Experiment, interval_text, markdown_table, spread
+from findings_common import (
+    EPS, FIT_ACCURACY, MNIST1D_MLP_LEVEL, Experiment, interval_text, markdown_table, spread, timing_seconds,
+)
 from findings_reproductions import glorot_section, init_scale_section, saxe_section
 from findings_terminal import terminal_section
 
@@ -40,22 +42,10 @@ EXPERIMENTS = (
     ("terminal", "terminal phase: sigmoid, tanh, ReLU × SGD, Adam × three inits, width 64"),
     ("terminal_wide", "terminal phase at width 256"),
     ("glorot2010", "Glorot & Bengio 2010 reproduction: depth 4 and 5 × 256 sigmoid, lr grid"),
-    ("answer", "30-epoch sweep on digits (depth, activation, init, optimizer)"),
-    ("answer_mnist1d", "30-epoch sweep on mnist1d"),
+    ("answer", "digits sweep (depth, activation, init, optimizer), each run to the fit then 100 epochs"),
+    ("terminal_mnist1d", "terminal phase on mnist1d (20,000 samples), width 256"),
 )
-#: An MLP's test accuracy on mnist1d (its README): below it, an mnist1d experiment's networks are
-#: partly trained and its verdicts stay out of the headline.
-MNIST1D_MLP_LEVEL = 0.68
 CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6")
-
-
-def _dataset(e) -> str:
-    return str(np.asarray(e.ds["dataset"].values)[0]) if "dataset" in e.ds.coords else "?"
-
-
-def partly_trained(e) -> bool:
-    """An mnist1d experiment whose median test accuracy is below an MLP's level."""
-    return _dataset(e) == "mnist1d" and not np.nanmedian(e.final("test_accuracy")) >= MNIST1D_MLP_LEVEL
 
 
 def write_findings(data_dir, out_dir, work_dir, *, reuse_reports=False) -> str:
@@ -111,7 +101,7 @@ def write_findings(data_dir, out_dir, work_dir, *, reuse_reports=False) -> str:
 
 def _answer(experiments, facts):
     terminal = facts.get("terminal", {}).get("groups", {})
-    sigmoid = {k: v for k, v in terminal.items() if v["activation"] == "sigmoid" and v["fitted"]}
+    sigmoid = {k: v for k, v in terminal.items() if v["activation"] == "sigmoid" and v["fitted"] and v["headline"]}
     pooled = {k: v for k, v in sigmoid.items() if not v["saturated_init"]}
     lines = ["## The answer", ""]
     if pooled:
@@ -132,8 +122,8 @@ def _answer(experiments, facts):
                   f"≥ {FIT_ACCURACY:g}. The conditions:", ""]
         for (name, label), v in pooled.items():
             lines.append(
-                f"- After a median {v['epochs_past_fit']:.0f} epochs of {v['optimizer']} past the fit, sigmoid "
-                f"layers of width {v['width']} (init {', '.join(v['inits'])}; {v['fitted']} runs) have a saturated fraction of {interval_text(*v['at_end'])} on training points "
+                f"- After a median {v['epochs_past_fit']:.0f} epochs of {v['optimizer']} past the fit on {v['dataset']}, "
+                f"sigmoid layers of width {v['width']} (init {', '.join(v['inits'])}; {v['fitted']} runs) have a saturated fraction of {interval_text(*v['at_end'])} on training points "
                 f"(low bound {v['low_end']:.2f}, high {v['high_end']:.2f}), against {interval_text(*v['at_fit'])} at "
                 f"the fit: change {interval_text(*v['change'], signed=True)}, {interval_text(*v['rate'], 3, signed=True)} "
                 "per decade of epochs"
@@ -148,7 +138,7 @@ def _answer(experiments, facts):
                   for (name, label), v in terminal.items()
                   if name == "terminal" and v["activation"] != "sigmoid" and v["fitted"] and not v["saturated_init"]]
         if others:
-            lines.append("- Beside it, the change from the fit to the end at width 64 (ReLU: the share of exact zeros): "
+            lines.append("- Beside it, the change from the fit to the end in `terminal` (ReLU: the share of exact zeros): "
                          + "; ".join(others) + ".")
     else:
         lines += ["No terminal-phase store with fitted sigmoid runs: the answer below rests on the other experiments.",
@@ -171,7 +161,7 @@ def _answer_verdicts(experiments):
         c1 = e.claim("C1")
         if c1 is None:
             continue
-        if partly_trained(e):
+        if e.partly_trained:
             apart.append(f"`{name}` (mnist1d, median test accuracy {np.nanmedian(e.final('test_accuracy')):.2f} < "
                          f"{MNIST1D_MLP_LEVEL:g}, an MLP's level: partly trained, verdicts in the Verdicts section only)")
             continue
@@ -227,7 +217,7 @@ def _experiments_table(experiments, absent, data_dir):
         if name not in experiments:
             continue
         e = experiments[name]
-        rows.append((f"`{name}`", what, _dataset(e), f"{e.n_runs} of {e.n_runs_stored}", f"{e.epochs.max():g}",
+        rows.append((f"`{name}`", what, e.dataset, f"{e.n_runs} of {e.n_runs_stored}", f"{e.epochs.max():g}",
                      f"{np.nanmax(e.steps):,.0f}", f"{int(e.trained.sum())} of {e.n_runs}"))
     lines = ["## The experiments", "",
              "Each is `data/configs/NAME.toml`, captured to `data/NAME.zarr`. *Runs*: with a complete record, of those "
@@ -257,7 +247,7 @@ def _training_state(experiments):
         table = markdown_table([" · ".join(e.factors) or "cell", "trained", "train accuracy", "train loss",
                                 "test accuracy"], rows)
         note = (f" *Partly trained:* median test accuracy {np.nanmedian(test):.2f}, below {MNIST1D_MLP_LEVEL:g} "
-                "(an MLP's level on mnist1d)." if partly_trained(e) else "")
+                "(an MLP's level on mnist1d)." if e.partly_trained else "")
         lines += [f"**`{name}`** ({int(e.trained.sum())} of {e.n_runs} runs trained; median test accuracy "
                   f"{np.nanmedian(test):.3f}).{note}", ""]
         if len(rows) > 30:
@@ -287,7 +277,7 @@ def _verdicts(experiments):
             ci = [v if v is not None else np.nan for v in c.get("ci", [None, None])]
             estimate = c.get("estimate") if c.get("estimate") is not None else np.nan
             survives = c.get("sensitivity", {}).get("verdict_survives") if c["verdict"] != "not testable" else None
-            label = f"`{name}`" + (" (partly trained)" if partly_trained(e) else "")
+            label = f"`{name}`" + (" (partly trained)" if e.partly_trained else "")
             rows.append((label, f"**{c['verdict']}**", c.get("population", {}).get("n_runs", 0),
                          interval_text(estimate, *ci, digits=3), {True: "yes", False: "no"}.get(survives, "–"),
                          c["evidence"].get("summary", "")))
@@ -304,28 +294,11 @@ def _limits(experiments):
              "three seeds per cell, so intervals over runs are wide and a cell's mean is not a population's. The "
              "claims are about these networks; the same commands run on larger sweeps."]
     partly = [f"`{n}` (median test accuracy {np.nanmedian(e.final('test_accuracy')):.2f})"
-              for n, e in experiments.items() if partly_trained(e)]
+              for n, e in experiments.items() if e.partly_trained]
     if partly:
         lines[-1] += (" Partly trained, below an MLP's level on mnist1d: " + ", ".join(partly)
                       + "; their verdicts describe partly trained networks.")
     return lines + [""]
-
-
-def timing_seconds(data_dir, name):
-    """(seconds, pieces) of a capture: the sum of data/timings/NAME.seconds.log (one integer per
-    capture piece, appended by `make findings-data`), else the older NAME.seconds; None if neither."""
-    directory = os.path.join(data_dir, "timings")
-    log = os.path.join(directory, f"{name}.seconds.log")
-    if os.path.exists(log):
-        with open(log) as f:
-            values = [float(v) for v in f.read().split() if v.strip()]
-        if values:
-            return sum(values), len(values)
-    old = os.path.join(directory, f"{name}.seconds")
-    if os.path.exists(old):
-        with open(old) as f:
-            return float(f.read().strip()), 1
-    return None
 
 
 def _duration(seconds):

@@ -21,6 +21,9 @@ import numpy as np
 EPS = 0.05
 #: A training accuracy at or above this is "the training points are fitted" (the terminal phase starts).
 FIT_ACCURACY = 0.99
+#: An MLP's test accuracy on mnist1d (its README): below it, an mnist1d experiment's networks are
+#: partly trained and stay out of the headline.
+MNIST1D_MLP_LEVEL = 0.68
 #: findings.json above this many characters loses its per-run lists (kept in the full report).
 JSON_LIMIT = 30_000
 
@@ -117,6 +120,23 @@ def newest_write(store) -> float:
         for name in files:
             newest = max(newest, os.path.getmtime(os.path.join(root, name)))
     return newest
+
+
+def timing_seconds(data_dir, name):
+    """(seconds, pieces) of a capture: the sum of data/timings/NAME.seconds.log (one integer per
+    capture piece, appended by `make findings-data`), else the older NAME.seconds; None if neither."""
+    directory = os.path.join(data_dir, "timings")
+    log = os.path.join(directory, f"{name}.seconds.log")
+    if os.path.exists(log):
+        with open(log) as f:
+            values = [float(v) for v in f.read().split() if v.strip()]
+        if values:
+            return sum(values), len(values)
+    old = os.path.join(directory, f"{name}.seconds")
+    if os.path.exists(old):
+        with open(old) as f:
+            return float(f.read().strip()), 1
+    return None
 
 
 def trimmed(findings: dict, limit: int = JSON_LIMIT) -> dict:
@@ -248,6 +268,26 @@ class Experiment:
     @property
     def trained_rule(self) -> str:
         return f"training accuracy at least {float(self.training.attrs['min_accuracy']):g} at the last record, not diverged"
+
+    @cached_property
+    def dataset(self) -> str:
+        return str(np.asarray(self.ds["dataset"].values)[0]) if "dataset" in self.ds.coords else "?"
+
+    @cached_property
+    def partly_trained(self) -> bool:
+        """An mnist1d experiment whose median test accuracy is below an MLP's level."""
+        return self.dataset == "mnist1d" and not np.nanmedian(self.final("test_accuracy")) >= MNIST1D_MLP_LEVEL
+
+    @cached_property
+    def optimizer_labels(self) -> np.ndarray:
+        """Per run: optimizer, learning rate and (when not 0) momentum, e.g. ``sgd lr 0.1 momentum 0.9``."""
+        labels = []
+        for c in self.configs:
+            train = c.get("train", {})
+            momentum = train.get("momentum") or 0
+            labels.append(f"{train.get('optimizer')} lr {train.get('lr'):g}"
+                          + (f" momentum {momentum:g}" if momentum and train.get("optimizer") == "sgd" else ""))
+        return np.array(labels)
 
     def claim(self, claim_id):
         return next((c for c in self.findings.get("claims", []) if c["id"] == claim_id), None)

@@ -37,6 +37,7 @@ INIT_SATURATED, VANISHING = 0.5, 0.01
 def _symlog(ax, x):
     positive = x[np.isfinite(x) & (x > 0)]
     ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    ax.set_xlim(left=0)
 
 
 # ------------------------------------------------------------------------------ Glorot

@@ -17,9 +17,15 @@ import numpy as np
 
 from actstats.report.figures import pyplot
 from findings_common import (
-    EPS, FIT_ACCURACY, cell, direction, fmt, interval_text, markdown_table, t_interval, welch_interval,
+    EPS, FIT_ACCURACY, MNIST1D_MLP_LEVEL, cell, direction, fmt, interval_text, markdown_table, t_interval, welch_interval,
 )
 
+#: The terminal-phase sweeps, each analysed the same way; adding one is one line here (and one
+#: in findings.py's EXPERIMENTS). WIDTH_PAIR are compared at matched cells; LR_SWEEP varies the
+#: learning rate within each optimizer.
+TERMINAL = ("terminal", "terminal_wide", "terminal_mnist1d")
+WIDTH_PAIR = ("terminal", "terminal_wide")
+LR_SWEEP = "terminal_lr"
 #: A cell whose runs start with at least this saturated fraction (mean over layers, epoch 0)
 #: is saturated by its initialisation: reported apart, never pooled with the others.
 INIT_SATURATED = 0.25
@@ -30,9 +36,13 @@ class Phase:
     initialisation, at the fit and at the end, the change between the last two, its rate per
     decade of epochs, over the whole terminal phase and over its last decade."""
 
-    def __init__(self, e):
+    def __init__(self, e, until=None):
         self.e = e
         f, last = e.fit_index, e.last
+        if until is not None:  # the last complete record at or before epoch ``until``
+            usable = e.complete & (e.epochs[None, :] <= until)
+            last = np.where(usable.any(axis=1), usable.shape[1] - 1 - np.argmax(usable[:, ::-1], axis=1), -1)
+        self.last = last
         self.fitted = (f >= 0) & (f < last)
         self.f = np.where(self.fitted, f, -1)
         epochs = e.epochs
@@ -47,13 +57,13 @@ class Phase:
         self.change = np.where(self.fitted, self.at_end - self.at_fit, np.nan)
         self.layer_change = np.where(self.fitted[:, None], self.layers_end - self.layers_fit, np.nan)
         fit_epoch = np.where(self.fitted, epochs[np.maximum(self.f, 0)], np.nan)
-        end_epoch = epochs[last]
+        end_epoch = np.where(last >= 0, epochs[np.maximum(last, 0)], np.nan)
         self.fit_epoch, self.end_epoch = fit_epoch, end_epoch
         with np.errstate(divide="ignore", invalid="ignore"):
             decades = np.log10(end_epoch / fit_epoch)
             self.rate = np.where(decades > 0, self.change / decades, np.nan)
         # the last decade: from the record nearest at or before a tenth of the last epoch
-        start = np.array([np.flatnonzero(epochs <= epochs[l] / 10).max(initial=0) for l in last])
+        start = np.array([np.flatnonzero(epochs <= epochs[max(l, 0)] / 10).max(initial=0) for l in last])
         start = np.maximum(start, np.maximum(self.f, 0))
         with np.errstate(divide="ignore", invalid="ignore"):
             span = np.log10(end_epoch / epochs[start])
@@ -71,9 +81,7 @@ class Phase:
         initialisation (all cells for ReLU, whose zeros are not a saturation), then each
         saturated-from-initialisation cell on its own."""
         e = self.e
-        optimizer = np.array([f"{o} lr {l:g}" for o, l in zip(e.ds["optimizer"].values.astype(str),
-                                                                e.ds["lr"].values.astype(float))])
-        key = np.array([f"{a} · {o}" for a, o in zip(e.activation, optimizer)])
+        key = np.array([f"{a} · {o}" for a, o in zip(e.activation, e.optimizer_labels)])
         saturated = np.zeros(e.n_runs, dtype=bool)
         for label in e.cells():
             runs = e.cell_labels == label
@@ -125,8 +133,8 @@ def _mechanism_rows(phase, groups):
 def _layer_rows(phase, groups):
     e = phase.e
     depth = phase.layers.shape[2]
-    low, high = e.at(e.fraction_low, e.last), e.at(e.fraction_high, e.last)
-    units = e.at(e.units_saturated, e.last)
+    low, high = e.at(e.fraction_low, phase.last), e.at(e.fraction_high, phase.last)
+    units = e.at(e.units_saturated, phase.last)
     rows = []
     for label, runs in groups:
         fitted = runs[phase.fitted[runs]]
@@ -198,7 +206,7 @@ def _figure(experiments, activation, optimizer, figures_dir):
             if runs.size:
                 width = int(np.asarray(e.ds["width"].values)[runs[0]].max())
                 scale = e.configs[runs[0]]["model"].get("init_scale", 1)
-                rows.append((f"init {e.ds['init'].values[runs[0]]}({scale:g}), width {width}", e, runs))
+                rows.append((f"{e.dataset}, init {e.ds['init'].values[runs[0]]}({scale:g}), width {width}", e, runs))
     if not rows:
         return None
     plt = pyplot()
@@ -259,6 +267,7 @@ def _lr_figure(e, figures_dir):
         ax[2].set_yscale("log")
         for a in ax:
             a.set_xscale("symlog", linthresh=float(e.epochs[e.epochs > 0].min()))
+            a.set_xlim(0, e.epochs.max() * 1.1)
         ax[0].legend(fontsize=7)
     for a, title in zip(axes[0], ["saturated fraction (mean over layers)", "units at a bound on most probes",
                                   "training loss (log)", "‖W‖_F (mean over layers)"]):
@@ -272,13 +281,14 @@ def _lr_figure(e, figures_dir):
 
 
 def _width_lines(narrow, wide):
-    """Width 64 against 256 on the cells both sweeps have (matched activation, optimizer, init)."""
-    pn, pw = Phase(narrow), Phase(wide)
+    """The narrow sweep against the wide one on matched cells (activation, optimizer, init),
+    both at the shorter sweep's last epoch."""
+    until = min(narrow.epochs.max(), wide.epochs.max())
+    pn, pw = Phase(narrow, until), Phase(wide, until)
 
     def keys(e):
-        return np.array([f"{a}|{o}|{l:g}|{i}|{c['model'].get('init_scale')}" for a, o, l, i, c in zip(
-            e.activation, e.ds["optimizer"].values.astype(str), e.ds["lr"].values.astype(float),
-            e.ds["init"].values.astype(str), e.configs)])
+        return np.array([f"{a}|{o}|{i}|{c['model'].get('init_scale')}" for a, o, i, c in zip(
+            e.activation, e.optimizer_labels, e.ds["init"].values.astype(str), e.configs)])
 
     narrow_keys, wide_keys = keys(narrow), keys(wide)
     rows, facts = [], []
@@ -295,9 +305,9 @@ def _width_lines(narrow, wide):
                      f"{fmt(np.nanmean(pn.change[n]), 3)} / {fmt(np.nanmean(pw.change[w]), 3)}",
                      interval_text(*diff, 3, signed=True)))
         facts.append((label, end, diff))
-    table = markdown_table(["cell (default init)", "runs fitted (64 / 256)", "at end (64 / 256)", "256 − 64 at end",
-                            "change fit → end (64 / 256)", "256 − 64 in the change"], rows)
-    return table, facts
+    table = markdown_table(["cell", "runs fitted (narrow / wide)", "at the end (narrow / wide)", "wide − narrow at end",
+                            "change fit → end (narrow / wide)", "wide − narrow in the change"], rows)
+    return table, facts, until
 
 
 def _lr_lines(e):
@@ -322,20 +332,58 @@ def _lr_lines(e):
         order = ("rises with the learning rate" if np.all(steps >= 0) and np.nansum(steps) > 0 else
                  "falls as the learning rate grows" if np.all(steps <= 0) and np.nansum(steps) < 0 else
                  "is not monotone in the learning rate")
-        sentences.append(f"With {opt} (sigmoid, width 64), the saturated fraction at the end {order} ("
+        sentences.append(f"With {opt} ({', '.join(sorted(set(e.activation)))}, width {_width(e)}), the saturated "
+                         f"fraction at the end {order} ("
                          + "; ".join(f"lr {lr:g}: {fmt(v)}, {n}" for lr, v, n in zip(levels, ends, fits)) + ").")
     table = markdown_table(["optimizer", "lr", "fitted", "fit epoch", "at fit", "at end", "change fit → end",
                             "per decade", "test accuracy"], rows)
     return table, sentences
 
 
+def _width(e) -> int:
+    return int(np.nanmax(np.asarray(e.ds["width"].values)))
+
+
+def _sweep_lines(name, e, facts):
+    phase = Phase(e)
+    groups = phase.groups()
+    width = _width(e)
+    lines = [f"### `{name}` ({e.dataset}, width {width}, {e.n_runs} runs, {e.epochs.max():g} epochs)", ""]
+    if e.partly_trained:
+        lines += [f"*Partly trained:* median test accuracy {np.nanmedian(e.final('test_accuracy')):.2f}, below "
+                  f"{MNIST1D_MLP_LEVEL:g} (an MLP's level on mnist1d); kept out of the headline.", ""]
+    lines += [_rows(phase, groups), "", "What goes with it, from the fit to the end (means over the fitted runs):", "",
+              _mechanism_rows(phase, groups), "", "Per layer (layer 1 lowest), over the fitted runs: the change from "
+              "the fit to the end [95% interval]; at the end, the fraction at the low / high bound; the share of "
+              "units at a bound on most training probes:", "", _layer_rows(phase, groups), ""]
+    for label, runs in groups:
+        lines.append(_group_sentence(phase, label, runs, width))
+        fitted = runs[phase.fitted[runs]]
+        inits = sorted(set(f"{e.ds['init'].values[r]}({e.configs[r]['model'].get('init_scale', 1):g})" for r in runs))
+        facts["groups"][(name, label)] = {
+            "optimizer": e.optimizer_labels[runs[0]], "activation": str(e.activation[runs[0]]), "inits": inits,
+            "width": width, "dataset": e.dataset, "headline": not e.partly_trained, "runs": runs.size,
+            "fitted": fitted.size, "change": t_interval(phase.change[fitted]), "rate": t_interval(phase.rate[fitted]),
+            "at_end": t_interval(phase.at_end[fitted]), "at_fit": t_interval(phase.at_fit[fitted]),
+            "init": t_interval(phase.init[fitted]),
+            "epochs_past_fit": float(np.nanmedian(phase.end_epoch[fitted] - phase.fit_epoch[fitted])) if fitted.size else np.nan,
+            "layers": _growing_layers(phase, runs), "low_end": float(np.nanmean(phase.low_end[fitted])) if fitted.size else np.nan,
+            "high_end": float(np.nanmean(phase.high_end[fitted])) if fitted.size else np.nan,
+            "saturated_init": "saturated from" in label,
+        }
+    lines.append("")
+    by_optimizer = _optimizer_sentence(phase, groups)
+    return lines + ([by_optimizer, ""] if by_optimizer else [])
+
+
 def terminal_section(experiments, figures_dir):
     """Lines of the section and the facts the headline quotes (``facts``)."""
-    narrow, wide, lr = (experiments.get(k) for k in ("terminal", "terminal_wide", "terminal_lr"))
+    present = [(name, experiments[name]) for name in TERMINAL if name in experiments]
+    lr = experiments.get(LR_SWEEP)
     lines = ["## The terminal phase: training well past zero training error", ""]
     facts = {"groups": {}, "width": [], "lr": []}
-    if narrow is None and wide is None and lr is None:
-        return lines + ["No terminal-phase store (terminal, terminal_wide, terminal_lr) was found: section skipped.",
+    if not present and lr is None:
+        return lines + [f"No terminal-phase store ({', '.join(TERMINAL + (LR_SWEEP,))}) was found: section skipped.",
                         ""], facts
     lines += [
         f"*What is measured.* Per run, the saturated fraction (activations on the training probes within {EPS} of a "
@@ -350,61 +398,37 @@ def terminal_section(experiments, figures_dir):
         "fraction by bound.",
         "",
     ]
-    for name, e, width in (("terminal", narrow, 64), ("terminal_wide", wide, 256)):
-        if e is None:
+    for name in TERMINAL:
+        if name in experiments:
+            lines += _sweep_lines(name, experiments[name], facts)
+        else:
             lines += [f"`{name}`: store absent, skipped.", ""]
-            continue
-        phase = Phase(e)
-        groups = phase.groups()
-        lines += [f"### `{name}` (width {width}, {e.n_runs} runs, {e.epochs[-1]:g} epochs)", "", _rows(phase, groups),
-                  "", "What goes with it, from the fit to the end (means over the fitted runs):", "",
-                  _mechanism_rows(phase, groups), "", "Per layer (layer 1 lowest), over the fitted runs: the change from "
-                  "the fit to the end [95% interval]; at the end, the fraction at the low / high bound; the share of "
-                  "units at a bound on most training probes:", "", _layer_rows(phase, groups), ""]
-        for label, runs in groups:
-            sentence = _group_sentence(phase, label, runs, width)
-            lines.append(sentence)
-            fitted = runs[phase.fitted[runs]]
-            first = runs[0]
-            inits = sorted(set(f"{e.ds['init'].values[r]}({e.configs[r]['model'].get('init_scale', 1):g})" for r in runs))
-            facts["groups"][(name, label)] = {
-                "optimizer": f"{e.ds['optimizer'].values[first]} (lr {float(e.ds['lr'].values[first]):g})",
-                "activation": str(e.activation[first]), "inits": inits, "width": width, "runs": runs.size, "fitted": fitted.size,
-                "change": t_interval(phase.change[fitted]), "rate": t_interval(phase.rate[fitted]),
-                "at_end": t_interval(phase.at_end[fitted]), "at_fit": t_interval(phase.at_fit[fitted]),
-                "init": t_interval(phase.init[fitted]),
-                "epochs_past_fit": float(np.nanmedian(phase.end_epoch[fitted] - phase.fit_epoch[fitted])) if fitted.size else np.nan,
-                "layers": _growing_layers(phase, runs), "low_end": float(np.nanmean(phase.low_end[fitted])),
-                "high_end": float(np.nanmean(phase.high_end[fitted])), "saturated_init": "saturated from" in label,
-            }
-        lines.append("")
-        by_optimizer = _optimizer_sentence(phase, groups)
-        if by_optimizer:
-            lines += [by_optimizer, ""]
-    present = [(n, e) for n, e in (("terminal", narrow), ("terminal_wide", wide)) if e is not None]
     if present:
         for activation in ("sigmoid", "tanh", "relu"):
             for optimizer in ("sgd", "adam"):
                 name = _figure(present, activation, optimizer, figures_dir)
                 if name:
                     lines += [f"![terminal phase, {activation}, {optimizer}](findings/{name})", ""]
+    narrow, wide = (experiments.get(k) for k in WIDTH_PAIR)
     if narrow is not None and wide is not None:
-        table, width_facts = _width_lines(narrow, wide)
+        table, width_facts, until = _width_lines(narrow, wide)
         facts["width"] = width_facts
-        lines += ["### Width 64 against 256", "", "Same cells with PyTorch's default initialisation; differences "
-                  "with a 95% Welch interval over the runs of the two widths:", "", table, ""]
+        a, b = _width(narrow), _width(wide)
+        lines += [f"### Width {a} against {b}", "", f"`{WIDTH_PAIR[0]}` against `{WIDTH_PAIR[1]}` on the cells both "
+                  f"have, both taken at their last record at or before epoch {until:g}; differences with a 95% Welch "
+                  "interval over the runs of the two widths:", "", table, ""]
         for label, end, diff in width_facts:
-            lines.append(f"- {label}: at width 256 the saturated fraction at the end is "
-                         f"{interval_text(*end, signed=True)} against width 64, and its change after the fit differs by "
+            lines.append(f"- {label}: at width {b} the saturated fraction at epoch {until:g} differs by "
+                         f"{interval_text(*end, signed=True)} from width {a}, and its change after the fit by "
                          f"{interval_text(*diff, 3, signed=True)} ("
-                         + direction(diff[1], diff[2], "larger at 256", "smaller at 256", "no difference the interval "
-                                     "can tell") + ").")
+                         + direction(diff[1], diff[2], f"larger at {b}", f"smaller at {b}",
+                                     "no difference the interval can tell") + ").")
         lines.append("")
     if lr is not None:
         table, sentences = _lr_lines(lr)
         facts["lr"] = sentences
-        lines += [f"### Learning rate within each optimizer (`terminal_lr`: sigmoid, width 64, {lr.n_runs} runs, "
-                  f"{lr.epochs[-1]:g} epochs)", "", table, "", *sentences, "",
+        lines += [f"### Learning rate within each optimizer (`{LR_SWEEP}`: {', '.join(sorted(set(lr.activation)))}, "
+                  f"width {_width(lr)}, {lr.n_runs} runs, {lr.epochs.max():g} epochs)", "", table, "", *sentences, "",
                   f"![terminal phase by learning rate](findings/{_lr_figure(lr, figures_dir)})", ""]
     return lines, facts
 
