@@ -1,9 +1,11 @@
-"""capture: train feed-forward networks with PyTorch and record their layers into a store.
+"""capture: train feed-forward networks with PyTorch and record their layers into a store, or
+record a user's own model from the user's own training loop (:class:`Recorder`).
 
 Writes the actstats.store/1 format whose schema lives in :mod:`actstats.store`.
 """
 
+from capture.attach import Recorder
 from capture.config import CaptureConfig, ConfigError, load_config, parse_config
 from capture.sweep import capture
 
-__all__ = ["CaptureConfig", "ConfigError", "capture", "load_config", "parse_config"]
+__all__ = ["CaptureConfig", "ConfigError", "Recorder", "capture", "load_config", "parse_config"]

@@ -53,15 +53,38 @@ class _Layout:
     activation_index: np.ndarray  # (run,) position in ACTIVATIONS, -1 if unknown
     names: tuple[str, ...]  # (run,) activation_fn
     saturation: tuple[str, ...]  # (run,) Activation.saturation: bounds | dead_at_zero | none ("none" if unknown)
+    # (run, layer) each layer's function, bounds and saturation kind: the run's own unless the
+    # store has layer_activation_fn; `mixed` (run,): the run's layers differ in function
+    layer_names: np.ndarray | None = None
+    layer_lower: np.ndarray | None = None
+    layer_upper: np.ndarray | None = None
+    layer_saturation: np.ndarray | None = None
+    mixed: np.ndarray | None = None
 
     @property
     def bounded(self) -> np.ndarray:
         """(run,) whether each run's activation saturates at two finite bounds."""
         return np.array([kind == "bounds" for kind in self.saturation], dtype=bool)
 
-    def check_activations(self, runs) -> None:
-        for run, name, index in zip(runs, self.names, self.activation_index):
-            if index < 0:
+    def check_activations(self, runs, *, per_layer: bool = False) -> None:
+        """Refuse runs whose activation function is unknown. A run whose layers differ
+        (``layer_activation_fn``) passes only with `per_layer` (the query reads each layer's
+        own function) and if every function of its layers is known."""
+        mixed = self.mixed if self.mixed is not None else np.zeros(len(self.names), dtype=bool)
+        for position, (run, name, index) in enumerate(zip(runs, self.names, self.activation_index)):
+            if mixed[position]:
+                functions = [f for f in dict.fromkeys(self.layer_names[position]) if f]
+                if not per_layer:
+                    raise ActstatsError(
+                        f"run {run}: its layers have different activation functions ({', '.join(functions)}) "
+                        "and this query takes one function per run: select layers of one function, "
+                        "e.g. ds.sel(layer=[...]), or use saturation"
+                    )
+                for function in functions:
+                    if function not in ACTIVATIONS:
+                        raise ActstatsError(f"run {run}: unknown activation function {function!r} of a layer; "
+                                            f"known: {', '.join(ACTIVATIONS)}")
+            elif index < 0:
                 raise ActstatsError(
                     f"run {run}: unknown activation function {name!r}; known: {', '.join(ACTIVATIONS)}"
                 )
@@ -82,13 +105,37 @@ def _layout(ds: xr.Dataset) -> _Layout:
             fan_in_width[:, j] = width[:, layers.index(layer - 1)]
         else:  # the layer below is not in this dataset: its NaN columns are taken as padding
             fan_in_known[:, j] = False
-    names = tuple(str(v) for v in np.atleast_1d(ds["activation_fn"].values))
+    if "layer_fan_in" in ds.variables:  # the store says each layer's inputs (branches, skips)
+        fan_in_width = np.asarray(ds["layer_fan_in"].transpose("run", "layer").values, dtype=np.int64)
+        fan_in_known = np.ones(width.shape, dtype=bool)
+    names = [str(v) for v in np.atleast_1d(ds["activation_fn"].values)]
+    layer_names = np.array([[n] * width.shape[1] for n in names], dtype=object).reshape(width.shape)
+    mixed = np.zeros(len(names), dtype=bool)
+    if "layer_activation_fn" in ds.variables:  # each layer's own function
+        stored = np.asarray(ds["layer_activation_fn"].transpose("run", "layer").values).astype(str)
+        for r in range(len(names)):
+            present = [str(f) for f, w in zip(stored[r], width[r]) if w > 0 and str(f)]
+            layer_names[r] = [str(f) if str(f) else names[r] for f in stored[r]]
+            functions = list(dict.fromkeys(present))
+            if len(functions) == 1:  # one function among the layers kept: the run's function
+                names[r] = functions[0]
+            elif len(functions) > 1:
+                mixed[r] = True
+    names = tuple(names)
     known = list(ACTIVATIONS)
     index = np.array([known.index(n) if n in ACTIVATIONS else -1 for n in names], dtype=np.int64)
     lower = np.array([ACTIVATIONS[n].lower if n in ACTIVATIONS else np.nan for n in names], dtype=float)
     upper = np.array([ACTIVATIONS[n].upper if n in ACTIVATIONS else np.nan for n in names], dtype=float)
     saturation = tuple(ACTIVATIONS[n].saturation if n in ACTIVATIONS else "none" for n in names)
-    return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names, saturation)
+
+    def per_layer(field, default):
+        return np.vectorize(lambda n: getattr(ACTIVATIONS[n], field) if n in ACTIVATIONS else default,
+                            otypes=[object if field == "saturation" else float])(layer_names) \
+            if layer_names.size else np.zeros(layer_names.shape, dtype=object if field == "saturation" else float)
+
+    return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names, saturation,
+                   layer_names, per_layer("lower", np.nan), per_layer("upper", np.nan),
+                   per_layer("saturation", "none"), mixed)
 
 
 def _grid(dims: Sequence[str], location) -> dict[str, np.ndarray]:

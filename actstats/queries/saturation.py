@@ -26,14 +26,16 @@ _COUNTS = Fields(*kernels.SATURATION_FIELDS)
 
 
 def _count_chunk(values, *, grid, n_reduce, layout, eps):
-    """``low``, ``high``, ``total`` over the reduced axes with each run's bounds (run is axis 0)."""
-    runs = grid["run"].reshape(-1)
+    """``low``, ``high``, ``total`` over the reduced axes with each layer's bounds (dims run,
+    epoch, layer, ...: the layer's own function where the store has ``layer_activation_fn``)."""
+    runs, layers = grid["run"].reshape(-1), grid["layer"].reshape(-1)
     out = np.zeros(values.shape[: values.ndim - n_reduce] + (3,), dtype=np.int64)
-    axis = _reduce_axes(values, n_reduce)
-    for run in np.unique(runs):
-        rows = runs == run
-        out[rows] = kernels.saturation_counts(values[rows], layout.lower[run], layout.upper[run], eps, axis=axis,
-                                              mode=layout.saturation[run])
+    axis = _reduce_axes(values[0, :, 0], n_reduce)
+    for i, run in enumerate(runs):
+        for j, layer in enumerate(layers):
+            out[i, :, j] = kernels.saturation_counts(
+                values[i, :, j], layout.layer_lower[run, layer], layout.layer_upper[run, layer], eps, axis=axis,
+                mode=layout.layer_saturation[run, layer])
     return dict(zip(_COUNTS.names, np.moveaxis(out, -1, 0)))
 
 
@@ -66,8 +68,8 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
             finite = np.isfinite(slab)
             nonfinite = slab.shape[1] - kernels.count_true(finite)
             slab = np.where(finite, slab, np.nan)
-        counts = kernels.saturation_counts(slab, layout.lower[run], layout.upper[run], eps,
-                                           mode=layout.saturation[run], no_nan=clean)
+        counts = kernels.saturation_counts(slab, layout.layer_lower[run, layer], layout.layer_upper[run, layer], eps,
+                                           mode=layout.layer_saturation[run, layer], no_nan=clean)
         cell = out[i, j, k, :, 0]
         for name in ("low", "high", "total"):
             cell[:, _COUNTS.slices[name]] = counts[:, kernels.SATURATION_FIELDS.index(name)]
@@ -107,7 +109,8 @@ def saturation(
         Width of each saturated band as a fraction of the range: a value is *low* if
         ``x <= lower + eps (upper - lower)`` and *high* if ``x >= upper - eps (upper -
         lower)``. Bounds come from each run's ``activation_fn``: sigmoid [0, 1], tanh and
-        softsign [-1, 1]. For relu (unbounded above) *low* is an exact zero (a dead
+        softsign [-1, 1]; in a store with ``layer_activation_fn`` (layers of one run with
+        different functions), from each layer's own. For relu (unbounded above) *low* is an exact zero (a dead
         unit), *high* is never counted, and ``eps`` does not apply. Must be in (0, 0.5).
     by : str or sequence of str, default ("run", "epoch", "layer", "split")
         Kept dimensions, from run, epoch, layer, sample, unit and split.
@@ -166,7 +169,7 @@ def saturation(
                                  "activation; keep one of them")
     require_variables(ds, ["activation"], "saturation")
     layout = _layout(ds)
-    layout.check_activations(ds["run"].values)
+    layout.check_activations(ds["run"].values, per_layer=True)
     group = [d for d in by if d != "split"]
     pool = [d for d in ("run", "sample") if d not in by]
     subsets = _sample_subsets(ds, by)

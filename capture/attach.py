@@ -1,0 +1,875 @@
+"""Record a user's own PyTorch model from the user's own training loop: :class:`Recorder`.
+
+The Recorder writes the same store format as ``actstats capture`` (docs/store-format.md),
+through capture's own writer (:class:`capture.recorder.Writer`): each ``rec.record(epoch=…)``
+writes every chunk of the record, then its manifest, then ``complete[run, epoch]``, each file
+written whole and renamed into place, so a loop killed at any moment leaves a store that opens
+and verifies with its complete records intact.
+
+What a layer is: a call of an activation module of a kind that :data:`actstats.activations.ACTIVATIONS`
+knows (``nn.Sigmoid``, ``nn.Tanh``, ``nn.ReLU``, ``nn.Softsign``) whose input is the output of an
+``nn.Linear``. The module's input is the layer's pre-activation z, its output the activation
+h = f(z), and the Linear's weight and bias are the layer's. Layers are found by one forward pass
+on a few training probes with hooks, in the order the forward calls them; an activation module
+called several times (one ``nn.ReLU()`` applied after each Linear) is one layer per call.
+
+Non-interference: hooks exist only while the Recorder runs its own forward passes (in
+:meth:`Recorder.record` and at construction), and are removed right after. Those passes run on
+the probes with every module in eval mode by default (restored, module by module, after), the
+random number generator state saved and restored, and gradients taken with
+``torch.autograd.grad``, which does not touch any parameter's ``.grad``; the optimizer is never
+seen. So training with and without the Recorder gives identical weights bit for bit
+(tests/test_recorder_user.py).
+
+``delta`` is each probe's own gradient dℓᵢ/dz: the gradient of the sum of the per-probe losses
+(``loss(output, y, reduction="none")``) with respect to the pre-activations of a batch of
+probes, which equals each probe's own gradient because the rows of a batch do not interact.
+That holds when no module mixes the rows of a batch: BatchNorm in training mode does (the
+Recorder refuses it with ``mode="as_is"``; with the default ``mode="eval"`` it uses its
+running statistics and rows are independent). Custom modules that mix rows cannot be seen:
+the first record checks one probe alone against the same probe in its batch and refuses when
+they differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from actstats.activations import ACTIVATIONS
+from actstats.errors import ActstatsError, ActstatsValueError, shorten
+from actstats.store import (
+    StoreContents, StoreLayout, canonical_json, hold_store_for_writing, is_local, local_path,
+    open_group_read_only, prepare_store,
+)
+from capture.recorder import EVAL_BATCH, Writer, _pad, _remove_leftovers, read_complete, run_lock
+
+__all__ = ["Recorder"]
+
+#: The store format's word for a run whose layers have different activation functions.
+MIXED = "mixed"
+
+#: What the sweep attribute of a Recorder's store says it is.
+RECORDER_FORMAT = "actstats.recorder/1"
+
+#: Training probes in the forward pass that finds the layers.
+DISCOVERY_ROWS = 8
+
+#: Tolerance of the check that rows of a batch do not interact (float32 arithmetic in blocks
+#: of another size differs in the last bits).
+ROWS_INDEPENDENT_RTOL = 1e-4
+
+#: Run attributes that are coordinates of the store, with their type and the value they
+#: take when not given.
+RUN_ATTRIBUTES = {
+    "init": (str, "user"), "optimizer": (str, ""), "lr": (float, math.nan),
+    "batch_size": (int, -1), "seed": (int, -1), "dataset": (str, "user"),
+}
+
+_KINDS = {getattr(torch.nn, a.torch_module): a.name for a in ACTIVATIONS.values()}
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One recorded layer: a call of an activation module fed by an nn.Linear."""
+
+    name: str  # the user's label, or the module's name (with [k] for its k-th call)
+    module: torch.nn.Module
+    module_name: str
+    call: int  # which call of the module in one forward pass (0, 1, ...)
+    activation: str  # the ACTIVATIONS name
+    linear: torch.nn.Linear
+    linear_name: str
+
+    def signature(self) -> dict:
+        return {"name": self.name, "activation": self.activation, "linear": self.linear_name,
+                "units": int(self.linear.out_features), "fan_in": int(self.linear.in_features),
+                "bias": self.linear.bias is not None}
+
+
+class Recorder:
+    """Record a PyTorch model's layers from any training loop into an actstats store.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store (a local directory). Made if absent; if present, it must have been made by a
+        Recorder of the same model (same layers, widths and activation functions), with the
+        same probes and record options: the new records are added to it.
+    model : torch.nn.Module
+        The user's model, called as ``model(x)``. Its layers: see the module docstring.
+    probes : mapping
+        ``{"train": (x, y), "test": (x, y)}``: the recorded samples (tensors or arrays), ``x``
+        what the model takes (rows first), ``y`` integer class labels, one per row. Losses,
+        accuracies and ``weight_grad`` are computed on these probes (not on a whole split).
+    loss : callable
+        ``loss(output, y, reduction="none")`` returning one loss per row, e.g.
+        ``torch.nn.functional.cross_entropy``.
+    layers : None, mapping or sequence, optional
+        None: every activation module found. A mapping of names (the store's labels) to
+        modules of `model` or to module names (``dict(model.named_modules())`` keys), or a
+        sequence of module names: those only.
+    epochs : sequence of float
+        The moments to be recorded (epochs elapsed; 0 = before training; fractions allowed),
+        fixed when the store is made: ``record(epoch=…)`` takes one of them. Needed to make a
+        store; when adding to one, omitted or equal to the store's. (Why fixed: the store's
+        ``epoch`` axis, like its other coordinates, is written whole at creation and never
+        changes, which keeps every moment of a write safe to kill; docs/store-format.md.)
+    delta, weight_grad : bool, default True
+        Record each probe's back-propagated error at the pre-activations, and the gradient of
+        the mean training-probe loss with respect to each layer's weight.
+    mode : {"eval", "as_is"}, default "eval"
+        The modules' modes during the recording passes: all in eval mode (Dropout off,
+        BatchNorm on its running statistics; each module's own mode restored after), or as
+        they are (then BatchNorm in training mode is refused: it mixes the rows of a batch and
+        recording would change its running statistics).
+    steps_per_epoch : int, optional
+        Optimizer steps per epoch, for the store's ``step`` coordinate (round(epoch × it));
+        without it ``step`` holds each epoch's position in `epochs`.
+    attributes : mapping, optional
+        The run's description: ``init``, ``optimizer``, ``dataset`` (str), ``lr`` (float),
+        ``batch_size``, ``seed`` (int) become the store's run coordinates, and every key goes
+        into the run's ``config`` (JSON). Unknown: ``init`` "user", ``optimizer`` "", ``lr``
+        NaN, ``batch_size`` and ``seed`` −1, ``dataset`` "user".
+    asynchronous : bool, default True
+        Write each record on a background thread while training goes on (its values are
+        computed in :meth:`record`, on the calling thread). Errors of a write surface at the
+        next :meth:`record` or at :meth:`close`.
+
+    Raises
+    ------
+    actstats.errors.ActstatsValueError
+        Bad arguments: no recognisable layer, a layer name that does not exist, probes of the
+        wrong shape, epochs missing or not numbers (one line saying what and where).
+    actstats.errors.ActstatsError
+        The store was made by another model or from other probes, or another Recorder (or a
+        capture) is writing it.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    >>> path = os.path.join(tempfile.mkdtemp(), "mine.zarr")
+    >>> with Recorder(path, model, probes={"train": (x[:12], y[:12]), "test": (x[12:], y[12:])},
+    ...               loss=torch.nn.functional.cross_entropy, epochs=[0, 1]) as rec:
+    ...     rec.record(epoch=0)
+    ...     # ... one epoch of the user's own training here ...
+    ...     rec.record(epoch=1)
+    >>> import actstats
+    >>> ds = actstats.open_store(path)
+    >>> ds.activation.sizes["layer"], str(ds.activation_fn.values[0]), bool(ds.complete.all())
+    (1, 'tanh', True)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        model: torch.nn.Module,
+        *,
+        probes: Mapping[str, tuple[Any, Any]],
+        loss: Callable,
+        layers: Mapping[str, Any] | Sequence[str] | None = None,
+        epochs: Sequence[float] | None = None,
+        delta: bool = True,
+        weight_grad: bool = True,
+        mode: str = "eval",
+        steps_per_epoch: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        asynchronous: bool = True,
+    ):
+        if not isinstance(model, torch.nn.Module):
+            raise ActstatsValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}",
+                                     argument="model")
+        if not callable(loss):
+            raise ActstatsValueError(f"loss: expected a callable loss(output, y, reduction='none'), got "
+                                     f"{type(loss).__name__}", argument="loss")
+        if mode not in ("eval", "as_is"):
+            raise ActstatsValueError(f"mode: expected 'eval' or 'as_is', got {shorten(mode)}", argument="mode")
+        path = os.fspath(path)
+        if not is_local(path):
+            raise ActstatsValueError(f"{path}: the Recorder writes to a local path or a file:// URL only",
+                                     argument="path")
+        self.path = local_path(path)
+        self.model = model
+        self.loss = loss
+        self.mode = mode
+        self.delta = bool(delta)
+        self.weight_grad = bool(weight_grad)
+        self.asynchronous = bool(asynchronous)
+        self.attributes = _check_attributes(attributes)
+        self._stack = contextlib.ExitStack()
+        self._writer = None
+        self._closed = False
+        self._rows_checked = False
+        parameter = next(model.parameters(), None)
+        self._device = parameter.device if parameter is not None else torch.device("cpu")
+        self._dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+        self.probes = _check_probes(probes, self._device, self._dtype)
+        self._refuse_batch_coupling()
+        self.layers = self._find_layers(layers)
+        self.n_classes = self._n_classes()
+        stored_epochs = self._stored_epochs()
+        self.epochs = _check_epochs(epochs, stored_epochs, self.path)
+        if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer))
+                                            or isinstance(steps_per_epoch, bool) or steps_per_epoch < 1):
+            raise ActstatsValueError(f"steps_per_epoch: expected a positive integer, got {shorten(steps_per_epoch)}",
+                                     argument="steps_per_epoch")
+        self.steps_per_epoch = steps_per_epoch
+        self._open_store(stored_epochs is not None)
+
+    # -- the store -----------------------------------------------------------------------
+    def _signature(self) -> dict:
+        """What must not change between the Recorders adding to one store (its ``sweep``)."""
+        x = self.probes["train"][0]
+        return {"recorder": {
+            "format": RECORDER_FORMAT,
+            "layers": [layer.signature() for layer in self.layers],
+            "input_shape": [int(n) for n in x.shape[1:]],
+            "classes": self.n_classes,
+            "probes": {split: int(len(self.probes[split][0])) for split in ("train", "test")},
+            "epochs": [float(e) for e in self.epochs],
+            "record": {"delta": self.delta, "weight_grad": self.weight_grad},
+        }}
+
+    def _stored_epochs(self) -> tuple[float, ...] | None:
+        """The epochs of the Recorder store at `path`, or None when there is none."""
+        if not os.path.exists(self.path):
+            return None
+        stored = self._stored_signature()
+        return tuple(float(e) for e in stored["epochs"])
+
+    def _stored_signature(self) -> dict:
+        import json
+
+        try:
+            attrs = dict(open_group_read_only(self.path).attrs)
+        except Exception:
+            raise ActstatsError(f"{self.path}: exists but is not a readable store; the Recorder adds records only "
+                                "to a store a Recorder made") from None
+        try:
+            stored = json.loads(attrs["sweep"])["recorder"]
+            stored["epochs"], stored["layers"]
+        except (KeyError, TypeError, ValueError):
+            raise ActstatsError(f"{self.path}: not a store made by a Recorder (made by capture or another program); "
+                                "record into another store") from None
+        return stored
+
+    def _open_store(self, exists: bool) -> None:
+        signature = self._signature()
+        fingerprint = self._fingerprint()
+        if exists:
+            stored = self._stored_signature()
+            difference = _signature_difference(stored, signature["recorder"])
+            if difference:
+                raise ActstatsError(f"{self.path}: made by a Recorder of another model or with other settings "
+                                    f"({difference}); record into another store")
+            stored_fingerprint = dict(open_group_read_only(self.path).attrs).get("data_fingerprint", {})
+            changed = [k for k, v in fingerprint["arrays"].items() if stored_fingerprint.get("arrays", {}).get(k) != v]
+            if changed:
+                raise ActstatsError(f"{self.path}: recorded on other probes ({', '.join(changed)} differ); "
+                                    "record into another store")
+        sweep = canonical_json(signature)
+        prepare_store(self.path, "resume", contents=self._contents, sweep=sweep)
+        store = self._stack.enter_context(hold_store_for_writing(self.path))
+        held = self._stack.enter_context(run_lock(self.path, 0, blocking=False))
+        if not held:
+            self._stack.close()
+            raise ActstatsError(f"{self.path}: another Recorder (or capture) is writing this store now; "
+                                "one writer at a time")
+        if open_group_read_only(self.path).attrs.get("sweep") != sweep:  # replaced meanwhile
+            self._stack.close()
+            raise ActstatsError(f"{self.path}: the store was replaced while this Recorder opened it; stopped")
+        self._complete = read_complete(self.path, 0)
+        self._submitted: set[int] = set()
+        self._writer = Writer(self.path, asynchronous=self.asynchronous, check=store.check)
+        _remove_leftovers(self.path, 0, self._writer)
+
+    def _fingerprint(self) -> dict:
+        arrays = {}
+        for split in ("train", "test"):
+            x, y = self.probes[split]
+            for name, values in ((f"x_{split}", x), (f"y_{split}", y)):
+                values = np.ascontiguousarray(values.detach().cpu().numpy())
+                h = hashlib.blake2b(digest_size=16)
+                h.update(f"{values.dtype.str} {values.shape}\n".encode())
+                h.update(memoryview(values).cast("B") if values.size else b"")
+                arrays[name] = h.hexdigest()
+        arrays["n_classes"] = self.n_classes
+        return {"format": "actstats.data-fingerprint/1", "hash": "blake2b-128", "arrays": arrays,
+                "source": {"generator": "capture.Recorder probes"}}
+
+    def _contents(self) -> StoreContents:
+        x_train, y_train = self.probes["train"]
+        x_test, y_test = self.probes["test"]
+        n_train, n_test = len(x_train), len(x_test)
+        inputs = torch.cat([x_train, x_test]).reshape(n_train + n_test, -1).detach().cpu().numpy()
+        n_features = inputs.shape[1]
+        widths = [int(layer.linear.out_features) for layer in self.layers]
+        fan_ins = [int(layer.linear.in_features) for layer in self.layers]
+        functions = [layer.activation for layer in self.layers]
+        depth = len(self.layers)
+        optional = {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "diverged"}
+        optional |= {"delta"} if self.delta else set()
+        optional |= {"weight_grad"} if self.weight_grad else set()
+        layout = StoreLayout(
+            n_runs=1, epochs=tuple(self.epochs), n_layers=depth, n_units=max(widths),
+            n_fan_in=max(max(fan_ins), n_features), n_classes=self.n_classes, n_features=n_features,
+            n_samples=n_train + n_test, optional=frozenset(optional),
+        )
+        if self.steps_per_epoch is not None:
+            steps = [int(round(e * self.steps_per_epoch)) for e in self.epochs]
+        else:
+            steps = list(range(len(self.epochs)))
+        attributes = {name: self.attributes.get(name, default) for name, (_, default) in RUN_ATTRIBUTES.items()}
+        config = {**self._signature(), "loss": getattr(self.loss, "__name__", type(self.loss).__name__),
+                  "mode": self.mode, "attributes": self.attributes,
+                  "steps_per_epoch": self.steps_per_epoch}
+        labels = torch.cat([y_train, y_test]).cpu().numpy().astype(np.int64)
+        coordinates = {
+            "run": np.arange(1), "epoch": np.asarray(self.epochs, dtype=np.float64),
+            "layer": np.arange(1, depth + 1), "unit": np.arange(max(widths)), "fan_in": np.arange(layout.n_fan_in),
+            "class": np.arange(self.n_classes), "feature": np.arange(n_features),
+            "sample": np.arange(n_train + n_test), "step": np.array([steps], dtype=np.int64),
+            "split": np.array(["train"] * n_train + ["test"] * n_test), "label": labels,
+            "source_index": np.concatenate([np.arange(n_train), np.arange(n_test)]).astype(np.int64),
+            "width": np.array([widths], dtype=np.int64), "depth": np.array([depth]),
+            "activation_fn": np.array([functions[0] if len(set(functions)) == 1 else MIXED]),
+            "init": np.array([attributes["init"]]), "optimizer": np.array([attributes["optimizer"]]),
+            "lr": np.array([attributes["lr"]], dtype=np.float64),
+            "batch_size": np.array([attributes["batch_size"]], dtype=np.int64),
+            "seed": np.array([attributes["seed"]], dtype=np.int64),
+            "dataset": np.array([attributes["dataset"]]), "config": np.array([canonical_json(config)]),
+            "layer_activation_fn": np.array([functions]), "layer_fan_in": np.array([fan_ins], dtype=np.int64),
+        }
+        attrs = {"torch_version": torch.__version__, "sweep": canonical_json(self._signature()),
+                 "data_fingerprint": self._fingerprint()}
+        return StoreContents(layout, coordinates, attrs, inputs)
+
+    # -- recording -----------------------------------------------------------------------
+    @property
+    def recorded_epochs(self) -> tuple[float, ...]:
+        """The epochs already recorded in the store (complete) or handed to the writer."""
+        return tuple(float(e) for i, e in enumerate(self.epochs) if self._complete[i] or i in self._submitted)
+
+    def record(self, epoch: float) -> None:
+        """Record the model as it is now, as the moment `epoch` (one of the Recorder's `epochs`).
+
+        Computes every recorded variable on the calling thread, then writes the record (on the
+        writer thread with ``asynchronous=True``): its chunks, its manifest, and last its
+        ``complete`` flag. A moment is recorded once: an epoch already recorded is refused
+        (:attr:`recorded_epochs` lists them, so that a resumed loop can skip them).
+        """
+        if self._closed:
+            raise ActstatsError(f"{self.path}: this Recorder is closed")
+        index = self._epoch_index(epoch)
+        self._refuse_batch_coupling()
+        if self._complete[index] or index in self._submitted:
+            raise ActstatsValueError(
+                f"epoch {float(epoch):g} is already recorded in {self.path} (a moment is recorded once; "
+                "skip the epochs in rec.recorded_epochs)", argument="epoch")
+        values = self._measure()
+        self._writer.submit((0, index, values, None, None))
+        self._submitted.add(index)
+
+    def _epoch_index(self, epoch) -> int:
+        try:
+            value = float(epoch)
+        except (TypeError, ValueError):
+            raise ActstatsValueError(f"epoch: expected a number, got {shorten(epoch)}", argument="epoch") from None
+        for i, e in enumerate(self.epochs):
+            if e == value:
+                return i
+        shown = ", ".join(f"{e:g}" for e in self.epochs[:12]) + (", …" if len(self.epochs) > 12 else "")
+        raise ActstatsValueError(f"epoch {value:g} is not one of the store's epochs ({shown}), fixed when the store "
+                                 "was made (Recorder(..., epochs=...))", argument="epoch")
+
+    def close(self) -> None:
+        """Wait for the records handed to the writer, and release the store."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._stack.close()
+
+    def _abandon(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                self._writer.close(abandon=True)
+        finally:
+            self._stack.close()
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        elif issubclass(kind, Exception):  # an error in the loop: the records handed over are written
+            try:
+                self.close()
+            except Exception:  # the loop's error is the one to see
+                pass
+        else:  # Ctrl-C, SystemExit: the record being written is finished, queued ones dropped (as a kill would)
+            self._abandon()
+
+    # -- the passes ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _passes(self):
+        """The state of the Recorder's own forward passes: modes (eval by default), and the
+        random number generators saved and restored, so that training does not see them."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        cpu_state = torch.random.get_rng_state()
+        cuda = self._device.type == "cuda"
+        cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+        try:
+            if self.mode == "eval":
+                for module, _ in modes:
+                    module.training = False
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+            torch.random.set_rng_state(cpu_state)
+            if cuda:
+                torch.cuda.set_rng_state_all(cuda_states)
+
+    def _refuse_batch_coupling(self) -> None:
+        if self.mode != "as_is":
+            return
+        for name, module in self.model.named_modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.training:
+                raise ActstatsValueError(
+                    f"mode='as_is': {type(module).__name__} {name!r} is in training mode: it mixes the rows of a "
+                    "batch (each probe's delta would depend on the others) and recording would change its running "
+                    "statistics; use mode='eval' (the default)", argument="mode")
+
+    def _find_layers(self, layers) -> list[_Layer]:
+        """The recorded layers, from one forward pass on a few training probes."""
+        names = {module: name for name, module in self.model.named_modules()}
+        modules = dict(self.model.named_modules())
+        wanted = _wanted(layers, modules, names)  # module -> label (None: every known one)
+        calls = []  # (module, z, h) of each activation call, in forward order
+        linear_out = {}  # id(output) -> (output, linear)
+
+        def on_linear(module, inputs, output):
+            linear_out[id(output)] = (output, module)
+
+        def on_activation(module, inputs, output):
+            calls.append((module, inputs[0] if inputs else None))
+
+        hooks = []
+        try:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    hooks.append(module.register_forward_hook(on_linear))
+                if _kind(module) is not None:
+                    hooks.append(module.register_forward_hook(on_activation))
+            x = self.probes["train"][0][:DISCOVERY_ROWS]
+            with self._passes(), torch.no_grad():
+                output = self.model(x)
+        except ActstatsError:
+            raise
+        except Exception as exc:
+            raise ActstatsValueError(f"probes: the model fails on the training probes ({type(exc).__name__}: "
+                                     f"{shorten(str(exc))})", argument="probes") from None
+        finally:
+            for hook in hooks:
+                hook.remove()
+        self._discovery_output = output
+        found, counts = [], {}
+        for module, z in calls:
+            call = counts.get(module, 0)
+            counts[module] = call + 1
+            if wanted is not None and module not in wanted:
+                continue
+            kind = _kind(module)
+            module_name = names.get(module, "?")
+            feeding = linear_out.get(id(z)) if z is not None else None
+            if feeding is None or feeding[0] is not z:
+                where = f"{type(module).__name__} {module_name!r}"
+                raise ActstatsValueError(
+                    f"layers: {where} is not fed by an nn.Linear (its input is computed by something else); "
+                    "the Recorder records activation modules whose input is an nn.Linear's output: pass layers= "
+                    "without it", argument="layers")
+            if z.dim() != 2:
+                raise ActstatsValueError(
+                    f"layers: {type(module).__name__} {module_name!r} gets a pre-activation of shape "
+                    f"{tuple(z.shape)}, not (probes, units); the Recorder records fully connected layers",
+                    argument="layers")
+            linear = feeding[1]
+            found.append((module, module_name, call, kind, linear, names.get(linear, "?")))
+        if not found:
+            if wanted:
+                listed = ", ".join(repr(label) for label in wanted.values())
+                raise ActstatsValueError(f"layers: {listed} never called in the model's forward pass on the probes",
+                                         argument="layers")
+            known = ", ".join(f"nn.{a.torch_module}" for a in ACTIVATIONS.values())
+            raise ActstatsValueError(f"model: no activation module that the Recorder knows ({known}) is called in "
+                                     f"its forward pass (a functional call such as torch.relu(x) cannot be hooked: "
+                                     "use the module)", argument="model")
+        calls_of = {module: counts[module] for module, *_ in found}
+        out = []
+        for module, module_name, call, kind, linear, linear_name in found:
+            label = wanted[module] if wanted is not None else module_name
+            if calls_of[module] > 1:
+                label = f"{label}[{call}]"
+            out.append(_Layer(label, module, module_name, call, kind, linear, linear_name))
+        if wanted is not None:
+            missing = [label for module, label in wanted.items() if module not in calls_of]
+            if missing:
+                raise ActstatsValueError(f"layers: {', '.join(repr(m) for m in missing)} never called in the model's "
+                                         "forward pass on the probes", argument="layers")
+        return out
+
+    def _n_classes(self) -> int:
+        output = self._discovery_output
+        if not isinstance(output, torch.Tensor):
+            raise ActstatsValueError(f"model: its output is a {type(output).__name__}, not a tensor; the Recorder "
+                                     "calls loss(model(x), y, reduction='none')", argument="model")
+        labels = torch.cat([self.probes["train"][1], self.probes["test"][1]])
+        largest = int(labels.max()) + 1 if len(labels) else 1
+        if output.dim() == 2 and output.shape[1] > 1:
+            if largest > output.shape[1]:
+                raise ActstatsValueError(f"probes: label {largest - 1} is out of range for the model's "
+                                         f"{output.shape[1]} outputs", argument="probes")
+            return int(output.shape[1])
+        return max(largest, 2)
+
+    def _measure(self) -> dict[str, np.ndarray]:
+        """Every recorded variable of this moment, as NaN-padded numpy blocks."""
+        layers = self.layers
+        depth = len(layers)
+        need_grad = self.delta or self.weight_grad
+        keep = {name: [[] for _ in range(depth)] for name in ("z", "h", "delta")}
+        trainable = [layer.linear.weight.requires_grad for layer in layers]
+        weight_grad = [torch.zeros_like(layer.linear.weight) for layer in layers]
+        totals = {"train": [0.0, 0, 0], "test": [0.0, 0, 0]}  # loss sum, correct, rows
+        finite = True
+        with self._passes():
+            for split in ("train", "test"):
+                x_all, y_all = self.probes[split]
+                for start in range(0, len(x_all), EVAL_BATCH):
+                    x, y = x_all[start:start + EVAL_BATCH], y_all[start:start + EVAL_BATCH]
+                    with torch.set_grad_enabled(need_grad):
+                        output, zs, hs = self._forward(x)
+                        losses = self._losses(output, y)
+                        deltas, grads = self._gradients(losses, zs, split == "train" and self.weight_grad, trainable)
+                    totals[split][0] += float(losses.detach().sum())
+                    totals[split][2] += len(x)
+                    if output.dim() == 2 and output.shape[1] > 1:
+                        totals[split][1] += int((output.detach().argmax(1) == y).sum())
+                    for i in range(depth):
+                        keep["z"][i].append(zs[i].detach().float().cpu())
+                        keep["h"][i].append(hs[i].detach().float().cpu())
+                        finite = finite and bool(torch.isfinite(hs[i]).all())
+                        if self.delta:
+                            keep["delta"][i].append(deltas[i])
+                        if grads is not None and grads[i] is not None:
+                            weight_grad[i].add_(grads[i])
+            if not self._rows_checked:
+                self._check_rows_independent(keep)
+                self._rows_checked = True
+        n_samples = sum(len(self.probes[s][0]) for s in ("train", "test"))
+        n_units, n_fan_in = self._sizes()
+
+        def probe_block(name):
+            return _pad([torch.cat(parts).numpy() for parts in keep[name]], (n_samples, n_units))
+
+        out: dict[str, np.ndarray] = {"activation": probe_block("h"), "preactivation": probe_block("z")}
+        if self.delta:
+            out["delta"] = probe_block("delta")
+        out["weight"] = _pad([layer.linear.weight.detach().float().cpu().numpy() for layer in layers],
+                             (n_units, n_fan_in))
+        biases = [layer.linear.bias.detach().float().cpu().numpy() if layer.linear.bias is not None
+                  else np.full(layer.linear.out_features, np.nan, dtype=np.float32) for layer in layers]
+        out["bias"] = _pad(biases, (n_units,))
+        if self.weight_grad:
+            n_train = max(1, totals["train"][2])
+            out["weight_grad"] = _pad([(g / n_train).float().cpu().numpy() if ok
+                                       else np.full(tuple(g.shape), np.nan, dtype=np.float32)
+                                       for g, ok in zip(weight_grad, trainable)], (n_units, n_fan_in))
+        classifies = self._discovery_output.dim() == 2 and self._discovery_output.shape[1] > 1
+        for split in ("train", "test"):
+            loss_sum, correct, rows = totals[split]
+            out[f"{split}_loss"] = np.float32(loss_sum / rows if rows else np.nan)
+            out[f"{split}_accuracy"] = np.float32(correct / rows if rows and classifies else np.nan)
+        finite = finite and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        out["diverged"] = np.bool_(not finite)
+        return out
+
+    def _sizes(self) -> tuple[int, int]:
+        n_features = int(np.prod(self.probes["train"][0].shape[1:]))
+        n_units = max(int(layer.linear.out_features) for layer in self.layers)
+        n_fan_in = max(max(int(layer.linear.in_features) for layer in self.layers), n_features)
+        return n_units, n_fan_in
+
+    def _forward(self, x):
+        """The model's output on `x`, and each recorded layer's z and h (hooks only meanwhile)."""
+        wanted = {}
+        for i, layer in enumerate(self.layers):
+            wanted.setdefault(layer.module, {})[layer.call] = i
+        depth = len(self.layers)
+        zs, hs = [None] * depth, [None] * depth
+        counts = {}
+
+        def before(module, inputs):
+            call = counts.get(module, 0)
+            counts[module] = call + 1
+            i = wanted[module].get(call)
+            if i is None:
+                return None
+            zs[i] = inputs[0]
+            if getattr(module, "inplace", False):  # keep z: the module works on a copy
+                return (inputs[0].clone(),) + tuple(inputs[1:])
+            return None
+
+        def after(module, inputs, output):
+            i = wanted[module].get(counts[module] - 1)
+            if i is not None:
+                hs[i] = output
+
+        hooks = []
+        try:
+            for module in wanted:
+                hooks.append(module.register_forward_pre_hook(before))
+                hooks.append(module.register_forward_hook(after))
+            output = self.model(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        missing = [self.layers[i].name for i in range(depth) if zs[i] is None or hs[i] is None]
+        if missing:
+            raise ActstatsError(f"layer {missing[0]!r} was not called in this forward pass of the model "
+                                "(its forward changed since the Recorder was made)")
+        return output, zs, hs
+
+    def _losses(self, output, y):
+        losses = self.loss(output, y, reduction="none")
+        if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (len(y),):
+            shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+            raise ActstatsValueError(f"loss: loss(output, y, reduction='none') returned {shape}, expected one loss "
+                                     f"per probe ({len(y)},)", argument="loss")
+        return losses
+
+    def _gradients(self, losses, zs, with_weights: bool, trainable):
+        """Each probe's delta at every layer (rows do not interact: see the module docstring),
+        and the summed loss's gradient w.r.t. each layer's weight (if `with_weights`)."""
+        depth = len(zs)
+        if not (self.delta or with_weights):
+            return None, None
+        targets = [("z", i) for i in range(depth) if self.delta and zs[i].requires_grad]
+        if with_weights:
+            targets += [("w", i) for i in range(depth) if trainable[i]]
+        tensors = [zs[i] if kind == "z" else self.layers[i].linear.weight for kind, i in targets]
+        results = torch.autograd.grad(losses.sum(), tensors, allow_unused=True) if tensors and losses.requires_grad \
+            else [None] * len(tensors)
+        deltas = [torch.full(tuple(z.shape), float("nan")) for z in zs] if self.delta else None
+        grads = [None] * depth if with_weights else None
+        for (kind, i), value in zip(targets, results):
+            if kind == "z":
+                deltas[i] = (value if value is not None else torch.zeros_like(zs[i])).detach().float().cpu()
+            else:
+                grads[i] = value.detach() if value is not None else torch.zeros_like(self.layers[i].linear.weight)
+        return deltas, grads
+
+    def _check_rows_independent(self, keep) -> None:
+        """The first probe alone gives the activations (and deltas) it gets in its batch: no
+        module mixes the rows of a batch (the premise of delta)."""
+        x, y = self.probes["train"][0][:1], self.probes["train"][1][:1]
+        with torch.set_grad_enabled(self.delta):
+            output, zs, hs = self._forward(x)
+            deltas, _ = self._gradients(self._losses(output, y), zs, False, None)
+        for i, layer in enumerate(self.layers):
+            pairs = [(hs[i].detach().float().cpu()[0], keep["h"][i][0][0])]
+            if self.delta:
+                pairs.append((deltas[i][0], keep["delta"][i][0][0]))
+            for alone, batched in pairs:
+                scale = float(batched.abs().max()) if batched.numel() else 0.0
+                if not torch.allclose(alone, batched, rtol=ROWS_INDEPENDENT_RTOL, atol=ROWS_INDEPENDENT_RTOL * scale,
+                                      equal_nan=True):
+                    raise ActstatsError(
+                        f"layer {layer.name!r}: the first training probe gives other values alone than in its batch: "
+                        "a module of the model mixes the rows of a batch, so per-probe values (delta) cannot be "
+                        "recorded; use mode='eval' or remove the module that mixes rows")
+
+
+def _kind(module) -> str | None:
+    for cls in type(module).__mro__:
+        if cls in _KINDS:
+            return _KINDS[cls]
+    return None
+
+
+def _wanted(layers, modules: dict, names: dict) -> dict | None:
+    """`layers` as module -> label (None: every activation module)."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        layers = [layers]
+    if isinstance(layers, Mapping):
+        items = list(layers.items())
+    elif isinstance(layers, Sequence):
+        items = [(name, name) for name in layers]
+    else:
+        raise ActstatsValueError(f"layers: expected None, a mapping of names to modules, or module names; got "
+                                 f"{type(layers).__name__}", argument="layers")
+    if not items:
+        raise ActstatsValueError("layers: empty; give at least one layer, or None for every activation module",
+                                 argument="layers")
+    wanted = {}
+    for label, target in items:
+        if not isinstance(label, str) or not label:
+            raise ActstatsValueError(f"layers: names must be non-empty strings, got {shorten(label)}", argument="layers")
+        if isinstance(target, str):
+            if target not in modules or not target:
+                close = difflib.get_close_matches(target, [n for n in modules if n], n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ActstatsValueError(f"layers: the model has no module named {shorten(target)}{hint}",
+                                         argument="layers")
+            module = modules[target]
+        elif isinstance(target, torch.nn.Module):
+            if target not in names:
+                raise ActstatsValueError(f"layers[{label!r}]: this {type(target).__name__} is not a module of the "
+                                         "model", argument="layers")
+            module = target
+        else:
+            raise ActstatsValueError(f"layers[{label!r}]: expected a module of the model or its name, got "
+                                     f"{type(target).__name__}", argument="layers")
+        if _kind(module) is None:
+            known = ", ".join(f"nn.{a.torch_module}" for a in ACTIVATIONS.values())
+            raise ActstatsValueError(f"layers[{label!r}]: {type(module).__name__} {names[module]!r} is not an "
+                                     f"activation module the Recorder knows ({known})", argument="layers")
+        if module in wanted:
+            raise ActstatsValueError(f"layers: {names[module]!r} is given twice", argument="layers")
+        wanted[module] = label
+    return wanted
+
+
+def _check_probes(probes, device, dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    if not isinstance(probes, Mapping) or set(probes) != {"train", "test"}:
+        keys = sorted(map(str, probes)) if isinstance(probes, Mapping) else type(probes).__name__
+        raise ActstatsValueError(f"probes: expected {{'train': (x, y), 'test': (x, y)}}, got {shorten(keys)}",
+                                 argument="probes")
+    out = {}
+    for split in ("train", "test"):
+        pair = probes[split]
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ActstatsValueError(f"probes[{split!r}]: expected a pair (x, y)", argument="probes")
+        try:
+            x = torch.as_tensor(np.asarray(pair[0]) if not isinstance(pair[0], torch.Tensor) else pair[0])
+            y = torch.as_tensor(np.asarray(pair[1]) if not isinstance(pair[1], torch.Tensor) else pair[1])
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ActstatsValueError(f"probes[{split!r}]: not arrays ({shorten(str(exc))})", argument="probes") from None
+        if x.dim() < 2:
+            raise ActstatsValueError(f"probes[{split!r}]: x has shape {tuple(x.shape)}; expected rows first, then "
+                                     "the model's input shape, e.g. (n, features)", argument="probes")
+        if not x.is_floating_point():
+            x = x.float()
+        if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
+            raise ActstatsValueError(f"probes[{split!r}]: y has shape {tuple(y.shape)} and dtype {y.dtype}; expected "
+                                     "integer class labels, one per row", argument="probes")
+        if len(x) != len(y):
+            raise ActstatsValueError(f"probes[{split!r}]: x has {len(x)} rows but y has {len(y)}", argument="probes")
+        if len(x) == 0 and split == "train":
+            raise ActstatsValueError("probes['train']: no rows", argument="probes")
+        if len(y) and int(y.min()) < 0:
+            raise ActstatsValueError(f"probes[{split!r}]: negative label {int(y.min())}", argument="probes")
+        out[split] = (x.detach().to(device=device, dtype=dtype), y.detach().to(device=device, dtype=torch.int64))
+    if out["train"][0].shape[1:] != out["test"][0].shape[1:]:
+        raise ActstatsValueError(f"probes: x of 'train' has rows of shape {tuple(out['train'][0].shape[1:])}, x of "
+                                 f"'test' {tuple(out['test'][0].shape[1:])}", argument="probes")
+    return out
+
+
+def _check_epochs(epochs, stored: tuple[float, ...] | None, path: str) -> tuple[float, ...]:
+    if epochs is None:
+        if stored is None:
+            raise ActstatsValueError("epochs: needed to make a store, e.g. epochs=range(31): the moments to be "
+                                     "recorded, fixed when the store is made", argument="epochs")
+        return stored
+    if isinstance(epochs, (str, bytes)) or not isinstance(epochs, (Sequence, range, np.ndarray)):
+        raise ActstatsValueError(f"epochs: expected a sequence of numbers, got {type(epochs).__name__}",
+                                 argument="epochs")
+    try:
+        values = [float(e) for e in epochs]
+    except (TypeError, ValueError):
+        raise ActstatsValueError(f"epochs: expected numbers, got {shorten(list(epochs))}", argument="epochs") from None
+    if not values:
+        raise ActstatsValueError("epochs: empty; give at least one moment", argument="epochs")
+    bad = [e for e in values if not (math.isfinite(e) and e >= 0)]
+    if bad:
+        raise ActstatsValueError(f"epochs: {bad[0]:g} is not a finite number >= 0", argument="epochs")
+    if len(set(values)) != len(values):
+        raise ActstatsValueError("epochs: a moment is given twice", argument="epochs")
+    values = tuple(sorted(values))
+    if stored is not None and values != stored:
+        raise ActstatsValueError(f"epochs: {path} records epochs {_show(stored)} (fixed when it was made), not "
+                                 f"{_show(values)}; omit epochs= to use the store's", argument="epochs")
+    return values
+
+
+def _show(epochs) -> str:
+    return "[" + ", ".join(f"{e:g}" for e in epochs[:8]) + (", …" if len(epochs) > 8 else "") + "]"
+
+
+def _check_attributes(attributes) -> dict:
+    import json
+
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, Mapping):
+        raise ActstatsValueError(f"attributes: expected a mapping, got {type(attributes).__name__}",
+                                 argument="attributes")
+    out = {}
+    for key, value in attributes.items():
+        if not isinstance(key, str):
+            raise ActstatsValueError(f"attributes: keys must be strings, got {shorten(key)}", argument="attributes")
+        if key in RUN_ATTRIBUTES:
+            kind = RUN_ATTRIBUTES[key][0]
+            ok = isinstance(value, str) if kind is str else (
+                isinstance(value, (int, np.integer)) and not isinstance(value, bool) if kind is int
+                else isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool))
+            if not ok:
+                raise ActstatsValueError(f"attributes[{key!r}]: expected {kind.__name__}, got {shorten(value)}",
+                                         argument="attributes")
+            value = kind(value)
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ActstatsValueError(f"attributes[{key!r}]: not JSON ({type(value).__name__})",
+                                     argument="attributes") from None
+        out[key] = value
+    return out
+
+
+def _signature_difference(stored: dict, new: dict) -> str | None:
+    """The first way two Recorder signatures differ, in a few words."""
+    old_layers, new_layers = stored.get("layers", []), new["layers"]
+    if len(old_layers) != len(new_layers):
+        return f"the store has {len(old_layers)} layers, this model {len(new_layers)}"
+    for i, (a, b) in enumerate(zip(old_layers, new_layers), start=1):
+        for key in ("activation", "units", "fan_in", "bias", "name", "linear"):
+            if a.get(key) != b.get(key):
+                return f"layer {i} {key}: store has {a.get(key)!r}, this model {b.get(key)!r}"
+    for key in ("input_shape", "classes", "probes", "epochs", "record", "format"):
+        if stored.get(key) != new.get(key):
+            return f"{key}: store has {shorten(stored.get(key))}, now {shorten(new.get(key))}"
+    return None
