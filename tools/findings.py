@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from findings_common import (
-    EPS, FIT_ACCURACY, MNIST1D_MLP_LEVEL, Experiment, interval_text, markdown_table, spread, timing_seconds,
+    EPS, FIT_ACCURACY, MNIST1D_MLP_LEVEL, Experiment, fmt, interval_text, markdown_table, spread, timing_seconds,
 )
 from findings_reproductions import glorot_section, init_scale_section, saxe_section
 from findings_terminal import terminal_section
@@ -127,12 +127,21 @@ def _answer(experiments, facts):
                 f"(low bound {v['low_end']:.2f}, high {v['high_end']:.2f}), against {interval_text(*v['at_fit'])} at "
                 f"the fit: change {interval_text(*v['change'], signed=True)}, {interval_text(*v['rate'], 3, signed=True)} "
                 "per decade of epochs"
-                + (f"; it grows in {_layers(v['layers'][0])}" if v["layers"][0] else "") + ".")
+                + (f"; it grows in {_layers(v['layers'][0])}" if v["layers"][0] else "")
+                + (f", most in layer {v['most'][0]} ({v['most'][1]:+.2f})" if v["layers"][0] and v["most"] else "")
+                + ".")
         for (name, label), v in sigmoid.items():
             if v["saturated_init"]:
+                change = interval_text(*v["change"], signed=True)
+                tail = (f"saturated by the initialisation, and training past the fit adds {change}"
+                        if v["change"][1] > 0 else
+                        f"saturated by the initialisation, and training past the fit takes back {change}"
+                        if v["change"][2] < 0 else
+                        f"the initialisation put the units there; training past the fit does not change it "
+                        f"detectably ({change})")
                 lines.append(f"- {label} (width {v['width']}, {v['fitted']} runs): {interval_text(*v['init'])} at "
                              f"initialisation, {interval_text(*v['at_fit'])} at the fit, {interval_text(*v['at_end'])} "
-                             "at the end: the initialisation put the units there.")
+                             f"at the end: {tail}.")
         lines += [f"- {s}" for s in facts.get("terminal", {}).get("lr", [])]
         others = [f"{v['activation']} with {v['optimizer']} {interval_text(*v['change'], signed=True)}"
                   for (name, label), v in terminal.items()
@@ -284,7 +293,36 @@ def _verdicts(experiments):
         lines += [f"### {claim_id}: {first['claim']}", "", f"*Criterion (the report's):* {first['criterion']}", "",
                   markdown_table(["experiment", "verdict", "N", "estimate [95% interval]", "survives", "summary"], rows),
                   ""]
+        if claim_id == "C1":
+            lines += _c1_details(experiments)
     return lines
+
+
+def _c1_details(experiments):
+    """C1's population seen closer, from each report: the estimate at each eps, the low and high
+    bounds apart, the units' states and the bimodality test at the bounds."""
+    rows, grid = [], None
+    for name, e in experiments.items():
+        c = e.claim("C1")
+        if c is None or c["verdict"] == "not testable":
+            continue
+        eps = c.get("sensitivity", {}).get("eps", {})
+        grid = grid or list(eps)
+        evidence = c["evidence"]
+        units = evidence.get("unit_states", {})
+        bimodal = evidence.get("bimodal_at_bounds", {})
+        rows.append((f"`{name}`", c["population"].get("activation_fn", "?"),
+                     *[f"{fmt(eps[k]['estimate'])} ({eps[k]['verdict']})" if k in eps else "–" for k in grid],
+                     f"{fmt(evidence.get('mean_fraction_low'))} / {fmt(evidence.get('mean_fraction_high'))}",
+                     " / ".join(fmt(units.get(k)) for k in ("stuck_low", "stuck_high", "binary", "graded")),
+                     f"{bimodal['share_bimodal_at_bounds']:.0%} of {bimodal['layers_tested']}" if bimodal else "–"))
+    if not rows:
+        return []
+    return ["C1's population closer (each report's numbers): the mean saturated fraction at each band width eps (with "
+            "its verdict), the low and high bounds apart at eps " f"{EPS}, the share of units stuck at the low / high "
+            "bound / binary / graded (the unit_states query), and the share of layers bimodal at the bounds:", "",
+            markdown_table(["experiment", "activation", *[f"eps {k}" for k in grid], "low / high",
+                            "units stuck low / stuck high / binary / graded", "bimodal at the bounds"], rows), ""]
 
 
 def _limits(experiments):

@@ -157,6 +157,19 @@ def _growing_layers(phase, runs):
     return grows, falls
 
 
+def _most_changed(phase, fitted):
+    """(layer, mean change) of the layer whose saturated fraction changes most after the fit."""
+    if not fitted.size:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(phase.layer_change[fitted], axis=0)
+    if not np.isfinite(means).any():
+        return None
+    k = int(np.nanargmax(np.abs(means)))
+    return k + 1, float(means[k])
+
+
 def _layers_text(numbers):
     return ("layer " + str(numbers[0]) if len(numbers) == 1 else
             "layers " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}")
@@ -369,7 +382,7 @@ def _sweep_lines(name, e, facts):
             "epochs_past_fit": float(np.nanmedian(phase.end_epoch[fitted] - phase.fit_epoch[fitted])) if fitted.size else np.nan,
             "layers": _growing_layers(phase, runs), "low_end": float(np.nanmean(phase.low_end[fitted])) if fitted.size else np.nan,
             "high_end": float(np.nanmean(phase.high_end[fitted])) if fitted.size else np.nan,
-            "saturated_init": "saturated from" in label,
+            "saturated_init": "saturated from" in label, "most": _most_changed(phase, fitted),
         }
     lines.append("")
     by_optimizer = _optimizer_sentence(phase, groups)
