@@ -6,7 +6,7 @@ follows docs/store-format.md) and answer statistical queries on them.
 
 from actstats.errors import ActstatsError, ActstatsValueError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
-from actstats.store import SCHEMA, open_store, verify_store
+from actstats.store import SCHEMA, open_store, verify_store, write_store
 from actstats.selection import select_runs
 from actstats import accessor as _accessor  # registers ds.actstats
 
@@ -41,5 +41,6 @@ __all__ = [
     "select_runs",
     "set_options",
     "verify_store",
+    "write_store",
     *_LAZY,
 ]

@@ -14,6 +14,7 @@ docs/store-format.md describes the format for readers and writers in other langu
 - :mod:`~actstats.store.open`: :func:`open_store` and its checked reads.
 - :mod:`~actstats.store.manifest`: which chunks a store must hold.
 - :mod:`~actstats.store.verify`: :func:`verify_store`.
+- :mod:`~actstats.store.write`: :func:`write_store` (a store from a Dataset or named arrays).
 - :mod:`~actstats.store.paths`: local paths and URLs.
 """
 
@@ -44,6 +45,7 @@ from actstats.store.schema import (
     scheduled_records,
 )
 from actstats.store.verify import VerifyReport, verify_store
+from actstats.store.write import write_store
 
 __all__ = [
     "open_group_read_only",
@@ -72,4 +74,5 @@ __all__ = [
     "scheduled_records",
     "tidy_beside",
     "verify_store",
+    "write_store",
 ]

@@ -1,7 +1,10 @@
 """Write a valid actstats.store/1 store with plain zarr-python, without actstats.
 
-This is what another program (a JAX or Keras training loop, say) would do. It follows
-docs/store-format.md; tests/test_store.py runs it and opens the result with actstats.
+The format spelled out by hand, for a program that cannot import actstats (and as a model for
+writers in other languages): it follows docs/store-format.md; tests/test_store.py runs it with
+actstats hidden and opens the result with actstats. A Python program that can import actstats
+writes the same store in a few lines with actstats.write_store
+(write_store_from_arrays.py beside this file), which also checks the arrays first.
 
 Usage: python write_store_without_actstats.py OUT.zarr
 """
