@@ -74,7 +74,12 @@ def test_generation_on_a_small_store(common, small_store, tmp_path):
     os.symlink(small_store, data / "terminal.zarr")
     (data / "timings").mkdir()
     (data / "timings" / "terminal.seconds.log").write_text("60\n30\n")
+    stale = tmp_path / "docs" / "findings" / "answer_old_figure.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    os.utime(stale, (1e9, 1e9))
     text = findings.write_findings(str(data), str(tmp_path / "docs"), str(tmp_path / "work"))
+    assert not stale.exists()  # a figure of an earlier generation, no longer in the document
 
     with open(tmp_path / "work" / "terminal" / "findings.json") as f:
         report = json.load(f)

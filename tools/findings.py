@@ -49,7 +49,7 @@ CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6")
 
 
 def write_findings(data_dir, out_dir, work_dir, *, reuse_reports=False) -> str:
-    started = time.perf_counter()
+    started, wall_started = time.perf_counter(), time.time()
     figures_dir = os.path.join(out_dir, "findings")
     os.makedirs(figures_dir, exist_ok=True)
     experiments, absent, report_seconds = {}, [], {}
@@ -93,7 +93,18 @@ def write_findings(data_dir, out_dir, work_dir, *, reuse_reports=False) -> str:
                      + _regenerate()) + "\n"
     with open(os.path.join(out_dir, "findings.md"), "w") as f:
         f.write(text)
+    _remove_stale(figures_dir, wall_started)
     return text
+
+
+def _remove_stale(figures_dir, since):
+    """Figures and findings.json files of docs/findings/ that this generation did not write
+    (an experiment or a figure the document no longer has) are removed."""
+    for name in sorted(os.listdir(figures_dir)):
+        path = os.path.join(figures_dir, name)
+        if name.endswith((".png", ".json")) and os.path.getmtime(path) < since - 1:
+            os.remove(path)
+            print(f"findings: removed {path} (not part of this generation)", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ answer
