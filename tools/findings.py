@@ -263,7 +263,7 @@ def _training_state(experiments):
             diverged = int((status[runs] == "diverged").sum())
             rows.append((label, f"{int(e.trained[runs].sum())} of {int(runs.sum())}"
                          + (f" ({diverged} diverged)" if diverged else ""), spread(train[runs], 3),
-                         spread(loss[runs], 3), spread(test[runs], 3)))
+                         spread(loss[runs], 2, "g"), spread(test[runs], 3)))
         table = markdown_table([" · ".join(e.factors) or "cell", "trained", "train accuracy", "train loss",
                                 "test accuracy"], rows)
         note = (f" *Partly trained:* median test accuracy {np.nanmedian(test):.2f}, below {MNIST1D_MLP_LEVEL:g} "

@@ -96,15 +96,16 @@ def direction(low, high, grows="grows", falls="falls", neither="shows no change 
     return neither
 
 
-def spread(values, digits=2):
-    """``median (min–max)`` over runs."""
+def spread(values, digits=2, form="f"):
+    """``median (min–max)`` over runs; ``form="g"``: ``digits`` significant digits."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return "–"
+    text = (lambda v: f"{v:.{digits}{form}}")
     if values.size == 1 or np.ptp(values) == 0:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.median(values):.{digits}f} ({values.min():.{digits}f}–{values.max():.{digits}f})"
+        return text(values[0])
+    return f"{text(np.median(values))} ({text(values.min())}–{text(values.max())})"
 
 
 def markdown_table(header, rows):

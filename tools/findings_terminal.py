@@ -1,7 +1,8 @@
 """docs/findings.md (tools/findings.py): the terminal phase, training well past zero training error.
 
-From the stores of terminal (width 64), terminal_wide (width 256) and terminal_lr (learning
-rates within each optimizer): saturation per layer against epoch, the low and high bounds
+From the stores of the sweeps in TERMINAL (terminal: width 64; terminal_wide: width 256;
+terminal_mnist1d) and LR_SWEEP (learning rates within each optimizer): saturation per layer
+against epoch, the low and high bounds
 apart, per unit too, beside the training loss and each layer's weight norm; the change from
 the record where the training accuracy first reaches FIT_ACCURACY to the last record, per run,
 with a t interval over runs; its rate per decade of epochs; by optimizer, width and learning
@@ -105,11 +106,12 @@ def _rows(phase, groups):
     rows = []
     for label, runs in groups:
         fitted = runs[phase.fitted[runs]]
+        seen = fitted if fitted.size else runs  # the fitted runs, or all when none fitted
         rows.append((
             label, f"{fitted.size} of {runs.size}", f"{np.nanmedian(phase.fit_epoch[runs]):g}" if fitted.size else "–",
-            fmt(np.nanmean(phase.init[runs])), fmt(np.nanmean(phase.at_fit[fitted])) if fitted.size else "–",
-            f"{fmt(np.nanmean(phase.at_end[runs]))} ({fmt(np.nanmean(phase.low_end[runs]))} / "
-            f"{fmt(np.nanmean(phase.high_end[runs]))})",
+            fmt(np.nanmean(phase.init[seen])), fmt(np.nanmean(phase.at_fit[fitted])) if fitted.size else "–",
+            f"{fmt(np.nanmean(phase.at_end[seen]))} ({fmt(np.nanmean(phase.low_end[seen]))} / "
+            f"{fmt(np.nanmean(phase.high_end[seen]))})",
             cell(phase.change[fitted], signed=True), cell(phase.rate[fitted], 3, signed=True),
             cell(phase.late_rate[fitted], 3, signed=True),
         ))
@@ -404,7 +406,8 @@ def terminal_section(experiments, figures_dir):
         f"the training accuracy first reaches {FIT_ACCURACY:g} (*the fit*) and at the last record; the change between "
         "them, and that change per decade of epochs (change / log₁₀(last epoch / fit epoch)), the same over the last "
         "decade of training (from the record at or before a tenth of the last epoch), a mean over runs with a 95% t "
-        "interval over runs. Runs that never reach the fit are counted and left out of the change. Cells whose runs "
+        "interval over runs. Runs that never reach the fit are counted and left out (of every column when some run "
+        "of the row fitted). Cells whose runs "
         f"start with a saturated fraction of {INIT_SATURATED:g} or more are saturated by their initialisation and are "
         "reported apart; the other initialisations are pooled per activation and optimizer. *Units saturated*: the "
         "share of units at a bound (either) on more than half of the training probes. At end, *low / high* split the "
