@@ -43,7 +43,7 @@ def test_direction_words_follow_the_interval(common):
     assert common.direction(0.01, 0.2) == "grows"
     assert common.direction(-0.2, -0.01) == "falls"
     assert common.direction(-0.1, 0.1).startswith("shows no change")
-    assert common.direction(np.nan, np.nan).startswith("shows no change")
+    assert common.direction(np.nan, np.nan).startswith("cannot be judged")
 
 
 def test_trimmed_drops_per_run_lists_only_when_large(common):

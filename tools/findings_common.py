@@ -93,6 +93,8 @@ def direction(low, high, grows="grows", falls="falls", neither="shows no change 
         return grows
     if np.isfinite(high) and high < 0:
         return falls
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "cannot be judged (too few runs for an interval)"
     return neither
 
 
