@@ -237,7 +237,10 @@ def _experiments_table(experiments, absent, data_dir):
         if name not in experiments:
             continue
         e = experiments[name]
-        rows.append((f"`{name}`", what, e.dataset, f"{e.n_runs} of {e.n_runs_stored}", f"{e.epochs.max():g}",
+        ends = e.epochs[e.last]
+        epochs = (f"{ends.max():g}" if np.ptp(ends) == 0 else
+                  f"{ends.min():g}–{ends.max():g} (median {np.median(ends):g}; cap {e.epochs.max():g})")
+        rows.append((f"`{name}`", what, e.dataset, f"{e.n_runs} of {e.n_runs_stored}", epochs,
                      f"{np.nanmax(e.steps):,.0f}", f"{int(e.trained.sum())} of {e.n_runs}"))
     lines = ["## The experiments", "",
              "Each is `data/configs/NAME.toml`, captured to `data/NAME.zarr`. *Runs*: with a complete record, of those "

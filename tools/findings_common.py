@@ -308,8 +308,10 @@ class Experiment:
 
     @cached_property
     def steps(self) -> np.ndarray:
+        """(run, epoch) optimizer steps at each complete record (NaN elsewhere: a run stopped by
+        train.until keeps the scheduled steps of the records it never reached)."""
         values = np.asarray(self.ds["step"].transpose("run", "epoch").values, dtype=float)
-        return np.where(values >= 0, values, np.nan)
+        return np.where((values >= 0) & self.complete, values, np.nan)
 
     @cached_property
     def fit_index(self) -> np.ndarray:

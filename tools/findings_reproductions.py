@@ -61,16 +61,17 @@ def glorot_section(e, figures_dir):
         grid_rows.append((d, *[f"{accuracy[lr]:.3f}" + (" **chosen**" if lr == best else "") for lr in levels],
                           f"tie of lr {', '.join(f'{lr:g}' for lr in tied)}: the smallest taken" if len(tied) > 1 else ""))
         runs = np.flatnonzero((depth == d) & (lrs == best))
-        top = np.nanmean(mean[runs, :, d - 1], axis=0)
+        upto = int(e.last[runs].min()) + 1  # the records every run of the cell has
+        top = np.nanmean(mean[runs, :upto, d - 1], axis=0)
         first = float(top[0])
         low_at = int(np.nanargmin(top))
         collapsed = top[low_at] < COLLAPSE * first
         after = np.flatnonzero((np.arange(top.size) > low_at) & (top >= ESCAPE * first))
         escaped = collapsed and after.size > 0
-        step = np.nanmean(updates[runs], axis=0)
-        layer1 = np.nanmean(held_out[runs, :, 0], axis=0)
+        step = np.nanmean(updates[runs, :upto], axis=0)
+        layer1 = np.nanmean(held_out[runs, :upto, 0], axis=0)
         later = float(layer1[-1] - layer1[low_at])
-        lower = np.nanmean(mean[runs, -1, : d - 1], axis=0)
+        lower = np.nanmean(mean[runs, upto - 1, : d - 1], axis=0)
         rows.append((d, f"{best:g}", len(runs), fmt(first, 3), f"{top[low_at]:.3f} (update {step[low_at]:,.0f})",
                      f"{top[-1]:.3f}", f"update {step[after[0]]:,.0f}" if escaped else "not reached",
                      f"{layer1[0]:.2f} / {layer1[low_at]:.2f} / {layer1[-1]:.2f}",
@@ -186,10 +187,11 @@ def _decade_changes(values, epochs):
 
 
 def saxe_section(e, figures_dir):
-    epochs = e.epochs
+    upto = int(e.last.min()) + 1  # the records every run has
+    epochs = e.epochs[:upto]
     names = e.activation
-    sat = e.fraction  # (run, epoch, layer), training probes
-    mean, _, q99 = e.activation_moments("train")
+    sat = e.fraction[:, :upto]  # (run, epoch, layer), training probes
+    mean, _, q99 = (v[:, :upto] for v in e.activation_moments("train"))
     depth = sat.shape[2]
     lines = ["### Saxe et al. (2018): tanh saturates as training goes on; ReLU's scale grows", "",
              "*Paper:* in the 12-10-7-5-4-3-2 network trained with Adam, tanh layers move into saturation (which is "
@@ -227,7 +229,7 @@ def saxe_section(e, figures_dir):
                   + (" Tanh part reproduced." if word == "rises" else " Tanh part not reproduced."), ""]
     relu = np.flatnonzero(names == "relu")
     if relu.size:
-        dead = e.units_dead[relu]
+        dead = e.units_dead[relu, :upto]
         rows = []
         for k in range(depth):
             ratio = q99[relu, -1, k] / q99[relu, 0, k]
@@ -250,16 +252,16 @@ def saxe_section(e, figures_dir):
     train, test = e.final("train_accuracy"), e.final("test_accuracy")
     lines += ["Accuracy at the end: " + "; ".join(f"{k} train {spread(train[names == k])}, test {spread(test[names == k])}"
                                                   for k in dict.fromkeys(names.tolist())) + ".", ""]
-    _saxe_figure(e, sat, q99, figures_dir)
+    _saxe_figure(e, sat, q99, e.units_dead[:, :upto], epochs, figures_dir)
     lines += ["![Saxe 2018 reproduction](findings/saxe2018_saturation.png)", ""]
     return lines, facts
 
 
-def _saxe_figure(e, sat, q99, figures_dir):
+def _saxe_figure(e, sat, q99, dead, epochs, figures_dir):
     names = e.activation
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
-    panels = [("tanh", sat, f"tanh: fraction within {EPS} of ±1"), ("relu", e.units_dead, "ReLU: dead units"),
+    panels = [("tanh", sat, f"tanh: fraction within {EPS} of ±1"), ("relu", dead, "ReLU: dead units"),
               ("relu", q99, "ReLU: 99th percentile of activations")]
     for ax, (kind, values, title) in zip(axes, panels):
         runs = np.flatnonzero(names == kind)
@@ -267,8 +269,8 @@ def _saxe_figure(e, sat, q99, figures_dir):
             ax.set_visible(False)
             continue
         for k in range(values.shape[2]):
-            ax.plot(e.epochs, np.nanmean(values[runs, :, k], axis=0), label=f"layer {k + 1}")
-        _symlog(ax, e.epochs)
+            ax.plot(epochs, np.nanmean(values[runs, :, k], axis=0), label=f"layer {k + 1}")
+        _symlog(ax, epochs)
         ax.set_title(title)
         ax.set_xlabel("epoch")
     axes[2].set_yscale("log")
