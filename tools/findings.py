@@ -128,13 +128,14 @@ def _answer(experiments, facts):
                  if grows else "; it does not grow detectably with further training")
         lead += (f", and stays a minority of the activations (at most {max(ends):.2f} at the end)" if max(ends) < 0.5
                  else f", reaching up to {max(ends):.2f} at the end")
-        lines += ["**Trained sigmoid networks, from initialisations that do not saturate them at the start: " + lead + ".** Saturated means within "
-                  f"{EPS} of 0 or 1 on the training points; the fit is the first record with training accuracy "
-                  f"≥ {FIT_ACCURACY:g}. The conditions:", ""]
+        lines += ["**Trained sigmoid networks, from initialisations that do not saturate them at the start: " + lead
+                  + f".** Saturated means within {EPS} of 0 or 1 on the training points; the fit is the first record "
+                  f"with training accuracy ≥ {FIT_ACCURACY:g}. The conditions:", ""]
         for (name, label), v in pooled.items():
             lines.append(
                 f"- After a median {v['epochs_past_fit']:.0f} epochs of {v['optimizer']} past the fit on {v['dataset']}, "
-                f"sigmoid layers of width {v['width']} (init {', '.join(v['inits'])}; {v['fitted']} runs) have a saturated fraction of {interval_text(*v['at_end'])} on training points "
+                f"sigmoid layers of width {v['width']} (init {', '.join(v['inits'])}; {v['fitted']} runs) have a "
+                f"saturated fraction of {interval_text(*v['at_end'])} on training points "
                 f"(low bound {v['low_end']:.2f}, high {v['high_end']:.2f}), against {interval_text(*v['at_fit'])} at "
                 f"the fit: change {interval_text(*v['change'], signed=True)}, {interval_text(*v['rate'], 3, signed=True)} "
                 "per decade of epochs"
@@ -188,8 +189,9 @@ def _answer_verdicts(experiments):
         if c1["verdict"] == "not testable":
             continue
         population = c1.get("population", {})
+        estimate = [np.nan if v is None else v for v in (c1.get("estimate"), *c1.get("ci", [None, None]))]
         parts.append(f"`{name}` {c1['verdict']} ({population.get('activation_fn', '?')}, "
-                     f"{population.get('n_runs', 0)} trained runs, mean {interval_text(c1['estimate'] if c1['estimate'] is not None else np.nan, *(v if v is not None else np.nan for v in c1['ci']))})")
+                     f"{population.get('n_runs', 0)} trained runs, mean {interval_text(*estimate)})")
     lines = []
     if parts:
         lines.append("- The report's C1 (\"activations sit near the bounds\": supported when the interval of the mean "
@@ -363,7 +365,8 @@ def _timings(data_dir, experiments, report_seconds, total):
         if name not in experiments:
             continue
         found = timing_seconds(data_dir, name)
-        capture = (f"{_duration(found[0])}" + (f" in {found[1]} pieces" if found[1] > 1 else "")) if found else "not recorded"
+        capture = ((_duration(found[0]) + (f" in {found[1]} pieces" if found[1] > 1 else "")) if found
+                   else "not recorded")
         report = report_seconds.get(name)
         rows.append((f"`{name}`", capture, _duration(report) if report is not None else "reused"))
     return ["## How long each experiment took on two cores", "",

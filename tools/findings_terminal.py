@@ -381,8 +381,10 @@ def _sweep_lines(name, e, facts):
             "fitted": fitted.size, "change": t_interval(phase.change[fitted]), "rate": t_interval(phase.rate[fitted]),
             "at_end": t_interval(phase.at_end[fitted]), "at_fit": t_interval(phase.at_fit[fitted]),
             "init": t_interval(phase.init[fitted]),
-            "epochs_past_fit": float(np.nanmedian(phase.end_epoch[fitted] - phase.fit_epoch[fitted])) if fitted.size else np.nan,
-            "layers": _growing_layers(phase, runs), "low_end": float(np.nanmean(phase.low_end[fitted])) if fitted.size else np.nan,
+            "epochs_past_fit": (float(np.nanmedian(phase.end_epoch[fitted] - phase.fit_epoch[fitted])) if fitted.size
+                                else np.nan),
+            "layers": _growing_layers(phase, runs),
+            "low_end": float(np.nanmean(phase.low_end[fitted])) if fitted.size else np.nan,
             "high_end": float(np.nanmean(phase.high_end[fitted])) if fitted.size else np.nan,
             "saturated_init": "saturated from" in label, "most": _most_changed(phase, fitted),
         }
