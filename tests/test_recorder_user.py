@@ -27,11 +27,14 @@ F = torch.nn.functional
 @pytest.fixture(autouse=True, scope="module")
 def no_fsync():
     """Chunks not synced to the disk (as for capture's tests that do not cut the power): the
-    write order, which crash safety rests on, is the same."""
+    write order, which crash safety rests on, is the same. One torch thread."""
     import capture.recorder
 
     saved, capture.recorder.FSYNC = capture.recorder.FSYNC, False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: one thread is fastest, and unaffected by other load
     yield
+    torch.set_num_threads(threads)
     capture.recorder.FSYNC = saved
 
 
@@ -132,8 +135,9 @@ def test_weights_and_gradients_equal_the_models(recorded, digits):
         z2 = model[2](torch.sigmoid(z1))
         loss = F.cross_entropy(model[4](torch.tanh(z2)), y[i:i + 1])
         d1, d2 = torch.autograd.grad(loss, [z1, z2])
-        np.testing.assert_allclose(last["delta"][0, i, :24], d1[0].numpy(), rtol=1e-4, atol=1e-7)
-        np.testing.assert_allclose(last["delta"][1, i, :16], d2[0].numpy(), rtol=1e-4, atol=1e-7)
+        # float32 sums in another order (a batch, one row): relative to the largest entry
+        np.testing.assert_allclose(last["delta"][0, i, :24], d1[0].numpy(), rtol=1e-4, atol=1e-4 * float(d1.abs().max()))
+        np.testing.assert_allclose(last["delta"][1, i, :16], d2[0].numpy(), rtol=1e-4, atol=1e-4 * float(d2.abs().max()))
         np.testing.assert_allclose(last["preactivation"][0, i, :24], z1[0].detach().numpy(), rtol=1e-5, atol=1e-6)
     copy_ = copy.deepcopy(model)
     mean = F.cross_entropy(copy_(probes["train"][0]), probes["train"][1])
@@ -426,3 +430,4 @@ def test_saturation_reads_each_layers_own_function(tmp_path, digits):
     assert np.isfinite(pooled["fraction"].values).all()
     tanh_only = actstats.bimodality(ds.sel(layer=[2]), by=("layer",))  # layers of one function: other queries
     assert tanh_only.sizes["layer"] == 1
+

@@ -108,19 +108,7 @@ def _layout(ds: xr.Dataset) -> _Layout:
     if "layer_fan_in" in ds.variables:  # the store says each layer's inputs (branches, skips)
         fan_in_width = np.asarray(ds["layer_fan_in"].transpose("run", "layer").values, dtype=np.int64)
         fan_in_known = np.ones(width.shape, dtype=bool)
-    names = [str(v) for v in np.atleast_1d(ds["activation_fn"].values)]
-    layer_names = np.array([[n] * width.shape[1] for n in names], dtype=object).reshape(width.shape)
-    mixed = np.zeros(len(names), dtype=bool)
-    if "layer_activation_fn" in ds.variables:  # each layer's own function
-        stored = np.asarray(ds["layer_activation_fn"].transpose("run", "layer").values).astype(str)
-        for r in range(len(names)):
-            present = [str(f) for f, w in zip(stored[r], width[r]) if w > 0 and str(f)]
-            layer_names[r] = [str(f) if str(f) else names[r] for f in stored[r]]
-            functions = list(dict.fromkeys(present))
-            if len(functions) == 1:  # one function among the layers kept: the run's function
-                names[r] = functions[0]
-            elif len(functions) > 1:
-                mixed[r] = True
+    names, layer_names, mixed = _activation_functions(ds, width)
     names = tuple(names)
     known = list(ACTIVATIONS)
     index = np.array([known.index(n) if n in ACTIVATIONS else -1 for n in names], dtype=np.int64)
@@ -136,6 +124,46 @@ def _layout(ds: xr.Dataset) -> _Layout:
     return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names, saturation,
                    layer_names, per_layer("lower", np.nan), per_layer("upper", np.nan),
                    per_layer("saturation", "none"), mixed)
+
+
+def _activation_functions(ds: xr.Dataset, width: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Each run's activation function, each (run, layer)'s, and whether a run's layers differ.
+
+    Without ``layer_activation_fn`` every layer has its run's ``activation_fn``. With it, a
+    run whose existing layers (in `ds`, perhaps a selection of layers) share one function is
+    that function's run, whatever its ``activation_fn`` says (``"mixed"``)."""
+    names = [str(v) for v in np.atleast_1d(ds["activation_fn"].values)]
+    layer_names = np.array([[n] * width.shape[1] for n in names], dtype=object).reshape(width.shape)
+    mixed = np.zeros(len(names), dtype=bool)
+    if "layer_activation_fn" in ds.variables:  # each layer's own function
+        stored = np.asarray(ds["layer_activation_fn"].transpose("run", "layer").values).astype(str)
+        for r in range(len(names)):
+            present = [str(f) for f, w in zip(stored[r], width[r]) if w > 0 and str(f)]
+            layer_names[r] = [str(f) if str(f) else names[r] for f in stored[r]]
+            functions = list(dict.fromkeys(present))
+            if len(functions) == 1:  # one function among the layers kept: the run's function
+                names[r] = functions[0]
+            elif len(functions) > 1:
+                mixed[r] = True
+    return names, layer_names, mixed
+
+
+def run_activation_functions(ds: xr.Dataset) -> np.ndarray:
+    """(run,) each run's activation function as the queries read it: ``activation_fn``, or,
+    in a store with ``layer_activation_fn``, the one function of the run's layers in `ds`
+    (``"mixed"`` where they differ).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.synthetic import synthetic_store
+    >>> ds = synthetic_store(runs=1, depth=2).assign_coords(
+    ...     activation_fn=("run", ["mixed"]), layer_activation_fn=(("run", "layer"), [["tanh", "relu"]]))
+    >>> run_activation_functions(ds).tolist(), run_activation_functions(ds.sel(layer=[2])).tolist()
+    (['mixed'], ['relu'])
+    """
+    width = np.asarray(ds["width"].transpose("run", "layer").values, dtype=np.int64)
+    return np.array(_activation_functions(ds, width)[0])
 
 
 def _grid(dims: Sequence[str], location) -> dict[str, np.ndarray]:

@@ -29,6 +29,10 @@ def assess(ds, *, eps: float | None = None, claims=None) -> Findings:
     from actstats.validate import validate_eps
 
     eps = validate_eps(eps)
+    if "layer_activation_fn" in ds.variables:  # a run is its layers' function (a selection of layers of one)
+        from actstats.queries._engine import run_activation_functions
+
+        ds = ds.assign_coords(activation_fn=("run", run_activation_functions(ds)))
     last = last_complete(ds)
     if not (last >= 0).any():
         raise ActstatsError("no complete record to report on")
