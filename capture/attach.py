@@ -282,14 +282,19 @@ class Recorder:
                                     "record into another store")
         sweep = canonical_json(signature)
         prepare_store(self.path, "resume", contents=self._contents, sweep=sweep)
+        try:
+            self._hold(sweep)
+        except BaseException:
+            self._stack.close()  # the locks: released at once, not when garbage is collected
+            raise
+
+    def _hold(self, sweep: str) -> None:
         store = self._stack.enter_context(hold_store_for_writing(self.path))
         held = self._stack.enter_context(run_lock(self.path, 0, blocking=False))
         if not held:
-            self._stack.close()
             raise ActstatsError(f"{self.path}: another Recorder (or capture) is writing this store now; "
                                 "one writer at a time")
         if open_group_read_only(self.path).attrs.get("sweep") != sweep:  # replaced meanwhile
-            self._stack.close()
             raise ActstatsError(f"{self.path}: the store was replaced while this Recorder opened it; stopped")
         self._complete = read_complete(self.path, 0)
         self._submitted: set[int] = set()
@@ -389,7 +394,7 @@ class Recorder:
         except (TypeError, ValueError):
             raise ActstatsValueError(f"epoch: expected a number, got {shorten(epoch)}", argument="epoch") from None
         for i, e in enumerate(self.epochs):
-            if e == value:
+            if math.isclose(e, value, rel_tol=1e-6, abs_tol=1e-9):  # 0.1 given as float32 is 0.1
                 return i
         shown = ", ".join(f"{e:g}" for e in self.epochs[:12]) + (", …" if len(self.epochs) > 12 else "")
         raise ActstatsValueError(f"epoch {value:g} is not one of the store's epochs ({shown}), fixed when the store "
@@ -584,7 +589,7 @@ class Recorder:
                             keep["delta"][i].append(deltas[i])
                         if grads is not None and grads[i] is not None:
                             weight_grad[i].add_(grads[i])
-            if not self._rows_checked:
+            if not self._rows_checked and not self._dropout_active():
                 self._check_rows_independent(keep)
                 self._rows_checked = True
         n_samples = sum(len(self.probes[s][0]) for s in ("train", "test"))
@@ -689,6 +694,12 @@ class Recorder:
             else:
                 grads[i] = value.detach() if value is not None else torch.zeros_like(self.layers[i].linear.weight)
         return deltas, grads
+
+    def _dropout_active(self) -> bool:
+        """Dropout in training mode (mode="as_is"): a probe alone draws another mask than in its
+        batch, so the check below cannot compare them; the values hold that pass's masks."""
+        return self.mode == "as_is" and any(
+            isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training for m in self.model.modules())
 
     def _check_rows_independent(self, keep) -> None:
         """The first probe alone gives the activations (and deltas) it gets in its batch: no

@@ -431,3 +431,30 @@ def test_saturation_reads_each_layers_own_function(tmp_path, digits):
     tanh_only = actstats.bimodality(ds.sel(layer=[2]), by=("layer",))  # layers of one function: other queries
     assert tanh_only.sizes["layer"] == 1
 
+
+
+def test_as_is_mode_records_dropout_masks_and_a_float32_epoch_is_found(tmp_path, digits):
+    model = mlp(dropout=0.5)
+    model.train()
+    with Recorder(tmp_path / "as_is.zarr", model, probes=probes_of(digits), loss=F.cross_entropy, epochs=[0, 0.1],
+                  mode="as_is") as rec:
+        rec.record(epoch=np.float32(0.1))  # 0.10000000149...: the moment 0.1
+        assert rec.recorded_epochs == (0.1,)
+    assert actstats.open_store(tmp_path / "as_is.zarr")["complete"].values.tolist() == [[False, True]]
+
+
+def test_a_model_that_mixes_the_rows_of_a_batch_is_refused(tmp_path, digits):
+    class Centred(torch.nn.Module):  # centres each batch on its own mean: rows interact
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x):
+            return self.net(x - x.mean(0, keepdim=True))
+
+    with Recorder(tmp_path / "mix.zarr", Centred(), probes=probes_of(digits), loss=F.cross_entropy,
+                  epochs=[0]) as rec:
+        with pytest.raises(ActstatsError, match=r"layer 'net.1': the first training probe gives other values alone "
+                                                r"than in its batch: a module of the model mixes the rows"):
+            rec.record(epoch=0)
+        assert rec.recorded_epochs == ()
