@@ -50,6 +50,7 @@ bench: venv
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
 	$(PY) tests/benchmarks/bench_queries.py
+	$(PY) tests/benchmarks/bench_recorder.py
 
 bench-scale: venv
 	$(PY) tests/benchmarks/bench_scale.py --sizes 1,4 --repeat 2

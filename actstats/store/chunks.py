@@ -185,11 +185,16 @@ class ChunkFiles:
             piece = full
         piece = np.ascontiguousarray(piece, dtype=self.dtype)
         path = self.path(index)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         body = memoryview(piece).cast("B")
         crc = crc32c.crc32c(body)
-        atomic_write(path, (body, crc.to_bytes(4, "little")),
-                     fsync=self.fsync, before_rename=self.before_rename)
+        parts = (body, crc.to_bytes(4, "little"))
+        try:
+            atomic_write(path, parts, fsync=self.fsync, before_rename=self.before_rename)
+        except FileNotFoundError:  # the chunk's first write: its directory is made then (not a mkdir a write)
+            if os.path.isdir(os.path.dirname(path)):
+                raise
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write(path, parts, fsync=self.fsync, before_rename=self.before_rename)
         if self.log is not None:
             self.log[tuple(int(i) for i in index)] = crc
 
