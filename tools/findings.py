@@ -39,11 +39,11 @@ EXPERIMENTS = (
     ("saxe2018", "Saxe et al. 2018 reproduction: tanh and ReLU, 12-10-7-5-4-3-2"),
     ("init_scale", "initialisation scale N(0, s²), readout apart"),
     ("terminal_lr", "terminal phase: learning rate within each optimizer (sigmoid)"),
-    ("terminal", "terminal phase: sigmoid, tanh, ReLU × SGD, Adam × three inits, width 64"),
-    ("terminal_wide", "terminal phase at width 256"),
-    ("glorot2010", "Glorot & Bengio 2010 reproduction: depth 4 and 5 × 256 sigmoid, lr grid"),
-    ("answer", "digits sweep (depth, activation, init, optimizer), each run to the fit then 100 epochs"),
-    ("terminal_mnist1d", "terminal phase on mnist1d (20,000 samples), width 256"),
+    ("terminal", "terminal phase: sigmoid, tanh, ReLU × SGD, Adam × inits"),
+    ("terminal_wide", "terminal phase, wider layers"),
+    ("glorot2010", "Glorot & Bengio 2010 reproduction: deep sigmoid networks, lr grid"),
+    ("answer", "sweep of depth, activation, init, optimizer"),
+    ("terminal_mnist1d", "terminal phase on mnist1d"),
 )
 CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6")
 
@@ -242,16 +242,33 @@ def _experiments_table(experiments, absent, data_dir):
         ends = e.epochs[e.last]
         epochs = (f"{ends.max():g}" if np.ptp(ends) == 0 else
                   f"{ends.min():g}–{ends.max():g} (median {np.median(ends):g}; cap {e.epochs.max():g})")
-        rows.append((f"`{name}`", what, e.dataset, f"{e.n_runs} of {e.n_runs_stored}", epochs,
+        train = e.configs[0].get("train", {})
+        if train.get("until"):
+            what += (f"; until `{train['until']}`, then {train.get('until_then', 0):g} epochs (cap "
+                     f"{train.get('epochs'):g})")
+        rows.append((f"`{name}`", what, e.dataset, _architectures(e), f"{e.n_runs} of {e.n_runs_stored}",
+                     epochs,
                      f"{np.nanmax(e.steps):,.0f}", f"{int(e.trained.sum())} of {e.n_runs}"))
     lines = ["## The experiments", "",
              "Each is `data/configs/NAME.toml`, captured to `data/NAME.zarr`. *Runs*: with a complete record, of those "
              "in the store. *Trained*: the report's definition (training accuracy at least the option "
              "`trained_accuracy`, 0.9 by default, at the last record, and not diverged).", "",
-             markdown_table(["experiment", "what", "data", "runs", "epochs", "updates (max)", "trained"], rows), ""]
+             markdown_table(["experiment", "what", "data", "hidden layers", "runs", "epochs", "updates (max)", "trained"], rows),
+             ""]
     for name in absent:
         lines.append(f"- `{name}`: store `{data_dir}/{name}.zarr` absent, skipped.")
     return lines + ([""] if absent else [])
+
+
+def _architectures(e) -> str:
+    """The hidden layers of the store's runs: ``3×64`` when equal, else ``10-7-5-4-3``."""
+    shapes = []
+    for widths, depth in zip(np.asarray(e.ds["width"].values), np.asarray(e.ds["depth"].values)):
+        layers = [int(w) for w in np.atleast_1d(widths)[: int(depth)]]
+        text = f"{len(layers)}×{layers[0]}" if len(set(layers)) == 1 else "-".join(map(str, layers))
+        if text not in shapes:
+            shapes.append(text)
+    return ", ".join(shapes)
 
 
 def _training_state(experiments):
