@@ -359,11 +359,16 @@ def _c1_details(experiments):
 
 
 def _limits(experiments):
+    widths = sorted({int(w) for e in experiments.values() for w in np.asarray(e.ds["width"].values).ravel() if w > 0})
+    depth = max(int(np.max(e.ds["depth"].values)) for e in experiments.values())
+    datasets = sorted({e.dataset for e in experiments.values()})
+    seeds = sorted({int(np.bincount(np.unique(e.cell_labels, return_inverse=True)[1]).max())
+                    for e in experiments.values()})
     lines = ["## Limits of this evidence", "",
-             "Small fully connected networks (widths 64 and 256, up to 5 hidden layers) on small data sets (digits, "
-             "a synthetic teacher, mnist1d); no batch normalisation, no convolutions, no data augmentation; two or "
-             "three seeds per cell, so intervals over runs are wide and a cell's mean is not a population's. The "
-             "claims are about these networks; the same commands run on larger sweeps."]
+             f"Small fully connected networks (at most {depth} hidden layers of at most {widths[-1]} units) on "
+             f"small data sets ({', '.join(datasets)}); no batch normalisation, no convolutions, no data augmentation; "
+             f"at most {seeds[-1]} seeds per cell, so intervals over runs are wide and a cell's mean is not a "
+             "population's. The claims are about these networks; the same commands run on larger sweeps."]
     partly = [f"`{n}` (median test accuracy {np.nanmedian(e.final('test_accuracy')):.2f})"
               for n, e in experiments.items() if e.partly_trained]
     if partly:

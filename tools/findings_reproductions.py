@@ -114,7 +114,8 @@ def glorot_section(e, figures_dir):
         "with depth 4 the top layer slowly desaturates while layer 1 begins to saturate; with depth 5 it never "
         "escaped. Their regime is millions of updates (the learning rate was chosen after 5 million).",
         "",
-        f"*Here* (`data/configs/glorot2010.toml`; 256 units, digits, the same init and mini-batches, "
+        f"*Here* (`data/configs/glorot2010.toml`; {int(np.nanmax(e.ds['width'].values))} units, {e.dataset}, "
+        f"mini-batches of {int(np.asarray(e.ds['batch_size'].values)[0])}, "
         f"{total:,.0f} updates). *Rules, stated before the numbers:* the learning rate per depth is the grid value with "
         f"the best final held-out accuracy; the statistics are on the {int((e.ds['split'].values == 'test').sum())} "
         f"held-out probes; the top layer has *collapsed* when its mean falls below {COLLAPSE:g}× its initial mean and "
@@ -331,7 +332,8 @@ def init_scale_section(e, figures_dir):
         "",
         "*The folk claim:* small initial weights make gradients vanish, large ones saturate the units, and both fail "
         f"to train. *Here* (`data/configs/init_scale.toml`: {int(depth.max())} hidden layers, hidden weights "
-        f"N(0, s²), the readout initialised apart (PyTorch's default), digits, SGD, {e.epochs.max():g} epochs). "
+        f"N(0, s²), the readout initialised apart (PyTorch's default), {e.dataset}, "
+        f"{', '.join(sorted(set(e.optimizer_labels)))}, {e.epochs.max():g} epochs). "
         f"*Rules:* a run fails when it is not trained ({e.trained_rule}); a failure is *saturated* when its "
         f"saturated fraction (mean over layers, training probes, within {EPS} of a bound) exceeds "
         f"{INIT_SATURATED:g} at initialisation, *vanishing* when layer 1's back-propagated signal at initialisation "
