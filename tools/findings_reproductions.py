@@ -25,8 +25,9 @@ COLLAPSE, ESCAPE = 0.2, 0.5
 #: at least this much from the top layer's minimum to the end.
 LATER_SATURATION = 0.05
 #: Saxe: a layer's saturation has plateaued when its change over the last decade of epochs
-#: is below a quarter of its change over the decade before, or below PLATEAU_FLOOR.
-PLATEAU_SHARE, PLATEAU_FLOOR = 0.25, 0.01
+#: is below a quarter of its change over the decade before, or below PLATEAU_FLOOR, or when
+#: it ends at PLATEAU_CEILING or more (nearly every activation saturated: no room left).
+PLATEAU_SHARE, PLATEAU_FLOOR, PLATEAU_CEILING = 0.25, 0.01, 0.95
 #: Initialisation scale: a failed run is "saturated" at initialisation above this fraction,
 #: and its gradients "vanish" when layer 1's back-propagated signal (δ rms) is below this
 #: share of the top hidden layer's (the weight gradient also carries each layer's input,
@@ -200,7 +201,8 @@ def saxe_section(e, figures_dir):
              "their activations grow instead. *Here* (`data/configs/saxe2018.toml`: the authors' optimizer, batch, "
              f"init and {epochs.max():g} epochs, a synthetic teacher task instead of their 12-bit patterns). *Rules:* "
              f"a tanh layer's saturation has plateaued when its change over the last decade of epochs is below "
-             f"{PLATEAU_SHARE:g}× its change over the decade before, or below {PLATEAU_FLOOR:g}; for ReLU the "
+             f"{PLATEAU_SHARE:g}× its change over the decade before, or below {PLATEAU_FLOOR:g}, or when it ends at "
+             f"{PLATEAU_CEILING:g} or more (no room left); for ReLU the "
              "quantities of the claim are dead units (exactly 0 on every training probe) and the activation scale "
              "(the 99th percentile of the activations on the training probes, per layer), not the share of zeros.",
              ""]
@@ -211,7 +213,8 @@ def saxe_section(e, figures_dir):
         rows, plateaued = [], []
         for k in range(depth):
             lm, bm = np.nanmean(last[:, k]), np.nanmean(before[:, k])
-            flat = abs(lm) < PLATEAU_FLOOR or abs(lm) < PLATEAU_SHARE * abs(bm)
+            flat = (abs(lm) < PLATEAU_FLOOR or abs(lm) < PLATEAU_SHARE * abs(bm)
+                    or np.nanmean(sat[tanh, -1, k]) >= PLATEAU_CEILING)
             plateaued.append(bool(flat))
             rows.append((k + 1, fmt(np.nanmean(sat[tanh, 0, k])), fmt(np.nanmean(sat[tanh, -1, k])),
                          cell(sat[tanh, -1, k] - sat[tanh, 0, k], signed=True), cell(before[:, k], 3, signed=True),
