@@ -45,7 +45,8 @@ def c5(ctx: Context) -> ClaimResult:
         f"depths are compared at the same relative position, else the mean over layers) between the factor's most and "
         f"least saturated levels (the factor_effects query), with a 95% Welch t interval over the runs of the two levels; the change "
         f"from initialisation to the end is given beside the end level, and initialisations already saturated "
-        f"(above 0.5) before training are flagged. A factor matters when {C5_RULE.describe('the difference')}. "
+        f"(above 0.5) before training are flagged. Per factor: {C5_RULE.describe('the difference')}; the factor "
+        f"matters when that is supported. "
         f"The claim is supported when at least one of init, depth and optimizer matters, not supported when none "
         f"does, mixed otherwise. The most and least saturated levels are picked from the data, so the interval is "
         f"optimistic for factors with many levels.",
