@@ -140,6 +140,18 @@ class Recorder:
         ``batch_size``, ``seed`` (int) become the store's run coordinates, and every key goes
         into the run's ``config`` (JSON). Unknown: ``init`` "user", ``optimizer`` "", ``lr``
         NaN, ``batch_size`` and ``seed`` −1, ``dataset`` "user".
+    runs : int or sequence of mappings, optional
+        Several runs in one store (a sweep: models trained one after another, or in parallel
+        processes): each run's attributes (as `attributes`), one mapping a run, or the number
+        of runs when they need none. Fixed when the store is made, as `epochs` (the store's
+        ``run`` axis and run coordinates are written whole at creation); when adding to a
+        store, omitted or equal to the store's. A run's mapping may also hold ``"name"`` (a
+        label for `run`) and ``"activation"`` (an activation name, or one a layer: the run's
+        model has other functions than the model that made the store; then every run says
+        its own). Without it the store has one run, described by `attributes`.
+    run : int or str, default 0
+        Which run of `runs` this Recorder records: its index, or its ``"name"``. Recorders of
+        different runs may write one store at the same time (one writer a run).
     asynchronous : bool, default True
         Write each record on a background thread while training goes on (its values are
         computed in :meth:`record`, on the calling thread). Errors of a write surface at the
@@ -187,6 +199,8 @@ class Recorder:
         mode: str = "eval",
         steps_per_epoch: int | None = None,
         attributes: Mapping[str, Any] | None = None,
+        runs: int | Sequence[Mapping[str, Any]] | None = None,
+        run: int | str = 0,
         asynchronous: bool = True,
     ):
         if not isinstance(model, torch.nn.Module):
@@ -208,7 +222,7 @@ class Recorder:
         self.delta = bool(delta)
         self.weight_grad = bool(weight_grad)
         self.asynchronous = bool(asynchronous)
-        self.attributes = _check_attributes(attributes)
+        attributes = _check_attributes(attributes)
         self._stack = contextlib.ExitStack()
         self._writer = None
         self._closed = False
@@ -220,14 +234,19 @@ class Recorder:
         self._refuse_batch_coupling()
         self.layers = self._find_layers(layers)
         self.n_classes = self._n_classes()
-        stored_epochs = self._stored_epochs()
+        stored = self._stored_signature() if os.path.exists(self.path) else None
+        stored_epochs = tuple(float(e) for e in stored["epochs"]) if stored is not None else None
         self.epochs = _check_epochs(epochs, stored_epochs, self.path)
+        self.runs = _check_runs(runs, stored, attributes, self.path, len(self.layers))
+        self.run = _check_run(run, self.runs)
+        self.attributes = attributes if self.runs is None else self.runs[self.run]
+        self._check_run_activations()
         if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer))
                                             or isinstance(steps_per_epoch, bool) or steps_per_epoch < 1):
             raise ActstatsValueError(f"steps_per_epoch: expected a positive integer, got {shorten(steps_per_epoch)}",
                                      argument="steps_per_epoch")
         self.steps_per_epoch = steps_per_epoch
-        self._open_store(stored_epochs is not None)
+        self._open_store(stored is not None)
 
     # -- the store -----------------------------------------------------------------------
     def _signature(self) -> dict:
@@ -235,20 +254,33 @@ class Recorder:
         x = self.probes["train"][0]
         return {"recorder": {
             "format": RECORDER_FORMAT,
-            "layers": [layer.signature() for layer in self.layers],
+            "layers": [layer.signature() | ({"activation": "per run"} if self._declares_activations() else {})
+                       for layer in self.layers],
             "input_shape": [int(n) for n in x.shape[1:]],
             "classes": self.n_classes,
             "probes": {split: int(len(self.probes[split][0])) for split in ("train", "test")},
             "epochs": [float(e) for e in self.epochs],
             "record": {"delta": self.delta, "weight_grad": self.weight_grad},
-        }}
+        } | ({"runs": self.runs} if self.runs is not None else {})}
 
-    def _stored_epochs(self) -> tuple[float, ...] | None:
-        """The epochs of the Recorder store at `path`, or None when there is none."""
-        if not os.path.exists(self.path):
-            return None
-        stored = self._stored_signature()
-        return tuple(float(e) for e in stored["epochs"])
+    def _declares_activations(self) -> bool:
+        return self.runs is not None and any("activation" in spec for spec in self.runs)
+
+    def _run_activations(self, run: int) -> list[str]:
+        """The activation function of each layer of run `run`."""
+        declared = self.runs[run].get("activation") if self.runs is not None else None
+        if declared is None:
+            return [layer.activation for layer in self.layers]
+        return [declared] * len(self.layers) if isinstance(declared, str) else list(declared)
+
+    def _check_run_activations(self) -> None:
+        """This model's layers have the functions its run declares."""
+        declared = self._run_activations(self.run)
+        for layer, name in zip(self.layers, declared):
+            if layer.activation != name:
+                raise ActstatsValueError(
+                    f"runs[{self.run}] declares activation {name!r} for layer {layer.name!r}, but the model has "
+                    f"{layer.activation!r} there", argument="runs")
 
     def _stored_signature(self) -> dict:
         import json
@@ -290,16 +322,17 @@ class Recorder:
 
     def _hold(self, sweep: str) -> None:
         store = self._stack.enter_context(hold_store_for_writing(self.path))
-        held = self._stack.enter_context(run_lock(self.path, 0, blocking=False))
+        held = self._stack.enter_context(run_lock(self.path, self.run, blocking=False))
         if not held:
-            raise ActstatsError(f"{self.path}: another Recorder (or capture) is writing this store now; "
-                                "one writer at a time")
+            which = f"run {self.run} of " if self.runs is not None else ""
+            raise ActstatsError(f"{self.path}: another Recorder (or capture) is writing {which}this store now; "
+                                "one writer a run")
         if open_group_read_only(self.path).attrs.get("sweep") != sweep:  # replaced meanwhile
             raise ActstatsError(f"{self.path}: the store was replaced while this Recorder opened it; stopped")
-        self._complete = read_complete(self.path, 0)
+        self._complete = read_complete(self.path, self.run)
         self._submitted: set[int] = set()
         self._writer = Writer(self.path, asynchronous=self.asynchronous, check=store.check)
-        _remove_leftovers(self.path, 0, self._writer)
+        _remove_leftovers(self.path, self.run, self._writer)
 
     def _fingerprint(self) -> dict:
         arrays = {}
@@ -323,42 +356,50 @@ class Recorder:
         n_features = inputs.shape[1]
         widths = [int(layer.linear.out_features) for layer in self.layers]
         fan_ins = [int(layer.linear.in_features) for layer in self.layers]
-        functions = [layer.activation for layer in self.layers]
         depth = len(self.layers)
+        n_runs = len(self.runs) if self.runs is not None else 1
+        specs = self.runs if self.runs is not None else [self.attributes]
         optional = {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "diverged"}
         optional |= {"delta"} if self.delta else set()
         optional |= {"weight_grad"} if self.weight_grad else set()
         layout = StoreLayout(
-            n_runs=1, epochs=tuple(self.epochs), n_layers=depth, n_units=max(widths),
+            n_runs=n_runs, epochs=tuple(self.epochs), n_layers=depth, n_units=max(widths),
             n_fan_in=max(max(fan_ins), n_features), n_classes=self.n_classes, n_features=n_features,
             n_samples=n_train + n_test, optional=frozenset(optional),
         )
-        if self.steps_per_epoch is not None:
-            steps = [int(round(e * self.steps_per_epoch)) for e in self.epochs]
-        else:
-            steps = list(range(len(self.epochs)))
-        attributes = {name: self.attributes.get(name, default) for name, (_, default) in RUN_ATTRIBUTES.items()}
-        config = {**self._signature(), "loss": getattr(self.loss, "__name__", type(self.loss).__name__),
-                  "mode": self.mode, "attributes": self.attributes,
-                  "steps_per_epoch": self.steps_per_epoch}
+        steps = []
+        for spec in specs:
+            per_epoch = spec.get("steps_per_epoch", self.steps_per_epoch)
+            steps.append([int(round(e * per_epoch)) for e in self.epochs] if per_epoch is not None
+                         else list(range(len(self.epochs))))
+        described = [{name: spec.get(name, default) for name, (_, default) in RUN_ATTRIBUTES.items()}
+                     for spec in specs]
+        signature = self._signature()
+        configs = [canonical_json({**signature, "loss": getattr(self.loss, "__name__", type(self.loss).__name__),
+                                   "mode": self.mode, "attributes": spec, "run": r,
+                                   "steps_per_epoch": spec.get("steps_per_epoch", self.steps_per_epoch)})
+                   for r, spec in enumerate(specs)]
+        functions = [self._run_activations(r) for r in range(n_runs)]
         labels = torch.cat([y_train, y_test]).cpu().numpy().astype(np.int64)
+
+        def column(name, dtype=None):
+            return np.array([d[name] for d in described], dtype=dtype)
+
         coordinates = {
-            "run": np.arange(1), "epoch": np.asarray(self.epochs, dtype=np.float64),
+            "run": np.arange(n_runs), "epoch": np.asarray(self.epochs, dtype=np.float64),
             "layer": np.arange(1, depth + 1), "unit": np.arange(max(widths)), "fan_in": np.arange(layout.n_fan_in),
             "class": np.arange(self.n_classes), "feature": np.arange(n_features),
-            "sample": np.arange(n_train + n_test), "step": np.array([steps], dtype=np.int64),
+            "sample": np.arange(n_train + n_test), "step": np.array(steps, dtype=np.int64),
             "split": np.array(["train"] * n_train + ["test"] * n_test), "label": labels,
             "source_index": np.concatenate([np.arange(n_train), np.arange(n_test)]).astype(np.int64),
-            "width": np.array([widths], dtype=np.int64), "depth": np.array([depth]),
-            "activation_fn": np.array([functions[0] if len(set(functions)) == 1 else MIXED]),
-            "init": np.array([attributes["init"]]), "optimizer": np.array([attributes["optimizer"]]),
-            "lr": np.array([attributes["lr"]], dtype=np.float64),
-            "batch_size": np.array([attributes["batch_size"]], dtype=np.int64),
-            "seed": np.array([attributes["seed"]], dtype=np.int64),
-            "dataset": np.array([attributes["dataset"]]), "config": np.array([canonical_json(config)]),
-            "layer_activation_fn": np.array([functions]), "layer_fan_in": np.array([fan_ins], dtype=np.int64),
+            "width": np.array([widths] * n_runs, dtype=np.int64), "depth": np.array([depth] * n_runs),
+            "activation_fn": np.array([f[0] if len(set(f)) == 1 else MIXED for f in functions]),
+            "init": column("init"), "optimizer": column("optimizer"), "lr": column("lr", np.float64),
+            "batch_size": column("batch_size", np.int64), "seed": column("seed", np.int64),
+            "dataset": column("dataset"), "config": np.array(configs),
+            "layer_activation_fn": np.array(functions), "layer_fan_in": np.array([fan_ins] * n_runs, dtype=np.int64),
         }
-        attrs = {"torch_version": torch.__version__, "sweep": canonical_json(self._signature()),
+        attrs = {"torch_version": torch.__version__, "sweep": canonical_json(signature),
                  "data_fingerprint": self._fingerprint()}
         return StoreContents(layout, coordinates, attrs, inputs)
 
@@ -382,11 +423,14 @@ class Recorder:
         self._refuse_batch_coupling()
         if self._complete[index] or index in self._submitted:
             raise ActstatsValueError(
-                f"epoch {float(epoch):g} is already recorded in {self.path} (a moment is recorded once; "
+                f"epoch {float(epoch):g} is already recorded in {self.path}{self._run_words()} (a moment is recorded once; "
                 "skip the epochs in rec.recorded_epochs)", argument="epoch")
         values = self._measure()
-        self._writer.submit((0, index, values, None, None))
+        self._writer.submit((self.run, index, values, None, None))
         self._submitted.add(index)
+
+    def _run_words(self) -> str:
+        return f" for run {self.run}" if self.runs is not None else ""
 
     def _epoch_index(self, epoch) -> int:
         try:
@@ -871,6 +915,102 @@ def _check_attributes(attributes) -> dict:
     return out
 
 
+#: Keys of a run's declaration in ``runs=`` that are not attributes of the run.
+RUN_DECLARATION_KEYS = ("name", "activation", "steps_per_epoch")
+
+
+def _check_runs(runs, stored: dict | None, attributes: dict, path: str, depth: int) -> list[dict] | None:
+    """`runs` as one attribute mapping a run (None: a store of one run, described by `attributes`)."""
+    stored_runs = stored.get("runs") if stored is not None else None
+    if runs is None:
+        if stored_runs is not None and attributes:
+            raise ActstatsValueError(f"attributes: {path} holds {len(stored_runs)} runs, whose attributes were "
+                                     "given in runs= when it was made; omit attributes=", argument="attributes")
+        return stored_runs
+    if attributes:
+        raise ActstatsValueError("attributes: with runs=, give each run's attributes in runs= (one mapping a run)",
+                                 argument="attributes")
+    if isinstance(runs, (int, np.integer)) and not isinstance(runs, bool):
+        if runs < 1:
+            raise ActstatsValueError(f"runs: expected a positive number of runs, got {runs}", argument="runs")
+        specs = [{} for _ in range(int(runs))]
+    elif isinstance(runs, Sequence) and not isinstance(runs, (str, bytes)):
+        if not runs:
+            raise ActstatsValueError("runs: empty; give at least one run", argument="runs")
+        specs = []
+        for r, spec in enumerate(runs):
+            if not isinstance(spec, Mapping):
+                raise ActstatsValueError(f"runs[{r}]: expected a mapping of the run's attributes, got "
+                                         f"{type(spec).__name__}", argument="runs")
+            specs.append(_check_run_declaration(spec, r, depth))
+    else:
+        raise ActstatsValueError(f"runs: expected a number of runs or a sequence of mappings (each run's "
+                                 f"attributes), got {type(runs).__name__}", argument="runs")
+    names = [spec["name"] for spec in specs if "name" in spec]
+    if len(set(names)) != len(names):
+        raise ActstatsValueError("runs: two runs have the same name", argument="runs")
+    declaring = sum("activation" in spec for spec in specs)
+    if 0 < declaring < len(specs):
+        raise ActstatsValueError("runs: some runs declare an activation and others not; when runs differ in "
+                                 "activation functions every run says its own", argument="runs")
+    if stored is not None and stored_runs != specs:
+        held = f"{len(stored_runs)} runs" if stored_runs is not None else "one run"
+        raise ActstatsValueError(f"runs: {path} was made with {held} declared otherwise (fixed when it was made); "
+                                 "omit runs= to use the store's", argument="runs")
+    return specs
+
+
+def _check_run_declaration(spec: Mapping, r: int, depth: int) -> dict:
+    from actstats.activations import ACTIVATIONS as known
+
+    rest = {k: v for k, v in spec.items() if k not in RUN_DECLARATION_KEYS}
+    try:
+        out = _check_attributes(rest)
+    except ActstatsValueError as exc:
+        raise ActstatsValueError(str(exc).replace("attributes", f"runs[{r}]", 1), argument="runs") from None
+    if "name" in spec:
+        if not isinstance(spec["name"], str) or not spec["name"]:
+            raise ActstatsValueError(f"runs[{r}]['name']: expected a non-empty string, got {shorten(spec['name'])}",
+                                     argument="runs")
+        out["name"] = spec["name"]
+    if "activation" in spec:
+        declared = spec["activation"]
+        names = [declared] if isinstance(declared, str) else declared
+        if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) for n in names) or (
+                not isinstance(declared, str) and len(names) != depth):
+            raise ActstatsValueError(f"runs[{r}]['activation']: expected an activation name or one a layer "
+                                     f"({depth}), got {shorten(declared)}", argument="runs")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ActstatsValueError(f"runs[{r}]['activation']: unknown activation {unknown[0]!r}; known: "
+                                     f"{', '.join(known)}", argument="runs")
+        out["activation"] = declared if isinstance(declared, str) else list(declared)
+    if "steps_per_epoch" in spec:
+        value = spec["steps_per_epoch"]
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ActstatsValueError(f"runs[{r}]['steps_per_epoch']: expected a positive integer, got "
+                                     f"{shorten(value)}", argument="runs")
+        out["steps_per_epoch"] = int(value)
+    return out
+
+
+def _check_run(run, runs: list[dict] | None) -> int:
+    """The index of `run` among `runs`."""
+    n = len(runs) if runs is not None else 1
+    if isinstance(run, str):
+        names = [spec.get("name") for spec in runs or []]
+        if run not in names:
+            raise ActstatsValueError(f"run: no run is named {run!r} (names: "
+                                     f"{', '.join(repr(x) for x in names if x) or 'none given'})", argument="run")
+        return names.index(run)
+    if not isinstance(run, (int, np.integer)) or isinstance(run, bool):
+        raise ActstatsValueError(f"run: expected a run's index or name, got {shorten(run)}", argument="run")
+    if not 0 <= run < n:
+        hint = "" if runs is not None else " (declare several runs with runs=)"
+        raise ActstatsValueError(f"run: {int(run)} is not a run of the store (0…{n - 1}){hint}", argument="run")
+    return int(run)
+
+
 def _signature_difference(stored: dict, new: dict) -> str | None:
     """The first way two Recorder signatures differ, in a few words."""
     old_layers, new_layers = stored.get("layers", []), new["layers"]
@@ -880,7 +1020,7 @@ def _signature_difference(stored: dict, new: dict) -> str | None:
         for key in ("activation", "units", "fan_in", "bias", "name", "linear"):
             if a.get(key) != b.get(key):
                 return f"layer {i} {key}: store has {a.get(key)!r}, this model {b.get(key)!r}"
-    for key in ("input_shape", "classes", "probes", "epochs", "record", "format"):
+    for key in ("input_shape", "classes", "probes", "epochs", "record", "format", "runs"):
         if stored.get(key) != new.get(key):
             return f"{key}: store has {shorten(stored.get(key))}, now {shorten(new.get(key))}"
     return None
