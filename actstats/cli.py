@@ -105,10 +105,30 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (complete records are kept: --resume continues)" if args.command == "capture" else ""
         print(f"actstats {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except OSError as exc:  # disk full, permissions: say what and where
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"actstats {args.command}: {_one_line(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
         return EXIT_USAGE
+
+
+#: The exit status of a process killed by SIGPIPE (128 + 13), what Unix tools report when
+#: the reader of their output goes away.
+EXIT_PIPE = 141
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (``actstats saturation STORE | head -1``): stop quietly,
+    as Unix tools do. stdout is pointed at /dev/null so that the interpreter's last flush at
+    exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file descriptor
+        pass
+    return EXIT_PIPE
 
 
 def _as_given(exc: ActstatsError, args) -> str:

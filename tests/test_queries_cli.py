@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 
 from actstats import cli
 from actstats.options import set_options
-from conftest import run_cli, run_main as _main
+from conftest import ROOT, run_cli, run_main as _main
 
 #: DESIGN.md, "The command line": the fields each query's records have at least.
 DESIGN_FIELDS = {
@@ -92,6 +94,20 @@ def test_eps_2_in_a_real_process_exits_2_without_traceback(small_store):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--eps 2" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(small_store):
+    """`actstats saturation STORE | head -1`: no "Broken pipe", no traceback; the status is
+    SIGPIPE's (141), as Unix tools report it."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, "-m", "actstats.cli", "saturation", str(small_store),
+                                "--format", "csv", "--no-progress"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=ROOT)
+    process.stdout.close()  # the reader goes away before the query has written anything
+    _, err = process.communicate(timeout=300)
+    assert err == b"", err.decode()[:2000]
+    assert process.returncode == cli.EXIT_PIPE
 
 
 def test_gradients_on_a_store_without_gradients_names_them(tmp_path, capsys):
