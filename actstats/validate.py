@@ -59,8 +59,8 @@ NORMALITY_FAMILIES = ("normal", "laplace", "logistic", "uniform")
 def validate_by(by, dims: Sequence[str], *, split: bool) -> tuple[str, ...]:
     """``by`` as a tuple of known names (``split`` dropped when ``sample`` is kept)."""
     allowed = tuple(dims) + (("split",) if split else ())
-    if isinstance(by, str):
-        names: tuple[Any, ...] = (by,)
+    if isinstance(by, str):  # "layer,split" as on the command line, or one name
+        names: tuple[Any, ...] = tuple(n.strip() for n in by.split(",")) if "," in by else (by,)
     elif isinstance(by, Iterable):
         names = tuple(by)
     else:

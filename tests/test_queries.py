@@ -627,6 +627,16 @@ def test_eps_outside_the_open_interval_is_refused(eps):
         actstats.saturation(synthetic_store(), eps=eps)
 
 
+def test_by_takes_the_command_lines_spelling_in_python():
+    """by="layer,split" (the command line's spelling) is by=("layer", "split")."""
+    ds = synthetic_store()
+    xr_testing = pytest.importorskip("xarray").testing
+    xr_testing.assert_identical(actstats.saturation(ds, by="layer, split").compute(),
+                                actstats.saturation(ds, by=("layer", "split")).compute())
+    with pytest.raises(ValueError, match="by: unknown dimension 'nonsense'"):
+        actstats.saturation(ds, by="layer,nonsense")
+
+
 def test_bad_by_family_and_variable_are_refused():
     ds = synthetic_store()
     with pytest.raises(ValueError, match="by: unknown dimension 'nonsense'"):
