@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         options = {}
         if args.no_progress:
             options["progress"] = False
+        else:
+            options["progress_log"] = _progress_log_interval()
         if args.scheduler is not None:  # else OPTIONS' default: $ACTSTATS_SCHEDULER, read when work starts
             if not args.scheduler.strip():
                 raise ActstatsError("--scheduler: empty address (expected e.g. tcp://127.0.0.1:8786)")
@@ -129,6 +131,26 @@ def _reader_gone() -> int:
     except (OSError, ValueError):  # stdout already closed or not a file descriptor
         pass
     return EXIT_PIPE
+
+
+#: Seconds between the one-line progress reports of capture, verify and report when stderr
+#: is not a terminal; $ACTSTATS_PROGRESS_LOG overrides it ("off": none).
+PROGRESS_LOG_SECONDS = 60.0
+
+
+def _progress_log_interval() -> float | None:
+    text = os.environ.get("ACTSTATS_PROGRESS_LOG", "").strip()
+    if not text:
+        return PROGRESS_LOG_SECONDS
+    if text.lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise ActstatsError(f"ACTSTATS_PROGRESS_LOG={shorten(text)}: expected a number of seconds >= 0, or off")
+    return value
 
 
 def _as_given(exc: ActstatsError, args) -> str:

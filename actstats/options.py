@@ -9,6 +9,10 @@ from typing import Any, Callable
 OPTIONS: dict[str, Any] = {
     # None: a bar on stderr only when stderr is a terminal; False: never; True: always.
     "progress": None,
+    # Seconds between the one-line progress reports of capture, verify and report when no bar
+    # is shown because stderr is not a terminal (logs, CI); None: no reports (the library's
+    # default; the command line sets 30).
+    "progress_log": None,
     # Address of a dask.distributed scheduler; None: $ACTSTATS_SCHEDULER, read when a query
     # computes (local threads if it is unset or empty); False: local threads regardless.
     "scheduler": None,
@@ -33,6 +37,9 @@ OPTIONS: dict[str, Any] = {
 
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "progress": lambda v: v is None or isinstance(v, bool),
+    "progress_log": lambda v: v is None or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+    ),
     "scheduler": lambda v: v is None or v is False or (isinstance(v, str) and bool(v.strip())),
     "scheduler_timeout": lambda v: v is None or (
         isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")
@@ -47,6 +54,7 @@ _VALIDATORS: dict[str, Callable[[Any], bool]] = {
 
 _DESCRIPTIONS = {
     "progress": "None, True or False",
+    "progress_log": "None or a number of seconds >= 0",
     "scheduler": "None, False or a scheduler address such as 'tcp://127.0.0.1:8786'",
     "scheduler_timeout": "None or a positive number of seconds",
     "eps": "a number greater than 0 and less than 0.5",
@@ -123,6 +131,80 @@ def progress_enabled(progress: bool | None = None) -> bool:
     if progress is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)())
     return bool(progress)
+
+
+def progress_bar(*, total: int, desc: str, unit: str, progress: bool | None = None):
+    """A tqdm bar when :func:`progress_enabled`; else, when ``OPTIONS["progress_log"]`` is a
+    number of seconds and progress was not switched off, a :class:`ProgressLog` that writes
+    one line on stderr at most that often (stderr is then a log, not a terminal); else a
+    disabled bar."""
+    from tqdm.auto import tqdm
+
+    if progress_enabled(progress):
+        return tqdm(total=total, desc=desc, unit=unit)
+    interval = OPTIONS["progress_log"]
+    if interval is not None and progress is None and OPTIONS["progress"] is None:
+        return ProgressLog(total=total, desc=desc, unit=unit, interval=float(interval))
+    return tqdm(total=total, desc=desc, unit=unit, disable=True)
+
+
+class ProgressLog:
+    """The part of tqdm's interface that actstats uses, writing a line such as
+    ``capture: 120/612 records (20%), 3.2 min elapsed, about 12.9 min left`` on stderr at most
+    every `interval` seconds, and one at the end when a line was written before it.
+
+    Examples
+    --------
+    >>> import io
+    >>> out = io.StringIO()
+    >>> with ProgressLog(total=4, desc="verify", unit="chunk", interval=0, file=out) as log:
+    ...     log.update(2)
+    >>> out.getvalue().splitlines()[0].startswith("verify: 2/4 chunks (50%)")
+    True
+    """
+
+    def __init__(self, *, total: int, desc: str, unit: str, interval: float, file=None):
+        import time
+
+        self._clock = time.monotonic
+        self.total, self.n, self.desc, self.unit = total, 0, desc, unit
+        self.interval, self.file = interval, file
+        self._start = self._last = self._clock()
+        self._postfix = ""
+        self._wrote = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self._clock() - self._last >= self.interval:
+            self._write()
+
+    def set_postfix_str(self, text: str) -> None:
+        self._postfix = text
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._wrote and self._last_written != self.n:
+            self._write()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self) -> None:
+        now = self._clock()
+        elapsed = now - self._start
+        share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        line = f"{self.desc}: {self.n}/{self.total} {self.unit}s{share}, {elapsed / 60:.1f} min elapsed"
+        if 0 < self.n < self.total:
+            line += f", about {elapsed / self.n * (self.total - self.n) / 60:.1f} min left"
+        if self._postfix:
+            line += f" ({self._postfix})"
+        print(line, file=self.file or sys.stderr, flush=True)
+        self._last, self._wrote, self._last_written = now, True, self.n
 
 
 class set_options:

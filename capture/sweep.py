@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from actstats.errors import ActstatsError, IntegrityError
-from actstats.options import progress_enabled
+from actstats.options import progress_bar
 from actstats.store.chunks import DamagedChunkError
 from actstats.store import (
     open_group_read_only,
@@ -253,10 +253,9 @@ def _capture_runs(config, config_path, store_path, identity, group, layout, data
             jobs.append((i, run, indices))
     total = sum(int((~complete[i, idx]).sum()) for i, _, idx in jobs)
     sizes = layout.sizes()
-    from tqdm.auto import tqdm
 
     written = 0
-    with tqdm(total=total, desc="capture", unit="record", disable=not progress_enabled(progress)) as bar:
+    with progress_bar(total=total, desc="capture", unit="record", progress=progress) as bar:
         if scheduler:
             # No identity for the cluster's workers: a device number is per host (NFS); each
             # worker checks against the store it finds at the path once it holds it.

@@ -11,6 +11,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The command line's periodic progress lines (stderr not a terminal) are off in the tests,
+# which check what stderr says; tests/test_queries_cli.py turns them on where it tests them.
+os.environ["ACTSTATS_PROGRESS_LOG"] = "off"
+
 #: A small sweep: two depths (so NaN padding of absent layers), two widths,
 #: sigmoid and tanh, SGD with momentum. Captures in a few seconds.
 SMALL_CONFIG = textwrap.dedent(

@@ -110,6 +110,26 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(small_store):
     assert process.returncode == cli.EXIT_PIPE
 
 
+def test_without_a_terminal_long_work_reports_in_one_line_a_period(tmp_path):
+    """stderr a log (not a terminal): capture and verify write one-line progress reports at
+    most every $ACTSTATS_PROGRESS_LOG seconds (0: at each step here), and nothing with
+    --no-progress."""
+    from conftest import SMALL_CONFIG
+
+    config = tmp_path / "c.toml"
+    config.write_text(SMALL_CONFIG)
+    store = tmp_path / "s.zarr"
+    result = run_cli("capture", config, "-o", store, env={"ACTSTATS_PROGRESS_LOG": "0"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("capture: ") and " records (" in line for line in lines), lines
+    assert lines[-1].startswith("capture: ") and "(100%)" in lines[-1]
+    quiet = run_cli("verify", store, "--no-progress", env={"ACTSTATS_PROGRESS_LOG": "0"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    bad = run_cli("verify", store, env={"ACTSTATS_PROGRESS_LOG": "soon"})
+    assert bad.returncode == 2 and "ACTSTATS_PROGRESS_LOG='soon'" in bad.stderr
+
+
 def test_gradients_on_a_store_without_gradients_names_them(tmp_path, capsys):
     import os
     import subprocess

@@ -68,9 +68,8 @@ def build_report(store: str, output: str, *, eps: float | None = None, progress:
     """Decide every claim on ``store`` and write ``output``/index.html, findings.md,
     findings.json and figures/; ``runs`` keeps only those run labels. Returns findings.json's
     content."""
-    from tqdm.auto import tqdm
 
-    from actstats.options import progress_enabled
+    from actstats.options import progress_bar
     from actstats.report import figures
     from actstats.store import open_store
     from actstats.validate import validate_eps
@@ -79,7 +78,7 @@ def build_report(store: str, output: str, *, eps: float | None = None, progress:
     ds = open_store(store)
     if runs is not None:
         ds = ds.sel(run=list(runs))
-    bar = tqdm(total=3, desc="report", unit="step", disable=not progress_enabled(progress))
+    bar = progress_bar(total=3, desc="report", unit="step", progress=progress)
     bar.set_postfix_str("claims")
     findings = assess(ds, eps=eps)
     findings.store = store

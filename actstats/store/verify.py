@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from actstats.errors import StoreFormatError
-from actstats.options import progress_enabled
+from actstats.options import progress_bar
 from actstats.store.filestore import is_special_chunk
 from actstats.store.manifest import (
     ExpectedChunks,
@@ -101,7 +101,6 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     >>> verify_store(path, progress=False).lines()
     ["damaged: variable 'activation' chunk (0, 1, 1, 0, 0) is missing although run 0, epoch 0.01 is complete"]
     """
-    from tqdm.auto import tqdm
 
     location, group, attrs, arrays = _open_group(path)
     if "schema" not in attrs:
@@ -136,7 +135,7 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     expected = ExpectedChunks(complete, depth, width, epochs)
     names = [n for n in list(VARIABLES) + list(COORDINATES) if n in arrays and n not in bad]
     total = sum(int(np.prod(arrays[n].cdata_shape)) for n in names)
-    with tqdm(total=total, desc="verify", unit="chunk", disable=not progress_enabled(progress)) as bar:
+    with progress_bar(total=total, desc="verify", unit="chunk", progress=progress) as bar:
         for name in names:
             array = arrays[name]
             kind = "variable" if name in VARIABLES else "coordinate"
