@@ -39,39 +39,17 @@ def fmt(x, digits=2):
 
 def t_interval(values):
     """Mean of ``values`` (NaN skipped) and its 95% Student t interval over them (the unit
-    is the run); the interval is NaN with fewer than two values."""
-    from scipy import stats
+    is the run), the report's own (NaN interval with fewer than two values)."""
+    from actstats.report.verdicts import run_interval
 
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.nan, np.nan, np.nan
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, np.nan, np.nan
-    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
-    return mean, mean - half, mean + half
+    return run_interval(values)
 
 
 def welch_interval(first, second):
-    """Difference of means (first − second) and its 95% Welch t interval."""
-    from scipy import stats
+    """Difference of means (first − second) and its 95% Welch t interval, the report's own."""
+    from actstats.kernels import welch_interval as welch
 
-    a = np.asarray(first, dtype=float)
-    b = np.asarray(second, dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0:
-        return np.nan, np.nan, np.nan
-    difference = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        return difference, np.nan, np.nan
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return difference, difference, difference
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.975, dof) * se)
-    return difference, difference - half, difference + half
+    return welch(first, second)
 
 
 def cell(values, digits=2, signed=False):
