@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from actstats import cli_queries
 
-    cli_queries.add_selection_options(p)
+    cli_queries.add_selection_options(p, records=False)
 
     cli_queries.register(add, COMMANDS)
     return parser

@@ -3,7 +3,8 @@
 Each prints a table for people (rounded for display only) or, with ``--format json|csv``,
 the flat records of :func:`actstats.to_records` with every statistic at full precision.
 Every sub-command (and ``report``) takes ``--where KEY=VALUE[,VALUE…]`` (repeatable) and
-``--runs 0,3,5``: :func:`actstats.select_runs` on the opened store, before the query.
+``--runs 0,3,5``: :func:`actstats.select_runs` on the opened store, before the query; and
+``--epochs 0,100`` or ``--epochs last`` and ``--layers 1,3``: :func:`actstats.selection.select_records`.
 Option values are checked by the queries themselves (:mod:`actstats.validate`): their
 :class:`~actstats.errors.ActstatsValueError` names the argument, and :func:`actstats.cli.main`
 says it of the option as given (``--eps 2: must be ...``), on one line with exit code 2.
@@ -51,9 +52,11 @@ def _argument_type(parse, name: str):
     return convert
 
 
-def add_selection_options(parser) -> None:
-    """``--where KEY=VALUE[,VALUE…]`` (repeatable) and ``--runs 0,3,5``: which runs of the store to use."""
-    from actstats.selection import parse_runs, parse_where
+def add_selection_options(parser, records: bool = True) -> None:
+    """``--where KEY=VALUE[,VALUE…]`` (repeatable) and ``--runs 0,3,5``: which runs of the store to use;
+    with `records`, ``--epochs`` and ``--layers`` too (the report decides at each run's last
+    record over all its layers, so it takes runs only)."""
+    from actstats.selection import parse_epochs, parse_layers, parse_runs, parse_where
 
     parser.add_argument("--where", action="append", default=None, metavar="KEY=VALUE[,VALUE...]",
                         type=_argument_type(parse_where, "where"),
@@ -61,6 +64,12 @@ def add_selection_options(parser) -> None:
                              "seed, dataset, depth, ...) is one of the values; repeat for several keys (all must match)")
     parser.add_argument("--runs", default=None, metavar="RUNS", type=_argument_type(parse_runs, "runs"),
                         help="keep these runs (labels, comma-separated, e.g. 0,3,5)")
+    if not records:
+        return
+    parser.add_argument("--epochs", default=None, metavar="EPOCHS", type=_argument_type(parse_epochs, "epochs"),
+                        help="keep these epochs (e.g. 0,100), or 'last': each run's last complete record")
+    parser.add_argument("--layers", default=None, metavar="LAYERS", type=_argument_type(parse_layers, "layers"),
+                        help="keep these hidden layers (1 the lowest; comma-separated, e.g. 1,3)")
 
 
 def apply_selection(ds, args):
@@ -78,6 +87,16 @@ def apply_selection(ds, args):
         where.setdefault(key, []).extend(values)
         texts.setdefault(key, []).append(f"{key}={','.join(values)}")
     runs = getattr(args, "runs", None)
+    epochs, layers = getattr(args, "epochs", None), getattr(args, "layers", None)
+    if epochs is not None or layers is not None:
+        from actstats.selection import select_records
+
+        try:
+            ds = select_records(ds, epochs=epochs, layers=layers)
+        except ActstatsValueError as exc:
+            given = {"epochs": epochs, "layers": layers}[exc.argument]
+            text = given if isinstance(given, str) else ",".join(f"{v:g}" for v in given)
+            raise ActstatsError(f"--{exc.argument} {shorten(text, quote=False)}: {exc.problem}") from None
     if not where and runs is None:
         return ds
     try:
@@ -165,6 +184,7 @@ def _write_table(records: list[dict], table_columns: tuple[str, ...], result) ->
     print(line(columns))
     for row in cells:
         print(line(row))
-    notes = [result.attrs.get(k) for k in ("interval", "pvalue_adjustment", "gaussian_criterion", "skipped")]
+    notes = [result.attrs.get(k) for k in ("not_applicable", "interval", "pvalue_adjustment", "gaussian_criterion",
+                                           "skipped")]
     for note in filter(None, notes):
         print(f"# {note}")

@@ -14,7 +14,8 @@ import xarray as xr
 
 from actstats.errors import ActstatsValueError, shorten
 
-__all__ = ["run_coordinates", "select_runs", "parse_where", "parse_runs"]
+__all__ = ["run_coordinates", "select_runs", "select_records", "parse_where", "parse_runs", "parse_epochs",
+           "parse_layers"]
 
 
 def run_coordinates(ds: xr.Dataset) -> list[str]:
@@ -146,6 +147,59 @@ def select_runs(ds: xr.Dataset, where: Mapping | None = None, runs: Iterable | N
     return ds.isel(run=np.flatnonzero(keep))
 
 
+def select_records(ds: xr.Dataset, epochs=None, layers=None) -> xr.Dataset:
+    """The records and layers of ``ds`` a query should see (the command line's ``--epochs``
+    and ``--layers``).
+
+    Parameters
+    ----------
+    epochs : "last", or epochs (values of the ``epoch`` coordinate), optional
+        ``"last"``: each run's last complete record (runs stopped by ``train.until`` end at
+        different epochs: the other records are marked incomplete, which every query skips,
+        and epochs where no run has a record left are dropped).
+    layers : hidden layers (values of the ``layer`` coordinate, 1 the lowest), optional
+
+    Raises
+    ------
+    ActstatsValueError
+        An epoch or layer not in the store (the message lists those there), or a run with
+        no complete record for ``"last"``.
+
+    Examples
+    --------
+    >>> from actstats.synthetic import synthetic_store
+    >>> ds = synthetic_store()
+    >>> select_records(ds, epochs="last", layers=[2]).sizes["epoch"], ds.sizes["epoch"] > 1
+    (1, True)
+    """
+    if epochs is not None:
+        if isinstance(epochs, str) and epochs == "last":
+            complete = np.asarray(ds["complete"].transpose("run", "epoch").values, dtype=bool)
+            if not complete.any(axis=1).all():
+                empty = ds["run"].values[~complete.any(axis=1)]
+                raise _error(None, f"run(s) {_shown(empty)} have no complete record", "epochs")
+            last = complete.shape[1] - 1 - np.argmax(complete[:, ::-1], axis=1)
+            keep = np.zeros_like(complete)
+            keep[np.arange(len(last)), last] = True
+            ds = ds.assign(complete=(("run", "epoch"), keep)).isel(epoch=np.flatnonzero(keep.any(axis=0)))
+        else:
+            ds = _select_values(ds, "epoch", epochs, "epochs")
+    if layers is not None:
+        ds = _select_values(ds, "layer", layers, "layers")
+    return ds
+
+
+def _select_values(ds: xr.Dataset, dim: str, values, argument: str) -> xr.Dataset:
+    there = np.asarray(ds[dim].values)
+    wanted = [_convert(dim, v, there.dtype, argument) for v in _values(values)]
+    if not wanted:
+        raise _error(None, f"no {dim} given", argument)
+    missing = [v for v in wanted if v not in set(there.tolist())]
+    if missing:
+        raise _error(None, f"no {dim} {_shown(missing)} in the store ({dim}s: {_shown(there)})", argument)
+    return ds.isel({dim: np.flatnonzero(np.isin(there, wanted))})
+
+
 def _where_text(where) -> str:
     return " and ".join(f"{key}={_shown(_values(value))}" for key, value in (where or {}).items())
 
@@ -182,3 +236,37 @@ def parse_runs(text: str) -> list[int]:
         return [int(p) for p in parts]
     except ValueError:
         raise ValueError(f"expected run labels such as 0,3,5, got {shorten(text)}") from None
+
+
+def parse_epochs(text: str):
+    """``--epochs last`` → ``"last"``; ``--epochs 0,10.5`` → ``[0.0, 10.5]``.
+
+    >>> parse_epochs("last"), parse_epochs("0, 10.5")
+    ('last', [0.0, 10.5])
+    """
+    if text.strip() == "last":
+        return "last"
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values:
+        raise ValueError(f"expected last or epochs such as 0,10,100, got {shorten(text)}")
+    return values
+
+
+def parse_layers(text: str) -> list[int]:
+    """``--layers 1,3`` → ``[1, 3]`` (1 is the lowest hidden layer).
+
+    >>> parse_layers("1, 3")
+    [1, 3]
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values:
+        raise ValueError(f"expected hidden layers such as 1,3, got {shorten(text)}")
+    return values

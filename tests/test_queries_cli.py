@@ -130,6 +130,29 @@ def test_without_a_terminal_long_work_reports_in_one_line_a_period(tmp_path):
     assert bad.returncode == 2 and "ACTSTATS_PROGRESS_LOG='soon'" in bad.stderr
 
 
+def test_epochs_and_layers_select_the_records_a_query_sees(small_store, capsys):
+    """--epochs last keeps each run's last complete record, --epochs and --layers given values;
+    a value not in the store is one line naming the option, exit 2."""
+    import actstats
+
+    ds = actstats.open_store(small_store)
+    code, out, _ = _main(capsys, "saturation", small_store, "--format", "json", "--by", "run,epoch,layer",
+                         "--epochs", "last", "--layers", "1")
+    assert code == 0
+    rows = json.loads(out)
+    last = float(ds["epoch"].values[-1])  # the small store's runs are all complete
+    assert {row["epoch"] for row in rows} == {last} and {row["layer"] for row in rows} == {1}
+    assert len(rows) == ds.sizes["run"]
+    expected = actstats.saturation(ds.isel(epoch=[-1], layer=[0]), by=("run", "epoch", "layer")).compute()
+    assert sorted(row["fraction"] for row in rows) == pytest.approx(sorted(expected["fraction"].values.ravel()))
+    for option, value in (("--epochs", "12345"), ("--layers", "9")):
+        code, out, err = _main(capsys, "saturation", small_store, option, value)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"{option} {value}" in err, err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own one line (usage above it)
+        cli.main(["saturation", str(small_store), "--epochs", "soon"])
+    assert exit_.value.code == 2 and "argument --epochs: expected last or epochs" in capsys.readouterr().err
+
+
 def test_gradients_on_a_store_without_gradients_names_them(tmp_path, capsys):
     import os
     import subprocess
