@@ -11,18 +11,31 @@ Saturation semantics (the field ``saturation``):
 
 - ``"bounds"``: saturated means within ``eps`` (a share of the range) of a finite bound:
   sigmoid towards 0 and 1, tanh and softsign towards -1 and 1.
+  hardtanh towards -1 and 1 (where it is flat: f' = 0 beyond them).
+- ``"lower_bound"``: one-sided, a finite lower bound and no upper one. Saturated means
+  within ``eps`` of the lower bound, ``eps`` a share of the distance from the lower bound to
+  f(0) (the function's own scale on that side): ELU towards -1 (alpha 1), softplus towards
+  0, where in both the band is the flat tail (ELU: z <= ln eps, f' <= eps; softplus:
+  f' <= ~eps); SiLU and GELU towards their minimum (SiLU -W(1/e) = -0.2785 at z = -1.2785,
+  GELU -0.1700 at z = -0.7518), where f' = 0 — their tail towards 0⁻ as z -> -inf, also
+  flat, is not counted. There is no "high".
 - ``"dead_at_zero"``: ReLU-like, range ``[0, inf)``. A value is "low" when it is exactly
   0, and a *dead unit* is 0 on every probe; ``eps`` does not apply and there is no "high".
-- ``"none"``: no saturation notion (e.g. an activation bounded on one side only, such as
-  ELU: its lower bound is approached only asymptotically and it has no dead units).
+- ``"none"``: saturation has no meaning: no finite bound and no dead value (leaky ReLU).
+  Queries do not count such layers (their values are in no total): a group of only such
+  layers has a NaN fraction, and the result says so (``attrs["not_applicable"]``).
 
 How to add an activation function: add one entry to ``_ENTRIES`` below, e.g. for ELU::
 
     Activation(
         name="elu", function=_elu, derivative=_elu_derivative, inverse=_elu_inverse,
-        lower=-1.0, upper=np.inf, saturation="none",
+        lower=-1.0, upper=np.inf, saturation="lower_bound",
         torch_module="ELU", kaiming_nonlinearity="linear", derivative_max=1.0,
     ),
+
+The torch module is the one with its default arguments (``nn.ELU()``: alpha 1): the entry's
+function, bounds and derivative are those of the defaults, and ``capture.Recorder`` refuses a
+module built with other arguments.
 
 Every field is required (a missing one is a ``TypeError`` when this module is imported)
 and :meth:`Activation.__post_init__` checks the values (a ``ValueError`` at import). Then
@@ -38,19 +51,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, lambertw, ndtr
 
 __all__ = ["ACTIVATIONS", "Activation", "KAIMING_GAINS", "SATURATION_KINDS", "describe_saturation", "get_activation"]
 
 Array = np.ndarray
 
 #: The values of :attr:`Activation.saturation`.
-SATURATION_KINDS = ("bounds", "dead_at_zero", "none")
+SATURATION_KINDS = ("bounds", "lower_bound", "dead_at_zero", "none")
 
 #: Gains of ``torch.nn.init.calculate_gain`` for the nonlinearities it names without a
 #: parameter (torch 2.x; checked against torch in tests/test_activations.py). actstats
 #: imports no torch, so the gain is restated here for the docs and the report.
-KAIMING_GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "selu": 3.0 / 4.0}
+KAIMING_GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "selu": 3.0 / 4.0,
+                 "leaky_relu": math.sqrt(2.0 / (1 + 0.01 ** 2))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +83,7 @@ class Activation:
         pre-activations (NaN without an inverse).
     lower, upper : float
         The range of f; ``np.inf`` / ``-np.inf`` where unbounded.
-    saturation : {"bounds", "dead_at_zero", "none"}
+    saturation : {"bounds", "lower_bound", "dead_at_zero", "none"}
         What "saturated" means for f (see the module docstring).
     torch_module : str
         The name of f's module in ``torch.nn`` (e.g. ``"Sigmoid"``); capture builds it.
@@ -117,6 +131,10 @@ class Activation:
             raise ValueError(f"{where}: saturation 'bounds' needs finite lower and upper bounds")
         if self.saturation == "dead_at_zero" and (self.lower, self.upper) != (0.0, np.inf):
             raise ValueError(f"{where}: saturation 'dead_at_zero' needs the range [0, inf)")
+        if self.saturation == "lower_bound" and not (np.isfinite(self.lower) and self.upper == np.inf):
+            raise ValueError(f"{where}: saturation 'lower_bound' needs a finite lower bound and upper = inf")
+        if self.saturation == "lower_bound" and not float(self.function(np.array(0.0))) > self.lower:
+            raise ValueError(f"{where}: saturation 'lower_bound' needs f(0) above the lower bound (the band's scale)")
         if not (isinstance(self.torch_module, str) and self.torch_module.isidentifier()):
             raise ValueError(f"{where}: torch_module must name a module in torch.nn, e.g. 'Sigmoid'")
         if self.kaiming_nonlinearity not in KAIMING_GAINS:
@@ -137,6 +155,23 @@ class Activation:
         return KAIMING_GAINS[self.kaiming_nonlinearity]
 
     @property
+    def band_upper(self) -> float:
+        """The top of the range that ``eps`` is a share of: ``upper`` for ``"bounds"``, f(0)
+        for ``"lower_bound"`` (the saturated band is ``x <= lower + eps (band_upper - lower)``);
+        NaN where ``eps`` does not apply.
+
+        Examples
+        --------
+        >>> get_activation("elu").band_upper, get_activation("tanh").band_upper
+        (0.0, 1.0)
+        """
+        if self.saturation == "bounds":
+            return self.upper
+        if self.saturation == "lower_bound":
+            return float(self.function(np.array(0.0)))
+        return math.nan
+
+    @property
     def saturation_description(self) -> str:
         """What counts as saturated for this function, in words (without its name).
 
@@ -146,12 +181,19 @@ class Activation:
         '[-1, 1]'
         >>> get_activation("relu").saturation_description
         'exact zeros count as low, eps unused'
+        >>> get_activation("softplus").saturation_description
+        'one-sided: near the lower bound 0, eps a share of its distance to f(0) (0.6931)'
+        >>> get_activation("leaky_relu").saturation_description
+        'saturation has no meaning (no bound, no dead value): not counted'
         """
         if self.saturation == "bounds":
             return f"[{self.lower:g}, {self.upper:g}]"
+        if self.saturation == "lower_bound":
+            return (f"one-sided: near the lower bound {self.lower:.4g}, eps a share of its distance to f(0) "
+                    f"({self.band_upper - self.lower:.4g})")
         if self.saturation == "dead_at_zero":
             return "exact zeros count as low, eps unused"
-        return "no saturation (not counted)"
+        return "saturation has no meaning (no bound, no dead value): not counted"
 
 
 def describe_saturation(names=None) -> str:
@@ -166,7 +208,7 @@ def describe_saturation(names=None) -> str:
 
     Examples
     --------
-    >>> describe_saturation()
+    >>> describe_saturation(["sigmoid", "tanh", "softsign", "relu"])
     'sigmoid [0, 1]; tanh, softsign [-1, 1]; relu: exact zeros count as low, eps unused'
     >>> describe_saturation(["tanh"])
     'tanh [-1, 1]'
@@ -221,6 +263,80 @@ _ENTRIES = (
         inverse=lambda h: h / (1 - np.abs(h)),
         lower=-1.0, upper=1.0, saturation="bounds", torch_module="Softsign", kaiming_nonlinearity="linear",
         derivative_max=1.0,
+    ),
+)
+
+
+def _elu(z):
+    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+
+
+def _softplus(z):  # torch's: z itself above the threshold 20
+    return np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20))))
+
+
+def _softplus_inverse(h):
+    return np.where(h > 20, h, np.log(np.expm1(np.minimum(h, 20))))
+
+
+def _silu(z):
+    return z * expit(z)
+
+
+def _silu_derivative(z):
+    s = expit(z)
+    return s * (1 + z * (1 - s))
+
+
+def _gelu(z):  # torch's nn.GELU() (approximate="none"): z Φ(z), Φ without cancellation for z < 0
+    return z * ndtr(z)
+
+
+def _gelu_derivative(z):
+    return ndtr(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+#: SiLU's minimum, -W(1/e) (W: Lambert's), at z = -(1 + W(1/e)).
+SILU_MINIMUM = float(-lambertw(math.exp(-1.0)).real)
+#: GELU's minimum (no closed form: minimize z Φ(z); at z = -0.75179), checked in tests/test_activations.py.
+GELU_MINIMUM = -0.16997120747990366
+
+_ENTRIES += (
+    # one-sided: a finite lower bound, none above (torch names no Kaiming gain: 1)
+    Activation(
+        name="elu", function=_elu, derivative=lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0))).astype(
+            np.result_type(z, np.float32)), inverse=lambda h: np.where(h > 0, h, np.log1p(np.minimum(h, 0))),
+        lower=-1.0, upper=np.inf, saturation="lower_bound", torch_module="ELU", kaiming_nonlinearity="linear",
+        derivative_max=1.0,
+    ),
+    Activation(
+        name="softplus", function=_softplus, derivative=lambda z: np.where(z > 20, 1.0, expit(z)),
+        inverse=_softplus_inverse, lower=0.0, upper=np.inf, saturation="lower_bound", torch_module="Softplus",
+        kaiming_nonlinearity="linear", derivative_max=1.0,
+    ),
+    Activation(
+        name="silu", function=_silu, derivative=_silu_derivative, inverse=None,
+        lower=SILU_MINIMUM, upper=np.inf, saturation="lower_bound", torch_module="SiLU",
+        kaiming_nonlinearity="linear", derivative_max=1.0998393201288670,
+    ),
+    Activation(
+        name="gelu", function=_gelu, derivative=_gelu_derivative, inverse=None,
+        lower=GELU_MINIMUM, upper=np.inf, saturation="lower_bound", torch_module="GELU",
+        kaiming_nonlinearity="linear", derivative_max=1.1289041451851550,
+    ),
+    # bounded, flat beyond its bounds
+    Activation(
+        name="hardtanh", function=lambda z: np.clip(z, -1.0, 1.0),
+        derivative=lambda z: ((z > -1) & (z < 1)).astype(np.result_type(z, np.float32)), inverse=None,
+        lower=-1.0, upper=1.0, saturation="bounds", torch_module="Hardtanh", kaiming_nonlinearity="linear",
+        derivative_max=1.0,
+    ),
+    # no bound, no dead value: saturation has no meaning
+    Activation(
+        name="leaky_relu", function=lambda z: np.where(z > 0, z, 0.01 * z),
+        derivative=lambda z: np.where(z > 0, 1.0, 0.01).astype(np.result_type(z, np.float32)),
+        inverse=lambda h: np.where(h > 0, h, h / 0.01), lower=-np.inf, upper=np.inf, saturation="none",
+        torch_module="LeakyReLU", kaiming_nonlinearity="leaky_relu", derivative_max=1.0,
     ),
 )
 

@@ -7,8 +7,9 @@ written whole and renamed into place, so a loop killed at any moment leaves a st
 and verifies with its complete records intact.
 
 What a layer is: a call of an activation module of a kind that :data:`actstats.activations.ACTIVATIONS`
-knows (``nn.Sigmoid``, ``nn.Tanh``, ``nn.ReLU``, ``nn.Softsign``) whose input is the output of an
-``nn.Linear``. The module's input is the layer's pre-activation z, its output the activation
+knows (``nn.Sigmoid``, ``nn.Tanh``, ``nn.ReLU``, ``nn.Softsign``, ``nn.ELU``, ``nn.Softplus``,
+``nn.SiLU``, ``nn.GELU``, ``nn.Hardtanh``, ``nn.LeakyReLU``, with their default arguments) whose
+input is the output of an ``nn.Linear``. The module's input is the layer's pre-activation z, its output the activation
 h = f(z), and the Linear's weight and bias are the layer's. Layers are found by one forward pass
 on a few training probes with hooks, in the order the forward calls them; an activation module
 called several times (one ``nn.ReLU()`` applied after each Linear) is one layer per call.
@@ -551,6 +552,7 @@ class Recorder:
                 continue
             kind = _kind(module)
             module_name = names.get(module, "?")
+            _refuse_other_arguments(module, kind, module_name)
             feeding = linear_out.get(id(z)) if z is not None else None
             if feeding is None or feeding[0] is not z:
                 where = f"{type(module).__name__} {module_name!r}"
@@ -771,6 +773,21 @@ def _kind(module) -> str | None:
         if cls in _KINDS:
             return _KINDS[cls]
     return None
+
+
+def _refuse_other_arguments(module, kind: str, module_name: str) -> None:
+    """The registry's entry is the function of the torch module with its default arguments
+    (nn.ELU(): alpha 1); a module built with others is another function: refused."""
+    default = getattr(torch.nn, ACTIVATIONS[kind].torch_module)()
+    for key, value in vars(default).items():
+        if key.startswith("_") or key in ("training", "inplace"):
+            continue
+        mine = getattr(module, key, None)
+        if mine != value:
+            raise ActstatsValueError(
+                f"layers: {type(module).__name__} {module_name!r} has {key}={mine!r}; actstats knows "
+                f"nn.{ACTIVATIONS[kind].torch_module} with its defaults ({key}={value!r}) as {kind!r}: its bounds and "
+                "derivative are those of the defaults", argument="layers")
 
 
 def _wanted(layers, modules: dict, names: dict) -> dict | None:

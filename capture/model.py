@@ -103,7 +103,8 @@ def _init_layer(model: FeedForward, layer: nn.Linear, init: str, scale: float) -
         nn.init.xavier_normal_(weight, gain=scale)
     elif init == "kaiming_normal":
         nonlinearity = ACTIVATIONS[model.activation_name].kaiming_nonlinearity
-        nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+        # leaky_relu's gain is for torch's default slope 0.01 (the registry's), which kaiming_normal_ takes as `a`
+        nn.init.kaiming_normal_(weight, a=0.01 if nonlinearity == "leaky_relu" else 0.0, nonlinearity=nonlinearity)
         weight.mul_(scale)
     elif init == "normal":
         nn.init.normal_(weight, 0.0, scale)

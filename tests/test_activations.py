@@ -70,16 +70,20 @@ def test_derivative_max_is_the_maximum_of_the_derivative(name):
     value exceeds it beyond rounding, and the grid reaches it to the grid's resolution (f' is
     flat at a smooth maximum: within (step/2)^2 |f‴| / 2 < 1e-8 of it; relu reaches it)."""
     f = get_activation(name)
-    grid = np.concatenate([np.linspace(-8.0, 8.0, 160_001), [-1e-12, 1e-12]])
+    grid = np.concatenate([np.linspace(-8.0, 8.0, 160_001), [-1e-12, 1e-12, -50.0, 50.0]])  # ±50: softplus' sup
     values = f.derivative(grid)
     assert values.max() <= f.derivative_max * (1 + 4 * EPS64)
     np.testing.assert_allclose(values.max(), f.derivative_max, rtol=1e-8)
 
 
-def test_only_relu_is_declared_not_invertible():
-    """Every z <= 0 gives ReLU's 0: no inverse (synthetic stores then store NaN
-    pre-activations, as before the registry); the others are bijections onto their range."""
-    assert [n for n in NAMES if ACTIVATIONS[n].inverse is None] == ["relu"]
+def test_only_functions_that_are_not_bijections_are_declared_not_invertible():
+    """Every z <= 0 gives ReLU's 0, hardtanh is flat beyond ±1, SiLU and GELU go down to their
+    minimum and back up: no inverse (synthetic stores then store NaN pre-activations); the others
+    are bijections onto their range."""
+    assert [n for n in NAMES if ACTIVATIONS[n].inverse is None] == ["relu", "silu", "gelu", "hardtanh"]
+    for name in ("silu", "gelu"):  # not monotonic: f decreases left of its minimum
+        f = ACTIVATIONS[name].function
+        assert f(np.array(-3.0)) > f(np.array(-2.0)) > ACTIVATIONS[name].lower
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -94,7 +98,10 @@ def test_torch_module_exists_and_matches_the_numpy_function(name):
     z = np.concatenate([np.linspace(-20.0, 20.0, 4001), [0.0, -0.0, 1e-300, -1e-300, 50.0, -50.0]])
     expected = f.function(z)
     got = module()(torch.tensor(z, dtype=torch.float64)).numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-300)
+    # torch's GELU is 0.5 z (1 + erf(z/√2)): 1 + erf cancels for z < -1, so torch is exact to
+    # a few ε|z| only there (numpy's uses Φ without cancellation)
+    atol = 4 * EPS64 * np.abs(z) if name == "gelu" else 1e-300
+    assert np.all(np.abs(got - expected) <= atol + 1e-14 * np.abs(expected)), name
     assert np.all((got >= f.lower) & (got <= f.upper))
 
 
@@ -127,16 +134,25 @@ def test_capture_builds_each_entry_with_its_module_and_kaiming_gain(name):
 
 
 def test_kaiming_gains_are_those_capture_always_used():
-    """relu sqrt(2), tanh 5/3, and 1 (sigmoid's) for sigmoid and softsign, as before the registry."""
+    """relu sqrt(2), tanh 5/3, and 1 (sigmoid's) for sigmoid and softsign, as before the registry;
+    leaky ReLU torch's gain for slope 0.01; 1 for those torch names no gain for."""
     gains = {n: ACTIVATIONS[n].kaiming_gain for n in NAMES}
-    assert gains == {"sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2), "softsign": 1.0}
+    assert gains == {"sigmoid": 1.0, "tanh": 5 / 3, "relu": math.sqrt(2), "softsign": 1.0, "elu": 1.0,
+                     "softplus": 1.0, "silu": 1.0, "gelu": 1.0, "hardtanh": 1.0,
+                     "leaky_relu": math.sqrt(2 / (1 + 0.01 ** 2))}
 
 
 def test_saturation_semantics_and_their_description():
     assert {n: ACTIVATIONS[n].saturation for n in NAMES} == {
-        "sigmoid": "bounds", "tanh": "bounds", "relu": "dead_at_zero", "softsign": "bounds"}
+        "sigmoid": "bounds", "tanh": "bounds", "relu": "dead_at_zero", "softsign": "bounds",
+        "elu": "lower_bound", "softplus": "lower_bound", "silu": "lower_bound", "gelu": "lower_bound",
+        "hardtanh": "bounds", "leaky_relu": "none"}
     # the sentence the saturation query has written into its attrs by hand so far
-    assert describe_saturation() == "sigmoid [0, 1]; tanh, softsign [-1, 1]; relu: exact zeros count as low, eps unused"
+    assert describe_saturation(["sigmoid", "tanh", "relu", "softsign"]) == (
+        "sigmoid [0, 1]; tanh, softsign [-1, 1]; relu: exact zeros count as low, eps unused")
+    assert describe_saturation(["hardtanh", "elu", "leaky_relu"]) == (
+        "elu: one-sided: near the lower bound -1, eps a share of its distance to f(0) (1); hardtanh [-1, 1]; "
+        "leaky_relu: saturation has no meaning (no bound, no dead value): not counted")
     assert describe_saturation(["relu", "tanh"]) == "tanh [-1, 1]; relu: exact zeros count as low, eps unused"
     with pytest.raises(ValueError, match="unknown activation function 'swish'"):
         describe_saturation(["swish"])
@@ -146,23 +162,28 @@ def _elu(z):
     return np.where(z > 0, z, np.expm1(z))
 
 
-#: A complete entry (ELU: one-sided range, no saturation notion), changed one field at a time.
+#: A complete entry (ELU: one-sided range), changed one field at a time.
 COMPLETE = dict(
     name="elu", function=_elu, derivative=lambda z: np.where(z > 0, 1.0, np.exp(z)),
-    inverse=lambda h: np.where(h > 0, h, np.log1p(h)), lower=-1.0, upper=np.inf, saturation="none",
+    inverse=lambda h: np.where(h > 0, h, np.log1p(h)), lower=-1.0, upper=np.inf, saturation="lower_bound",
     torch_module="ELU", kaiming_nonlinearity="linear", derivative_max=1.0,
 )
 
 
 def test_a_complete_entry_is_accepted_and_described():
     entry = Activation(**COMPLETE)
-    assert not entry.bounded and entry.saturation_description == "no saturation (not counted)"
+    assert not entry.bounded and entry.saturation_description == (
+        "one-sided: near the lower bound -1, eps a share of its distance to f(0) (1)")
+    assert Activation(**COMPLETE | {"saturation": "none"}).saturation_description == (
+        "saturation has no meaning (no bound, no dead value): not counted")
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"saturation": "bounded"}, "saturation 'bounded' must be one of bounds, dead_at_zero, none"),
+        ({"saturation": "bounded"}, "saturation 'bounded' must be one of bounds, lower_bound, dead_at_zero, none"),
+        ({"saturation": "lower_bound", "lower": -np.inf}, "saturation 'lower_bound' needs a finite lower bound"),
+        ({"saturation": "lower_bound", "lower": 0.5}, r"saturation 'lower_bound' needs f\(0\) above the lower bound"),
         ({"saturation": "bounds"}, "saturation 'bounds' needs finite lower and upper bounds"),
         ({"saturation": "dead_at_zero"}, r"saturation 'dead_at_zero' needs the range \[0, inf\)"),
         ({"kaiming_nonlinearity": "elu"}, "kaiming_nonlinearity 'elu' must be one of linear, sigmoid"),

@@ -351,7 +351,8 @@ def test_batchnorm_in_training_mode_is_refused_as_is_and_recorded_in_eval(tmp_pa
 
 @pytest.mark.parametrize("change, message", [
     (lambda m, p: (torch.nn.Sequential(torch.nn.Linear(64, 10)), p),
-     r"model: no activation module that the Recorder knows \(nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softsign\)"),
+     r"model: no activation module that the Recorder knows \(nn.Sigmoid, nn.Tanh, nn.ReLU, nn.Softsign, nn.ELU, "
+     r"nn.Softplus, nn.SiLU, nn.GELU, nn.Hardtanh, nn.LeakyReLU\)"),
     (lambda m, p: (m, p | {"train": (p["train"][0][:5], p["train"][1][:6])}),
      r"probes\['train'\]: x has 5 rows but y has 6"),
     (lambda m, p: (m, p | {"test": (p["test"][0], p["test"][1].float())}),

@@ -78,11 +78,14 @@ def saturation_counts(
         ``x >= upper - eps (upper - lower)``, both decided as in float64 whatever the
         dtype of ``x`` (:func:`band_thresholds`).
     axis : int, tuple of int or None, default -1
-    mode : {"bounds", "dead_at_zero", "zero", "none"}
+    mode : {"bounds", "lower_bound", "dead_at_zero", "zero", "none"}
         The activation's saturation semantics (:attr:`actstats.activations.Activation.saturation`).
+        ``"lower_bound"`` is one-sided (ELU, softplus, SiLU, GELU): low is
+        ``x <= lower + eps (upper - lower)`` with `upper` the top of the band's scale
+        (:attr:`~actstats.activations.Activation.band_upper`, f(0)), high is 0.
         ``"dead_at_zero"`` (alias ``"zero"``) is for ReLU: low counts exact zeros (dead
-        units), high is 0, and ``upper``/``eps`` are ignored. ``"none"``: nothing is
-        saturated (low and high 0).
+        units), high is 0, and ``upper``/``eps`` are ignored. ``"none"``: saturation has no
+        meaning; nothing is counted (low, high and total 0, so a fraction is 0/0 = NaN).
     no_nan : bool, optional
         ``True`` when the caller knows ``x`` holds no NaN (skips counting them);
         default: checked with one pass.
@@ -104,6 +107,8 @@ def saturation_counts(
     array([2, 1, 4])
     >>> saturation_counts(np.array([0.0, 0.0, 2.5]), mode="zero")
     array([2, 0, 3])
+    >>> saturation_counts(np.array([-0.99, -0.9, 3.0]), -1.0, 0.0, mode="lower_bound")  # ELU
+    array([1, 0, 3])
     """
     array = np.asarray(x)
     if array.dtype.kind != "f":
@@ -120,7 +125,7 @@ def saturation_counts(
     total = np.full(values.shape[0], values.shape[1], dtype=np.int64)
     if not no_nan:
         total -= count_true(np.isnan(values))
-    if mode == "bounds":
+    if mode in ("bounds", "lower_bound"):
         if not 0 < eps < 0.5:
             raise ValueError(f"eps must be in (0, 0.5), got {eps!r}")
         if not (np.isfinite(lower) and np.isfinite(upper) and upper > lower):
@@ -130,14 +135,16 @@ def saturation_counts(
             )
         low_threshold, high_threshold = band_thresholds(lower, upper, eps, values.dtype)
         with np.errstate(invalid="ignore"):  # NaN is in neither band
-            low, high = count_true(values <= low_threshold), count_true(values >= high_threshold)
+            low = count_true(values <= low_threshold)
+            high = count_true(values >= high_threshold) if mode == "bounds" else np.zeros_like(low)
     elif mode in ("dead_at_zero", "zero"):
         low = count_true(values == 0)
         high = np.zeros_like(low)
     elif mode == "none":
         low = high = np.zeros(values.shape[0], dtype=np.int64)
+        total = np.zeros_like(total)
     else:
-        raise ValueError(f"mode must be 'bounds', 'dead_at_zero' or 'none', got {mode!r}")
+        raise ValueError(f"mode must be 'bounds', 'lower_bound', 'dead_at_zero' or 'none', got {mode!r}")
     return np.stack([low, high, total], axis=-1).reshape(batch + (3,))
 
 

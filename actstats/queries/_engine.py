@@ -60,6 +60,9 @@ class _Layout:
     layer_upper: np.ndarray | None = None
     layer_saturation: np.ndarray | None = None
     mixed: np.ndarray | None = None
+    # (run, layer) the top of each layer's saturated band's scale: `upper` for "bounds", f(0)
+    # for "lower_bound" (Activation.band_upper), NaN where eps does not apply
+    layer_band_upper: np.ndarray | None = None
 
     @property
     def bounded(self) -> np.ndarray:
@@ -123,7 +126,7 @@ def _layout(ds: xr.Dataset) -> _Layout:
 
     return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names, saturation,
                    layer_names, per_layer("lower", np.nan), per_layer("upper", np.nan),
-                   per_layer("saturation", "none"), mixed)
+                   per_layer("saturation", "none"), mixed, per_layer("band_upper", np.nan))
 
 
 def _activation_functions(ds: xr.Dataset, width: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:

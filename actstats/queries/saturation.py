@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 
 from actstats import kernels
-from actstats.activations import describe_saturation
+from actstats.activations import ACTIVATIONS, describe_saturation
 from actstats.errors import ActstatsValueError
 from actstats.queries._engine import (
     Fields, Reduction, _Layout, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes,
@@ -34,7 +34,7 @@ def _count_chunk(values, *, grid, n_reduce, layout, eps):
     for i, run in enumerate(runs):
         for j, layer in enumerate(layers):
             out[i, :, j] = kernels.saturation_counts(
-                values[i, :, j], layout.layer_lower[run, layer], layout.layer_upper[run, layer], eps, axis=axis,
+                values[i, :, j], layout.layer_lower[run, layer], layout.layer_band_upper[run, layer], eps, axis=axis,
                 mode=layout.layer_saturation[run, layer])
     return dict(zip(_COUNTS.names, np.moveaxis(out, -1, 0)))
 
@@ -68,7 +68,7 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
             finite = np.isfinite(slab)
             nonfinite = slab.shape[1] - kernels.count_true(finite)
             slab = np.where(finite, slab, np.nan)
-        counts = kernels.saturation_counts(slab, layout.layer_lower[run, layer], layout.layer_upper[run, layer], eps,
+        counts = kernels.saturation_counts(slab, layout.layer_lower[run, layer], layout.layer_band_upper[run, layer], eps,
                                            mode=layout.layer_saturation[run, layer], no_nan=clean)
         cell = out[i, j, k, :, 0]
         for name in ("low", "high", "total"):
@@ -111,7 +111,11 @@ def saturation(
         lower)``. Bounds come from each run's ``activation_fn``: sigmoid [0, 1], tanh and
         softsign [-1, 1]; in a store with ``layer_activation_fn`` (layers of one run with
         different functions), from each layer's own. For relu (unbounded above) *low* is an exact zero (a dead
-        unit), *high* is never counted, and ``eps`` does not apply. Must be in (0, 0.5).
+        unit), *high* is never counted, and ``eps`` does not apply. For one-sided functions (elu, softplus,
+        silu, gelu: a lower bound only) *low* is ``x <= lower + eps (f(0) - lower)`` and *high* is never
+        counted. For functions where saturation has no meaning (leaky_relu: no bound, no dead value) the
+        layer's values are not counted: a group of only such layers has a NaN fraction and
+        ``attrs["not_applicable"]`` says which functions. Must be in (0, 0.5).
     by : str or sequence of str, default ("run", "epoch", "layer", "split")
         Kept dimensions, from run, epoch, layer, sample, unit and split.
     confidence_level : float, default 0.95
@@ -204,6 +208,7 @@ def saturation(
 
     with_interval = "sample" not in by and not per_unit
     unit = "(run, sample) pair" if "run" not in by else "sample"
+    present, not_applicable = _functions_present(layout)
     _describe(result, {
         "fraction": "mean over samples of each sample's fraction of values within eps of a bound",
         "fraction_low": "same, near the lower bound (relu: exact zeros)",
@@ -224,7 +229,8 @@ def saturation(
             "fraction of the unit's values within eps*(upper-lower) of a bound, pooled over samples"
         ),
         eps=eps,
-        bounds=describe_saturation(),
+        bounds=describe_saturation(present or None),
+        **({"not_applicable": not_applicable} if not_applicable else {}),
         confidence_level=confidence_level,
         interval=(
             f"kernels.fraction_interval over {unit}s: BCa bootstrap ({n_resamples} resamples, seed {seed}), "
@@ -235,6 +241,18 @@ def saturation(
         independent_unit=unit,
     )
     return result
+
+
+def _functions_present(layout) -> tuple[list[str], str | None]:
+    """The known activation functions of the layers that exist, and the sentence saying for
+    which of them saturation has no meaning (None when for none)."""
+    names = layout.layer_names[layout.width > 0] if layout.layer_names is not None else np.array([])
+    present = [n for n in ACTIVATIONS if n in set(names.tolist())]
+    meaningless = [n for n in present if ACTIVATIONS[n].saturation == "none"]
+    if not meaningless:
+        return present, None
+    return present, (f"{', '.join(meaningless)}: saturation has no meaning (no bound, no dead value); those layers' "
+                     "values are not counted (a group of only such layers has fraction NaN)")
 
 
 def _sample_saturation(cells, group, pool, confidence_level, n_resamples, seed) -> xr.Dataset:

@@ -162,7 +162,7 @@ def trajectories(ds, run, eps, directory, n_tracked=5):
     for samples, style, label in ((train, "-", "training"), (test, "--", "held-out")):
         for s in samples:
             values = h[:, s]
-            counts = kernels.saturation_counts(np.where(np.isfinite(values), values, np.nan), act.lower, act.upper,
+            counts = kernels.saturation_counts(np.where(np.isfinite(values), values, np.nan), act.lower, act.band_upper,
                                                eps, axis=-1, mode=act.saturation)  # the queries' band
             with np.errstate(invalid="ignore", divide="ignore"):
                 fraction = (counts[:, 0] + counts[:, 1]) / counts[:, 2]
