@@ -6,14 +6,19 @@ follows docs/store-format.md) and answer statistical queries on them.
 
 from actstats.errors import ActstatsError, ActstatsValueError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
-from actstats.store import SCHEMA, open_store, verify_store, write_store
-from actstats.selection import select_runs
 from actstats import accessor as _accessor  # registers ds.actstats
 
 from actstats.registry import HELPERS as _HELPERS, QUERIES as _QUERY_SPECS
 
-#: Lazily exported names (the queries and to_records) and their modules, from the registry.
-_LAZY = {**{name: spec.module for name, spec in _QUERY_SPECS.items()}, **_HELPERS}
+#: Lazily exported names and their modules: the queries and to_records (from the registry),
+#: and the store's functions (zarr and scipy.special are imported when first used, so that
+#: ``actstats --help`` and ``import actstats`` stay quick).
+_LAZY = {
+    **{name: spec.module for name, spec in _QUERY_SPECS.items()},
+    **_HELPERS,
+    **{name: "actstats.store" for name in ("SCHEMA", "open_store", "verify_store", "write_store")},
+    "select_runs": "actstats.selection",
+}
 
 
 def __getattr__(name: str):
