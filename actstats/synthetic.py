@@ -350,7 +350,7 @@ def write_synthetic_store(
                for name, value in (training or {}).items()}
     layout = StoreLayout(n_runs=runs, epochs=tuple(epoch_values.tolist()), n_layers=layers, n_units=units,
                          n_fan_in=units, n_classes=10, n_features=units, n_samples=samples,
-                         optional=frozenset(planted))
+                         optional=frozenset(planted) | {"preactivation"})
     coords = {
         "run": np.arange(runs),
         "epoch": epoch_values,

@@ -360,7 +360,7 @@ class Recorder:
         depth = len(self.layers)
         n_runs = len(self.runs) if self.runs is not None else 1
         specs = self.runs if self.runs is not None else [self.attributes]
-        optional = {"train_loss", "test_loss", "train_accuracy", "test_accuracy", "diverged"}
+        optional = {"preactivation", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "diverged"}
         optional |= {"delta"} if self.delta else set()
         optional |= {"weight_grad"} if self.weight_grad else set()
         layout = StoreLayout(

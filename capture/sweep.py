@@ -85,6 +85,8 @@ def _layout_and_coordinates(config: CaptureConfig):
     max_depth = max(r["model"]["depth"] for r in runs)
     max_width = max(max(r["model"]["width"]) for r in runs)
     optional = {"readout_weight", "readout_bias", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "diverged"}
+    if any(r["record"]["preactivation"] for r in runs):
+        optional.add("preactivation")
     if any(r["record"]["delta"] for r in runs):
         optional.add("delta")
     if any(r["record"]["weight_grad"] for r in runs):

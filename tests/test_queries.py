@@ -23,7 +23,7 @@ from scipy import stats
 
 import actstats
 from actstats import kernels
-from actstats.errors import ActstatsError, ActstatsWarning
+from actstats.errors import ActstatsError, ActstatsWarning, StoreFormatError
 from actstats.queries import GAUSSIAN_THRESHOLDS
 from actstats.registry import QUERIES as REGISTERED, get_query
 from actstats.synthetic import synthetic_store
@@ -506,14 +506,19 @@ def _padded_store():
                            weight_scale=4.0, seed=2)
 
 
-def test_padding_never_enters_even_when_it_is_not_nan():
+def test_padding_that_is_not_nan_is_a_format_error_never_silently_left_out():
+    """A writer that pads with zeros (or whose data is wider than its `width`): every query
+    that reads the padding refuses it (docs/store-format.md, "Padding"), where it used to
+    leave it out silently."""
     ds = _padded_store()
-    garbage = ds.copy(deep=True)
-    for name in ("activation", "preactivation", "weight", "weight_grad", "delta"):
-        garbage[name] = garbage[name].fillna(0.0)  # a writer that pads with zeros
-    for query in (lambda d: actstats.saturation(d), lambda d: actstats.weight_normality(d),
-                  lambda d: actstats.bimodality(d, by=("run", "layer")), actstats.gradient_flow):
-        xr.testing.assert_identical(query(ds), query(garbage))
+    for name, query in (("activation", lambda d: actstats.saturation(d)),
+                        ("weight", lambda d: actstats.weight_normality(d)),
+                        ("activation", lambda d: actstats.bimodality(d, by=("run", "layer"))),
+                        ("weight_grad", actstats.gradient_flow)):
+        garbage = ds.copy(deep=True)
+        garbage[name] = garbage[name].fillna(0.0)
+        with pytest.raises(StoreFormatError, match=f"variable '{name}' holds a value at .* a format error"):
+            query(garbage)
     result = actstats.saturation(ds, by=("run", "layer"))
     assert int(result["n_values"].sel(run=1, layer=2)) == 0
     assert int(result["n_values"].sel(run=2, layer=1)) == 2 * 50 * 10

@@ -218,7 +218,7 @@ def test_verify_passes_an_intact_store(small_store):
     [
         ("schema", "schema 'actstats.store/9' is not supported"),
         ("no_schema", "root attribute 'schema' is missing"),
-        ("missing_variable", "required variable 'preactivation' is missing"),
+        ("missing_variable", "required variable 'weight' is missing"),
         ("dims", "variable 'bias' has dimension_names"),
     ],
 )
@@ -233,8 +233,8 @@ def test_open_store_names_what_is_wrong(small_store, tmp_path, damage, message):
     elif damage == "no_schema":
         del meta["attributes"]["schema"]
     elif damage == "missing_variable":
-        shutil.rmtree(os.path.join(path, "preactivation"))
-        meta["consolidated_metadata"]["metadata"].pop("preactivation")
+        shutil.rmtree(os.path.join(path, "weight"))
+        meta["consolidated_metadata"]["metadata"].pop("weight")
     elif damage == "dims":
         for where in (os.path.join(path, "bias", "zarr.json"),):
             bias = json.load(open(where))

@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from actstats.activations import ACTIVATIONS
-from actstats.errors import ActstatsError, ActstatsWarning
+from actstats.errors import ActstatsError, ActstatsWarning, StoreFormatError
 from actstats.options import OPTIONS, progress_enabled
 from actstats.queries._results import _take
 
@@ -264,18 +264,45 @@ class Reduction:
         return self.fields.get(array, name)
 
 
-def _block(block, *others, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None):
+def _refuse_beyond_width(values, grid, exists, layout, variable) -> None:
+    """A value that is not NaN beyond a layer's width or fan-in in a complete record is a
+    format error, never silently left out (:mod:`actstats.store.padding`)."""
+    if "unit" not in grid and "fan_in" not in grid:
+        return
+    padding = layout.complete[grid["run"], grid["epoch"]] & ~exists  # small: the grid's broadcast shape
+    if not padding.any():
+        return
+    with np.errstate(invalid="ignore"):
+        beyond = padding & ~np.isnan(values)
+    if not beyond.any():
+        return
+    from actstats.store.padding import describe_beyond
+
+    where = tuple(int(i) for i in np.argwhere(np.broadcast_to(beyond, values.shape))[0])
+    at = {dim: int(np.broadcast_to(grid[dim], values.shape)[where]) for dim in grid}
+    found = {"run": at["run"], "epoch": at["epoch"], "layer": at["layer"]}
+    if "unit" in at and at["unit"] >= layout.width[at["run"], at["layer"]]:
+        found.update(unit=at["unit"], width=int(layout.width[at["run"], at["layer"]]))
+    else:
+        found.update(fan_in=at["fan_in"], width=int(layout.fan_in_width[at["run"], at["layer"]]))
+    raise StoreFormatError(describe_beyond(variable or "?", found) + "; actstats verify lists every such place")
+
+
+def _block(block, *others, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None,
+           variable=None):
     """Clean one block, apply ``reduction.chunk`` to it, append the count of non-finite values.
 
     The block's last ``n_reduce`` axes are reduced. Values that do not exist become NaN;
-    values that exist but are not finite become NaN and are counted. Returns an array of
-    the kept shape, with size-1 axes for the reduced ones and a last field axis.
+    values that exist but are not finite become NaN and are counted; a value beyond a
+    layer's width that is not NaN is refused (:class:`StoreFormatError`). Returns an array
+    of the kept shape, with size-1 axes for the reduced ones and a last field axis.
     """
     if location is None:
         location = block_info[0]["array-location"]
     grid = _grid(dims, location)
     values = np.asarray(block, dtype=np.float64)
     exists = _exists(layout, grid)
+    _refuse_beyond_width(values, grid, exists, layout, variable)
     finite = np.isfinite(values)
     reduce_axes = tuple(range(values.ndim - n_reduce, values.ndim))
     nonfinite = exists & ~finite
@@ -328,7 +355,7 @@ def _map_chunks(
     n_keep, ndim = len(keep), len(dims)
     call = functools.partial(
         reduction.block or _block, reduction=reduction, dims=dims, n_reduce=len(reduce), layout=layout,
-        rescale=rescale, options=options,
+        rescale=rescale, options=options, variable=x.name,
     )
     if _is_dask(x):
         import dask.array as da

@@ -89,7 +89,8 @@ def compare_splits(
     eps = validate_eps(eps)
     confidence_level = validate_confidence_level(confidence_level)
     by = validate_by(by, ("run", "epoch", "layer"), split=False)
-    require_variables(ds, ["activation", "preactivation"], "compare_splits")
+    require_variables(ds, ["activation"], "compare_splits")
+    with_preactivation = "preactivation" in ds  # optional: mean |z| beside the fractions
     split = np.asarray(ds["split"].values).astype(str)
     for label in ("train", "test"):
         if not np.any(split == label):
@@ -111,19 +112,23 @@ def compare_splits(
         _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
         return result
     keep = ["run", "epoch", "layer", "sample"]
-    counts, absolute = _compute(
-        _cell_counts(ds, layout, eps),
-        _map_chunks(ds["preactivation"], ABSOLUTE, keep, ["unit"], layout),
-    )
+    lazy = [_cell_counts(ds, layout, eps)]
+    if with_preactivation:
+        lazy.append(_map_chunks(ds["preactivation"], ABSOLUTE, keep, ["unit"], layout))
+    counts, *absolute = _compute(*lazy)
     group = list(by)
     pool = [d for d in ("run", "sample") if d not in by]
     counts = _cells_by(CELL_COUNTS.merge(counts), by)
-    absolute = _cells_by(ABSOLUTE.merge(absolute), by)
+    absolute = _cells_by(ABSOLUTE.merge(absolute[0]), by) if with_preactivation else None
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     fractions, means = [], []
     for index in (train, test):
         values, axes = _pool_axes(counts.isel(sample=index), group, pool)
         fractions.append(kernels.saturated_fractions(_counts_of(values))[..., 0])
+        if absolute is None:
+            pooled = {a % fractions[-1].ndim for a in np.atleast_1d(axes)}
+            means.append(np.full([n for a, n in enumerate(fractions[-1].shape) if a not in pooled], np.nan))
+            continue
         sums, _ = _pool_axes(absolute.isel(sample=index), group, pool)
         per_sample = _divide(ABSOLUTE.get(sums, "sum_abs"), ABSOLUTE.get(sums, "count"))
         present = ~np.isnan(per_sample)
@@ -148,7 +153,9 @@ def compare_splits(
     result["mean_abs_preactivation_train"] = _like(template, means[0])
     result["mean_abs_preactivation_test"] = _like(template, means[1])
     result["mean_abs_preactivation_difference"] = _like(template, means[0] - means[1])
-    nonfinite = (CELL_COUNTS.get(counts, "n_nonfinite") + ABSOLUTE.get(absolute, "n_nonfinite")).sum(pool)
+    nonfinite = CELL_COUNTS.get(counts, "n_nonfinite") + (
+        ABSOLUTE.get(absolute, "n_nonfinite") if absolute is not None else 0)
+    nonfinite = nonfinite.sum(pool)
     result["n_nonfinite"] = _like(template, nonfinite.transpose(*group).values.astype(np.int64))
     _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
     unit = "(run, sample) pair" if "run" not in by else "sample"
@@ -159,8 +166,10 @@ def compare_splits(
         "ci_high": f"upper end of the {confidence_level:.0%} stratified bootstrap interval of difference",
         "pvalue": f"two-sided permutation test ({n_permutations} permutations of {unit}s between the splits)",
         "pvalue_adjusted": family,
-        "mean_abs_preactivation_train": "mean over training samples of each sample's mean |preactivation|",
-        "mean_abs_preactivation_test": "mean over held-out samples of each sample's mean |preactivation|",
+        "mean_abs_preactivation_train": "mean over training samples of each sample's mean |preactivation|"
+                                        + ("" if with_preactivation else " (NaN: the store has no preactivation)"),
+        "mean_abs_preactivation_test": "mean over held-out samples of each sample's mean |preactivation|"
+                                       + ("" if with_preactivation else " (NaN: the store has no preactivation)"),
     })
     result.attrs = _attrs(
         "compare_splits", by, [d for d in ACTIVATION_DIMS if d not in by],

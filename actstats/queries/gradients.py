@@ -87,32 +87,38 @@ def gradient_flow(ds: xr.Dataset) -> xr.Dataset:
     True
     """
     require_variables(ds, ["weight_grad", "delta"], "gradient_flow")
-    require_variables(ds, ["preactivation"], "gradient_flow")
+    with_preactivation = "preactivation" in ds  # optional: mean_derivative is NaN without it
     layout = _layout(ds)
     layout.check_activations(ds["run"].values)
     keep = ["run", "epoch", "layer"]
-    lazy = (
+    lazy = [
         _map_chunks(ds["weight_grad"], SQUARES, keep, ["unit", "fan_in"], layout),
         _map_chunks(ds["delta"], SQUARES, keep, ["sample", "unit"], layout),
-        _map_chunks(ds["preactivation"], DERIVATIVE, keep, ["sample", "unit"], layout),
-    )
-    grad, delta, derivative = (SQUARES.merge(c).transpose(*keep, _FIELD) for c in _compute(*lazy))
+    ]
+    if with_preactivation:
+        lazy.append(_map_chunks(ds["preactivation"], DERIVATIVE, keep, ["sample", "unit"], layout))
+    computed = [SQUARES.merge(c).transpose(*keep, _FIELD) for c in _compute(*lazy)]
+    grad, delta = computed[:2]
+    derivative = computed[2] if with_preactivation else None
     template = _template(grad)
     result = xr.Dataset(coords=template.coords)
     norm = np.where(SQUARES.get(grad, "count") > 0, np.sqrt(SQUARES.get(grad, "sum").values), np.nan)
     result["weight_grad_norm"] = _like(template, norm)
     result["delta_rms"] = _like(template, np.sqrt(_divide(SQUARES.get(delta, "sum"), SQUARES.get(delta, "count"))))
-    result["mean_derivative"] = _like(template, _divide(DERIVATIVE.get(derivative, "sum"), DERIVATIVE.get(derivative, "count")))
+    result["mean_derivative"] = _like(
+        template, _divide(DERIVATIVE.get(derivative, "sum"), DERIVATIVE.get(derivative, "count")) if with_preactivation
+        else np.full(template.shape, np.nan))
     following = result["weight_grad_norm"].shift(layer=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         result["ratio_to_next_layer"] = _like(template, result["weight_grad_norm"].values / following.values)
-    n_nonfinite = sum(SQUARES.get(a, "n_nonfinite").values for a in (grad, delta, derivative))
+    n_nonfinite = sum(SQUARES.get(a, "n_nonfinite").values for a in computed)
     result["n_nonfinite"] = _like(template, n_nonfinite.astype(np.int64))
     _warn_nonfinite(result["n_nonfinite"], "weight_grad, delta and preactivation", "gradient_flow")
     _describe(result, {
         "weight_grad_norm": "Frobenius norm of weight_grad (unit x fan_in)",
         "delta_rms": "root mean square of delta over probe samples and units",
-        "mean_derivative": "mean of f'(preactivation) over probe samples and units",
+        "mean_derivative": "mean of f'(preactivation) over probe samples and units"
+                           + ("" if with_preactivation else " (NaN: the store has no preactivation)"),
         "ratio_to_next_layer": "weight_grad_norm of this layer / that of the next layer up (NaN at the top)",
     })
     result.attrs = _attrs(

@@ -10,8 +10,8 @@ from actstats import kernels
 from actstats.activations import ACTIVATIONS, describe_saturation
 from actstats.errors import ActstatsValueError
 from actstats.queries._engine import (
-    Fields, Reduction, _Layout, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes,
-    _reduce_axes, _runs_per_batch, _template,
+    Fields, Reduction, _Layout, _cells_by, _compute, _grid, _in_run_batches, _layout, _map_chunks, _pool_axes,
+    _reduce_axes, _refuse_beyond_width, _runs_per_batch, _template,
 )
 from actstats.queries._results import (
     _attrs, _concat_splits, _describe, _divide, _like, _sample_subsets, _take, _to_int, _warn_nonfinite,
@@ -39,7 +39,8 @@ def _count_chunk(values, *, grid, n_reduce, layout, eps):
     return dict(zip(_COUNTS.names, np.moveaxis(out, -1, 0)))
 
 
-def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None):
+def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None,
+                 variable=None):
     """The block function of :data:`CELL_COUNTS`: activation blocks (run, epoch, layer, sample,
     unit) counted one (run, epoch, layer) slab at a time in their own dtype by
     :func:`actstats.kernels.saturation_counts` (the hot loop of the biggest queries), with
@@ -57,6 +58,11 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
         if not layout.complete[run, epoch]:
             continue
         units = min(u1, int(layout.width[run, layer])) - u0
+        beyond = values[i, j, k, :, max(units, 0):]
+        if beyond.size and not np.isnan(beyond).all():  # a format error, never silently left out
+            grid = _grid(dims, [(run, run + 1), (epoch, epoch + 1), (layer, layer + 1), location[3], location[4]])
+            _refuse_beyond_width(values[i:i + 1, j:j + 1, k:k + 1], grid, grid["unit"] < layout.width[run, layer],
+                                 layout, variable)
         if units <= 0:
             continue
         slab = values[i, j, k, :, :units]

@@ -172,11 +172,16 @@ class Context:
 
         return queries.gradient_flow(self.ds).compute() if "weight_grad" in self.ds else None
 
+    @property
+    def missing_for_attenuation(self) -> list[str]:
+        """What the store lacks of what C4's attenuation reads (delta, preactivation)."""
+        return [name for name in ("delta", "preactivation") if name not in self.ds]
+
     @cached_property
     def attenuation(self) -> xr.Dataset | None:
         import actstats
 
-        if "delta" not in self.ds or "preactivation" not in self.ds:
+        if self.missing_for_attenuation:
             return None
         return actstats.attenuation(self.ds).compute()
 

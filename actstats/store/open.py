@@ -18,6 +18,7 @@ import numpy as np
 from actstats.errors import IntegrityError, StoreFormatError
 from actstats.store.chunks import ChunkFiles, DamagedChunkError
 from actstats.store.manifest import ExpectedChunks, chunk_exists, missing_coordinate_chunks, read_manifest
+from actstats.store.padding import describe_beyond, fan_in_widths, values_beyond_width
 from actstats.store.paths import is_local, local_path
 from actstats.store.schema import COORDINATES, OPTIONAL_COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
 
@@ -47,6 +48,10 @@ def _covered_chunks(key, shape, chunks) -> list[tuple[int, ...]] | None:
     return [tuple(int(i) for i in index) for index in itertools.product(*ranges)]
 
 
+#: The variables whose values beyond a layer's width (or fan-in) must be NaN.
+PADDED_VARIABLES = ("activation", "preactivation", "delta", "weight", "weight_grad", "bias")
+
+
 class _CheckedArray:
     """A zarr array whose read errors name the variable and chunk (for dask.from_array).
 
@@ -55,7 +60,8 @@ class _CheckedArray:
     IntegrityError instead of handing NaN to a statistic.
     """
 
-    def __init__(self, array, name: str, location: str, expected: ExpectedChunks | None = None):
+    def __init__(self, array, name: str, location: str, expected: ExpectedChunks | None = None, padding=None):
+        self.padding = padding  # (width, fan_in, complete, epochs, layers): values beyond a width are refused
         self.array = array
         self.name = name
         self.location = location
@@ -71,6 +77,30 @@ class _CheckedArray:
         return (type(self).__name__, self.location, self.name, self.shape, str(self.dtype))
 
     def __getitem__(self, key):
+        return self._refuse_beyond_width(key, self._read(key))
+
+    def _refuse_beyond_width(self, key, values):
+        """A value beyond a layer's width or fan-in (not NaN) in a complete record: a format
+        error, raised whenever a read meets one (:mod:`actstats.store.padding`)."""
+        if self.padding is None or not isinstance(key, tuple) or len(key) != self.ndim or not all(
+                (isinstance(k, slice) and k.step in (None, 1)) or isinstance(k, (int, np.integer)) for k in key):
+            return values  # dask reads blocks as slices (and integers where a dim is indexed)
+        width, fan_in, complete, epochs, layers = self.padding
+        block = np.asarray(values)
+        origin = []
+        for axis, (k, n) in enumerate(zip(key, self.shape)):
+            if isinstance(k, slice):
+                origin.append(k.indices(n)[0])
+            else:
+                origin.append(int(k) % n)
+                block = np.expand_dims(block, axis)
+        found = values_beyond_width(self.dims, block, tuple(origin), width, fan_in, complete)
+        if found:
+            raise StoreFormatError(f"{self.location}: {describe_beyond(self.name, found, epochs, layers)}; "
+                                   "actstats verify lists every such place")
+        return values
+
+    def _read(self, key):
         if self._files is not None:
             values = self._read_whole_chunk(key)
             if values is not None:  # else: not one whole chunk, or absent: zarr decides
@@ -375,6 +405,11 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
         raise IntegrityError(f"{location}: variable 'complete' is damaged ({type(exc).__name__}: {exc})") from None
     expected = ExpectedChunks(complete, np.asarray(coords["depth"][1]), np.asarray(coords["width"][1]),
                               np.asarray(coords["epoch"][1]))
+    width = np.asarray(coords["width"][1])
+    n_features = arrays["input"].shape[1] if "input" in arrays else 0
+    layer_fan_in = np.asarray(coords["layer_fan_in"][1]) if "layer_fan_in" in coords else None
+    padding = (width, fan_in_widths(width, n_features, layer_fan_in), np.asarray(complete, dtype=bool),
+               np.asarray(coords["epoch"][1]), np.asarray(coords["layer"][1]).tolist())
     data_vars = {}
     for name, (dims, _, _) in VARIABLES.items():
         if name not in arrays:
@@ -383,7 +418,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
         if name == "complete":
             data = complete
         else:
-            checked = _CheckedArray(array, name, location, expected)
+            checked = _CheckedArray(array, name, location, expected,
+                                    padding if name in PADDED_VARIABLES else None)
             data = da.from_array(
                 checked,
                 chunks=array.chunks,

@@ -20,7 +20,7 @@ RECORD_DIMS = ("run", "epoch")
 #: Data variables: name -> (dims, dtype, required).
 VARIABLES: dict[str, tuple[tuple[str, ...], str, bool]] = {
     "activation": (("run", "epoch", "layer", "sample", "unit"), "float32", True),
-    "preactivation": (("run", "epoch", "layer", "sample", "unit"), "float32", True),
+    "preactivation": (("run", "epoch", "layer", "sample", "unit"), "float32", False),
     "weight": (("run", "epoch", "layer", "unit", "fan_in"), "float32", True),
     "bias": (("run", "epoch", "layer", "unit"), "float32", True),
     "readout_weight": (("run", "epoch", "class", "fan_in"), "float32", False),

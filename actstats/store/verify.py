@@ -23,7 +23,8 @@ from actstats.store.manifest import (
     read_manifest,
     stored_checksum,
 )
-from actstats.store.open import _format_problems, _open_group
+from actstats.store.open import PADDED_VARIABLES, _format_problems, _open_group
+from actstats.store.padding import describe_beyond, fan_in_widths, values_beyond_width
 from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES, scheduled_records
 from actstats.store.schema import OPTIONAL_COORDINATES
 
@@ -134,6 +135,7 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     steps, depth, width, epochs = read("step"), read("depth"), read("width"), read("epoch")
     expected = ExpectedChunks(complete, depth, width, epochs)
     names = [n for n in list(VARIABLES) + list(COORDINATES) if n in arrays and n not in bad]
+    padding = _padding_check(arrays, read, complete, width, epochs)
     total = sum(int(np.prod(arrays[n].cdata_shape)) for n in names)
     with progress_bar(total=total, desc="verify", unit="chunk", progress=progress) as bar:
         for name in names:
@@ -147,8 +149,12 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
                     # a FIFO in a chunk's place exists, and its read is refused (RegularFilesStore)
                     exists = chunk_exists(array, key) or is_special_chunk(array, key)
                     if exists:
-                        array.get_block_selection(index)
+                        block = array.get_block_selection(index)
                         report.chunks_read += 1
+                        if padding is not None and name in padding.variables:
+                            problem = padding(name, dims, block, index, tuple(array.chunks))
+                            if problem:
+                                report.damaged.append(f"{problem} (chunk {index})")
                 except Exception as exc:
                     report.damaged.append(f"{kind} {name!r} chunk {index}: {type(exc).__name__}: {exc}")
                     continue
@@ -180,6 +186,30 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
         for r, e in zip(*np.nonzero(scheduled & ~complete)):
             report.incomplete.append((int(r), float(epochs[e])))
     return report
+
+
+class _PaddingCheck:
+    """Values beyond a layer's width or fan-in in a complete record: a format error
+    (:mod:`actstats.store.padding`)."""
+
+    variables = PADDED_VARIABLES
+
+    def __init__(self, complete, width, fan_in, epochs, layers):
+        self.complete, self.width, self.fan_in, self.epochs, self.layers = complete, width, fan_in, epochs, layers
+
+    def __call__(self, name, dims, block, index, chunks) -> str | None:
+        origin = tuple(i * c for i, c in zip(index, chunks))
+        found = values_beyond_width(dims, block, origin, self.width, self.fan_in, self.complete)
+        return describe_beyond(name, found, self.epochs, self.layers) if found else None
+
+
+def _padding_check(arrays, read, complete, width, epochs) -> _PaddingCheck | None:
+    if complete is None or width is None or complete.ndim != 2 or width.ndim != 2:
+        return None
+    n_features = arrays["input"].shape[1] if "input" in arrays and len(arrays["input"].shape) == 2 else 0
+    fan_in = fan_in_widths(width, n_features, read("layer_fan_in"))
+    layers = read("layer")
+    return _PaddingCheck(complete, width, fan_in, epochs, layers.tolist() if layers is not None else None)
 
 
 def _is_complete(complete, record) -> bool:

@@ -267,8 +267,8 @@ def write_store(
         The variables and coordinates of docs/store-format.md, by name: a Dataset (data
         variables and coordinates alike), or a mapping of names to ``(dims, array)`` pairs
         (numpy or dask arrays, dims named as the format names them, in any order) or to
-        DataArrays. Required: ``activation``, ``preactivation``, ``weight``, ``bias``,
-        ``input``, and the coordinates ``epoch``, ``split`` and ``activation_fn`` (or
+        DataArrays. Required: ``activation``, ``weight``, ``bias``, ``input`` (``preactivation``
+        is optional: for dumps of outputs only), and the coordinates ``epoch``, ``split`` and ``activation_fn`` (or
         ``layer_activation_fn``). Every other variable of the format may be given. Coordinates
         not given take a default: ``complete`` is true where a record has any activation
         that is not NaN, ``width`` the units holding a value in ``activation``, ``depth`` the

@@ -36,7 +36,10 @@ def c4(ctx: Context) -> ClaimResult:
     )
     attenuation = ctx.attenuation
     if attenuation is None:
-        return result.not_testable("the store has no delta or preactivation (record.delta = false)")
+        missing = ctx.missing_for_attenuation
+        needs = {"delta": "delta (each probe's back-propagated error; capture: record.delta = true)",
+                 "preactivation": "preactivation (f'(z) needs z; capture: record.preactivation = true)"}
+        return result.not_testable("the store has no " + " and no ".join(needs[m] for m in missing))
     last = at_last(attenuation, ctx.last)
     share = last["log_share_derivative"].where(last["vanishing"]).transpose("run", "layer").values
     defined = last["delta_attenuation"].notnull().transpose("run", "layer").values.any(axis=1)
