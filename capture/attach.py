@@ -78,23 +78,54 @@ RUN_ATTRIBUTES = {
 
 _KINDS = {getattr(torch.nn, a.torch_module): a.name for a in ACTIVATIONS.values()}
 
+#: The parameterised modules that feed a recorded layer besides nn.Linear.
+CONV_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
 
 @dataclass(frozen=True)
 class _Layer:
-    """One recorded layer: a call of an activation module fed by an nn.Linear."""
+    """One recorded layer: a call of an activation module fed by an nn.Linear or an nn.ConvNd.
+
+    A conv layer's units are its outputs, channel × position (C order of (channels, *spatial)):
+    ``positions`` per channel; its weight is one row a channel (``rows``), of ``fan_in`` =
+    in_channels / groups × kernel size columns."""
 
     name: str  # the user's label, or the module's name (with [k] for its k-th call)
     module: torch.nn.Module
     module_name: str
     call: int  # which call of the module in one forward pass (0, 1, ...)
     activation: str  # the ACTIVATIONS name
-    linear: torch.nn.Linear
+    linear: torch.nn.Module  # the nn.Linear or nn.Conv1d/2d/3d feeding it
     linear_name: str
+    positions: int = 1  # spatial positions a channel (1: fully connected)
+
+    @property
+    def conv(self) -> bool:
+        return isinstance(self.linear, CONV_MODULES)
+
+    @property
+    def rows(self) -> int:
+        return int(self.linear.weight.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        return int(self.linear.weight[0].numel())
+
+    @property
+    def units(self) -> int:
+        return self.rows * self.positions
+
+    def weight_matrix(self, weight=None):
+        """The weight (or a gradient of its shape) as rows × fan_in."""
+        weight = self.linear.weight if weight is None else weight
+        return weight.reshape(weight.shape[0], -1)
 
     def signature(self) -> dict:
-        return {"name": self.name, "activation": self.activation, "linear": self.linear_name,
-                "units": int(self.linear.out_features), "fan_in": int(self.linear.in_features),
-                "bias": self.linear.bias is not None}
+        out = {"name": self.name, "activation": self.activation, "linear": self.linear_name,
+               "units": self.units, "fan_in": self.fan_in, "bias": self.linear.bias is not None}
+        if self.conv:
+            out |= {"conv": type(self.linear).__name__, "channels": self.rows, "positions": self.positions}
+        return out
 
 
 class Recorder:
@@ -355,8 +386,8 @@ class Recorder:
         n_train, n_test = len(x_train), len(x_test)
         inputs = torch.cat([x_train, x_test]).reshape(n_train + n_test, -1).detach().cpu().numpy()
         n_features = inputs.shape[1]
-        widths = [int(layer.linear.out_features) for layer in self.layers]
-        fan_ins = [int(layer.linear.in_features) for layer in self.layers]
+        widths = [layer.units for layer in self.layers]
+        fan_ins = [layer.fan_in for layer in self.layers]
         depth = len(self.layers)
         n_runs = len(self.runs) if self.runs is not None else 1
         specs = self.runs if self.runs is not None else [self.attributes]
@@ -400,6 +431,10 @@ class Recorder:
             "dataset": column("dataset"), "config": np.array(configs),
             "layer_activation_fn": np.array(functions), "layer_fan_in": np.array([fan_ins] * n_runs, dtype=np.int64),
         }
+        if any(layer.conv for layer in self.layers):  # units = channels × positions, one weight row a channel
+            coordinates["layer_weight_rows"] = np.array([[layer.rows for layer in self.layers]] * n_runs, dtype=np.int64)
+            coordinates["layer_positions"] = np.array([[layer.positions for layer in self.layers]] * n_runs,
+                                                      dtype=np.int64)
         attrs = {"torch_version": torch.__version__, "sweep": canonical_json(signature),
                  "data_fingerprint": self._fingerprint()}
         return StoreContents(layout, coordinates, attrs, inputs)
@@ -519,7 +554,7 @@ class Recorder:
         calls = []  # (module, z, h) of each activation call, in forward order
         linear_out = {}  # id(output) -> (output, linear)
 
-        def on_linear(module, inputs, output):
+        def on_linear(module, inputs, output):  # nn.Linear and nn.Conv1d/2d/3d
             linear_out[id(output)] = (output, module)
 
         def on_activation(module, inputs, output):
@@ -528,7 +563,7 @@ class Recorder:
         hooks = []
         try:
             for module in self.model.modules():
-                if isinstance(module, torch.nn.Linear):
+                if isinstance(module, (torch.nn.Linear, *CONV_MODULES)):
                     hooks.append(module.register_forward_hook(on_linear))
                 if _kind(module) is not None:
                     hooks.append(module.register_forward_hook(on_activation))
@@ -557,16 +592,18 @@ class Recorder:
             if feeding is None or feeding[0] is not z:
                 where = f"{type(module).__name__} {module_name!r}"
                 raise ActstatsValueError(
-                    f"layers: {where} is not fed by an nn.Linear (its input is computed by something else); "
-                    "the Recorder records activation modules whose input is an nn.Linear's output: pass layers= "
-                    "without it", argument="layers")
-            if z.dim() != 2:
+                    f"layers: {where} is not fed by an nn.Linear or nn.Conv1d/2d/3d (its input is computed by "
+                    "something else); the Recorder records activation modules whose input is such a module's "
+                    "output: pass layers= without it", argument="layers")
+            linear = feeding[1]
+            expected = 2 if isinstance(linear, torch.nn.Linear) else 2 + len(linear.kernel_size)
+            if z.dim() != expected:
                 raise ActstatsValueError(
                     f"layers: {type(module).__name__} {module_name!r} gets a pre-activation of shape "
-                    f"{tuple(z.shape)}, not (probes, units); the Recorder records fully connected layers",
-                    argument="layers")
-            linear = feeding[1]
-            found.append((module, module_name, call, kind, linear, names.get(linear, "?")))
+                    f"{tuple(z.shape)}, not (probes, units) of a fully connected layer or (probes, channels, "
+                    "*positions) of a conv layer", argument="layers")
+            positions = int(np.prod(z.shape[2:])) if z.dim() > 2 else 1
+            found.append((module, module_name, call, kind, linear, names.get(linear, "?"), positions))
         if not found:
             if wanted:
                 listed = ", ".join(repr(label) for label in wanted.values())
@@ -578,11 +615,11 @@ class Recorder:
                                      "use the module)", argument="model")
         calls_of = {module: counts[module] for module, *_ in found}
         out = []
-        for module, module_name, call, kind, linear, linear_name in found:
+        for module, module_name, call, kind, linear, linear_name, positions in found:
             label = wanted[module] if wanted is not None else module_name
             if calls_of[module] > 1:
                 label = f"{label}[{call}]"
-            out.append(_Layer(label, module, module_name, call, kind, linear, linear_name))
+            out.append(_Layer(label, module, module_name, call, kind, linear, linear_name, positions))
         if wanted is not None:
             missing = [label for module, label in wanted.items() if module not in calls_of]
             if missing:
@@ -627,12 +664,12 @@ class Recorder:
                     totals[split][2] += len(x)
                     if output.dim() == 2 and output.shape[1] > 1:
                         totals[split][1] += int((output.detach().argmax(1) == y).sum())
-                    for i in range(depth):
-                        keep["z"][i].append(zs[i].detach().float().cpu())
-                        keep["h"][i].append(hs[i].detach().float().cpu())
+                    for i in range(depth):  # a conv layer's (channels, *positions) flattened: its units
+                        keep["z"][i].append(zs[i].detach().float().cpu().reshape(len(x), -1))
+                        keep["h"][i].append(hs[i].detach().float().cpu().reshape(len(x), -1))
                         finite = finite and bool(torch.isfinite(hs[i]).all())
                         if self.delta:
-                            keep["delta"][i].append(deltas[i])
+                            keep["delta"][i].append(deltas[i].reshape(len(x), -1))
                         if grads is not None and grads[i] is not None:
                             weight_grad[i].add_(grads[i])
             if not self._rows_checked and not self._dropout_active():
@@ -647,16 +684,16 @@ class Recorder:
         out: dict[str, np.ndarray] = {"activation": probe_block("h"), "preactivation": probe_block("z")}
         if self.delta:
             out["delta"] = probe_block("delta")
-        out["weight"] = _pad([layer.linear.weight.detach().float().cpu().numpy() for layer in layers],
+        out["weight"] = _pad([layer.weight_matrix().detach().float().cpu().numpy() for layer in layers],
                              (n_units, n_fan_in))
         biases = [layer.linear.bias.detach().float().cpu().numpy() if layer.linear.bias is not None
-                  else np.full(layer.linear.out_features, np.nan, dtype=np.float32) for layer in layers]
+                  else np.full(layer.rows, np.nan, dtype=np.float32) for layer in layers]
         out["bias"] = _pad(biases, (n_units,))
         if self.weight_grad:
             n_train = max(1, totals["train"][2])
-            out["weight_grad"] = _pad([(g / n_train).float().cpu().numpy() if ok
-                                       else np.full(tuple(g.shape), np.nan, dtype=np.float32)
-                                       for g, ok in zip(weight_grad, trainable)], (n_units, n_fan_in))
+            out["weight_grad"] = _pad([layer.weight_matrix(g / n_train).float().cpu().numpy() if ok
+                                       else np.full((layer.rows, layer.fan_in), np.nan, dtype=np.float32)
+                                       for layer, g, ok in zip(layers, weight_grad, trainable)], (n_units, n_fan_in))
         classifies = self._discovery_output.dim() == 2 and self._discovery_output.shape[1] > 1
         for split in ("train", "test"):
             loss_sum, correct, rows = totals[split]
@@ -668,8 +705,8 @@ class Recorder:
 
     def _sizes(self) -> tuple[int, int]:
         n_features = int(np.prod(self.probes["train"][0].shape[1:]))
-        n_units = max(int(layer.linear.out_features) for layer in self.layers)
-        n_fan_in = max(max(int(layer.linear.in_features) for layer in self.layers), n_features)
+        n_units = max(layer.units for layer in self.layers)
+        n_fan_in = max(max(layer.fan_in for layer in self.layers), n_features)
         return n_units, n_fan_in
 
     def _forward(self, x):
@@ -755,9 +792,9 @@ class Recorder:
             output, zs, hs = self._forward(x)
             deltas, _ = self._gradients(self._losses(output, y), zs, False, None)
         for i, layer in enumerate(self.layers):
-            pairs = [(hs[i].detach().float().cpu()[0], keep["h"][i][0][0])]
+            pairs = [(hs[i].detach().float().cpu()[0].reshape(-1), keep["h"][i][0][0])]
             if self.delta:
-                pairs.append((deltas[i][0], keep["delta"][i][0][0]))
+                pairs.append((deltas[i][0].reshape(-1), keep["delta"][i][0][0]))
             for alone, batched in pairs:
                 scale = float(batched.abs().max()) if batched.numel() else 0.0
                 if not torch.allclose(alone, batched, rtol=ROWS_INDEPENDENT_RTOL, atol=ROWS_INDEPENDENT_RTOL * scale,

@@ -18,7 +18,7 @@ from statsmodels.stats.multitest import multipletests
 
 import actstats
 from actstats import cli, kernels
-from actstats.errors import ActstatsValueError
+from actstats.errors import ActstatsValueError, StoreFormatError
 from actstats.queries.unit_learning import spearman_permutation
 from actstats.synthetic import synthetic_store
 from queries_reference import BOUNDS, activation_slab, split_samples
@@ -224,13 +224,19 @@ def test_permutation_pvalues_are_calibrated_on_null_layers():
         assert (counts >= stats.binom.ppf(0.0005, groups, 0.2)).all(), (name, counts)
 
 
-def test_padding_and_incomplete_records_never_enter():
+def test_incomplete_records_never_enter_and_padding_with_numbers_is_refused():
     ds = _planted_store()
+    assert not bool(ds["complete"].all())
     garbage = ds.copy(deep=True)
-    for name in ("activation", "weight"):
-        garbage[name] = garbage[name].fillna(0.5)  # a writer that pads with numbers
+    for name in ("activation", "weight"):  # anything in records that are not complete
+        garbage[name] = garbage[name].where(garbage["complete"], 0.5)
     xr.testing.assert_identical(actstats.unit_learning(ds, n_permutations=99),
                                 actstats.unit_learning(garbage, n_permutations=99))
+    for name in ("activation", "weight"):  # a writer that pads with numbers: a format error
+        padded = ds.copy(deep=True)
+        padded[name] = padded[name].fillna(0.5)
+        with pytest.raises(StoreFormatError, match=f"variable '{name}' holds a value at"):
+            actstats.unit_learning(padded, n_permutations=99)
 
 
 def test_runs_without_a_comparison_are_nan():

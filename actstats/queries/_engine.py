@@ -63,6 +63,15 @@ class _Layout:
     # (run, layer) the top of each layer's saturated band's scale: `upper` for "bounds", f(0)
     # for "lower_bound" (Activation.band_upper), NaN where eps does not apply
     layer_band_upper: np.ndarray | None = None
+    # (run, layer) rows of weight/bias/weight_grad that exist: width, or fewer for conv layers
+    # (one row a channel: layer_weight_rows)
+    rows: np.ndarray | None = None
+
+    def unit_limit(self, grid) -> np.ndarray:
+        """Units that exist along `unit` of a block: the width for probe variables (with a
+        sample dim), the weight rows for parameters (weight, bias, weight_grad)."""
+        rows = self.rows if (self.rows is not None and "sample" not in grid) else self.width
+        return rows[grid["run"], grid["layer"]]
 
     @property
     def bounded(self) -> np.ndarray:
@@ -126,7 +135,9 @@ def _layout(ds: xr.Dataset) -> _Layout:
 
     return _Layout(complete, width, fan_in_width, fan_in_known, lower, upper, index, names, saturation,
                    layer_names, per_layer("lower", np.nan), per_layer("upper", np.nan),
-                   per_layer("saturation", "none"), mixed, per_layer("band_upper", np.nan))
+                   per_layer("saturation", "none"), mixed, per_layer("band_upper", np.nan),
+                   np.asarray(ds["layer_weight_rows"].transpose("run", "layer").values, dtype=np.int64)
+                   if "layer_weight_rows" in ds.variables else width)
 
 
 def _activation_functions(ds: xr.Dataset, width: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -184,7 +195,7 @@ def _exists(layout: _Layout, grid: dict[str, np.ndarray], epoch=None) -> np.ndar
     epoch = grid["epoch"] if epoch is None else epoch
     mask = layout.complete[grid["run"], epoch]
     if "unit" in grid:
-        mask = mask & (grid["unit"] < layout.width[grid["run"], grid["layer"]])
+        mask = mask & (grid["unit"] < layout.unit_limit(grid))
     if "fan_in" in grid:
         mask = mask & (grid["fan_in"] < layout.fan_in_width[grid["run"], grid["layer"]])
     return mask
@@ -281,8 +292,9 @@ def _refuse_beyond_width(values, grid, exists, layout, variable) -> None:
     where = tuple(int(i) for i in np.argwhere(np.broadcast_to(beyond, values.shape))[0])
     at = {dim: int(np.broadcast_to(grid[dim], values.shape)[where]) for dim in grid}
     found = {"run": at["run"], "epoch": at["epoch"], "layer": at["layer"]}
-    if "unit" in at and at["unit"] >= layout.width[at["run"], at["layer"]]:
-        found.update(unit=at["unit"], width=int(layout.width[at["run"], at["layer"]]))
+    limit = int(np.broadcast_to(layout.unit_limit(grid), values.shape)[where]) if "unit" in at else 0
+    if "unit" in at and at["unit"] >= limit:
+        found.update(unit=at["unit"], width=limit)
     else:
         found.update(fan_in=at["fan_in"], width=int(layout.fan_in_width[at["run"], at["layer"]]))
     raise StoreFormatError(describe_beyond(variable or "?", found) + "; actstats verify lists every such place")

@@ -19,7 +19,7 @@ import xarray as xr
 
 from actstats import kernels
 from actstats.activations import describe_saturation
-from actstats.errors import ActstatsValueError
+from actstats.errors import ActstatsError, ActstatsValueError
 from actstats.queries._engine import _FIELD, _compute, _layout, _map_chunks
 from actstats.queries._results import _bh, _describe, _divide, _family_description, _take, _warn_nonfinite
 from actstats.queries.normality import DISTANCE, _broadcast_epoch
@@ -181,6 +181,7 @@ def unit_learning(
     n_permutations = _validate_count("n_permutations", n_permutations, 1)
     seed = _validate_count("seed", seed, 0)
     require_variables(ds, ["activation", "weight"], "unit_learning")
+    refuse_conv_layers(ds, "unit_learning pairs each unit with its weight row")
     split, index = _validate_split(ds, split)
     epochs = np.asarray(ds["epoch"].values, dtype=np.float64).reshape(-1)
     if not np.any(epochs == 0):
@@ -310,3 +311,19 @@ def unit_learning(
         "bounds": describe_saturation(),
     }
     return result
+
+
+def refuse_conv_layers(ds, why: str) -> None:
+    """Refuse layers whose units are not one a weight row (conv layers: units are channel ×
+    position outputs, weight rows are channels; ``layer_weight_rows``)."""
+    if "layer_weight_rows" not in ds.variables:
+        return
+    rows = np.asarray(ds["layer_weight_rows"].transpose("run", "layer").values)
+    width = np.asarray(ds["width"].transpose("run", "layer").values)
+    conv = (rows != width) & (width > 0)
+    if conv.any():
+        r, l = (int(i) for i in np.argwhere(conv)[0])
+        layer = int(np.atleast_1d(ds["layer"].values)[l])
+        raise ActstatsError(f"{why}, but layer {layer} of run {r} is a conv layer (its {int(width[r, l])} units are "
+                            f"channel × position outputs of {int(rows[r, l])} weight rows): select the other layers, "
+                            "e.g. ds.sel(layer=[...])")

@@ -85,7 +85,7 @@ class _CheckedArray:
         if self.padding is None or not isinstance(key, tuple) or len(key) != self.ndim or not all(
                 (isinstance(k, slice) and k.step in (None, 1)) or isinstance(k, (int, np.integer)) for k in key):
             return values  # dask reads blocks as slices (and integers where a dim is indexed)
-        width, fan_in, complete, epochs, layers = self.padding
+        width, fan_in, complete, epochs, layers, rows = self.padding
         block = np.asarray(values)
         origin = []
         for axis, (k, n) in enumerate(zip(key, self.shape)):
@@ -94,7 +94,7 @@ class _CheckedArray:
             else:
                 origin.append(int(k) % n)
                 block = np.expand_dims(block, axis)
-        found = values_beyond_width(self.dims, block, tuple(origin), width, fan_in, complete)
+        found = values_beyond_width(self.dims, block, tuple(origin), width, fan_in, complete, rows)
         if found:
             raise StoreFormatError(f"{self.location}: {describe_beyond(self.name, found, epochs, layers)}; "
                                    "actstats verify lists every such place")
@@ -408,8 +408,9 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     width = np.asarray(coords["width"][1])
     n_features = arrays["input"].shape[1] if "input" in arrays else 0
     layer_fan_in = np.asarray(coords["layer_fan_in"][1]) if "layer_fan_in" in coords else None
+    rows = np.asarray(coords["layer_weight_rows"][1]) if "layer_weight_rows" in coords else None
     padding = (width, fan_in_widths(width, n_features, layer_fan_in), np.asarray(complete, dtype=bool),
-               np.asarray(coords["epoch"][1]), np.asarray(coords["layer"][1]).tolist())
+               np.asarray(coords["epoch"][1]), np.asarray(coords["layer"][1]).tolist(), rows)
     data_vars = {}
     for name, (dims, _, _) in VARIABLES.items():
         if name not in arrays:

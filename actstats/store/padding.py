@@ -35,10 +35,12 @@ def fan_in_widths(width: np.ndarray, n_features: int, layer_fan_in: np.ndarray |
 
 
 def values_beyond_width(dims: tuple[str, ...], values: np.ndarray, origin: tuple[int, ...], width: np.ndarray,
-                        fan_in: np.ndarray | None, complete: np.ndarray) -> dict | None:
+                        fan_in: np.ndarray | None, complete: np.ndarray, rows: np.ndarray | None = None) -> dict | None:
     """The first value of a block (dims ``run, epoch, layer, …``; first element at `origin`)
     that is not NaN although it lies beyond its layer's width or fan-in, in a complete
     record: ``{"run", "epoch", "layer", "unit" or "fan_in", "width"}`` (positions), or None.
+    For parameters (no ``sample`` dim), `rows` (``layer_weight_rows``: a conv layer's
+    channels) replaces `width` where given.
 
     Examples
     --------
@@ -58,6 +60,8 @@ def values_beyond_width(dims: tuple[str, ...], values: np.ndarray, origin: tuple
         shape = [1] * values.ndim
         shape[axis] = values.shape[axis]
         grid[dim] = np.arange(start, start + values.shape[axis]).reshape(shape)
+    if rows is not None and "sample" not in dims:
+        width = rows
     run, epoch, layer = grid["run"], grid["epoch"], grid["layer"]
     inside = (run < complete.shape[0]) & (epoch < complete.shape[1]) & (run < width.shape[0]) & (layer < width.shape[1])
     if not inside.all():  # a shape problem, reported as such elsewhere

@@ -74,6 +74,12 @@ OPTIONAL_COORDINATES: dict[str, tuple[tuple[str, ...], str]] = {
     "layer_activation_fn": (("run", "layer"), "str"),
     # the inputs of each layer's weight (its columns that exist); 0 where the run has no such layer
     "layer_fan_in": (("run", "layer"), "int"),
+    # conv layers: the rows of `weight`, `bias`, `weight_grad` that exist (output channels) where
+    # they are fewer than the layer's units (channels × positions); width where absent
+    "layer_weight_rows": (("run", "layer"), "int"),
+    # conv layers: spatial positions a channel (unit u is channel u // positions, position
+    # u % positions, C order of (channel, *spatial)); 1 for a fully connected layer, 0 where absent
+    "layer_positions": (("run", "layer"), "int"),
 }
 
 ROOT_ATTRIBUTES = (

@@ -194,12 +194,13 @@ class _PaddingCheck:
 
     variables = PADDED_VARIABLES
 
-    def __init__(self, complete, width, fan_in, epochs, layers):
+    def __init__(self, complete, width, fan_in, epochs, layers, rows=None):
         self.complete, self.width, self.fan_in, self.epochs, self.layers = complete, width, fan_in, epochs, layers
+        self.rows = rows
 
     def __call__(self, name, dims, block, index, chunks) -> str | None:
         origin = tuple(i * c for i, c in zip(index, chunks))
-        found = values_beyond_width(dims, block, origin, self.width, self.fan_in, self.complete)
+        found = values_beyond_width(dims, block, origin, self.width, self.fan_in, self.complete, self.rows)
         return describe_beyond(name, found, self.epochs, self.layers) if found else None
 
 
@@ -209,7 +210,9 @@ def _padding_check(arrays, read, complete, width, epochs) -> _PaddingCheck | Non
     n_features = arrays["input"].shape[1] if "input" in arrays and len(arrays["input"].shape) == 2 else 0
     fan_in = fan_in_widths(width, n_features, read("layer_fan_in"))
     layers = read("layer")
-    return _PaddingCheck(complete, width, fan_in, epochs, layers.tolist() if layers is not None else None)
+    rows = read("layer_weight_rows")
+    return _PaddingCheck(complete, width, fan_in, epochs, layers.tolist() if layers is not None else None,
+                         rows if rows is not None and rows.shape == width.shape else None)
 
 
 def _is_complete(complete, record) -> bool:

@@ -87,7 +87,15 @@ def _saturated_units_learning(ctx: Context, population_runs) -> dict:
 
     if 0.0 not in ctx.ds["epoch"].values or not population_runs:
         return {}
-    result = actstats.unit_learning(ctx.ds.sel(run=list(population_runs)), ctx.eps, n_permutations=999)
+    ds = ctx.ds.sel(run=list(population_runs))
+    if "layer_weight_rows" in ds.variables:  # conv layers: units are not one a weight row
+        dense = [int(l) for l, rows, width in zip(ds["layer"].values, ds["layer_weight_rows"].values.T,
+                                                  ds["width"].values.T) if (rows == width).all()]
+        if not dense:
+            return {"layers_compared": 0, "note": "conv layers only: a unit (channel × position) has no weight row "
+                                                  "of its own"}
+        ds = ds.sel(layer=dense)
+    result = actstats.unit_learning(ds, ctx.eps, n_permutations=999)
     tested = np.isfinite(result["difference"].values)
     if not tested.any():
         return {"layers_compared": 0, "note": "no layer has at least two saturated and two other units"}
