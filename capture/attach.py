@@ -9,8 +9,10 @@ and verifies with its complete records intact.
 What a layer is: a call of an activation module of a kind that :data:`actstats.activations.ACTIVATIONS`
 knows (``nn.Sigmoid``, ``nn.Tanh``, ``nn.ReLU``, ``nn.Softsign``, ``nn.ELU``, ``nn.Softplus``,
 ``nn.SiLU``, ``nn.GELU``, ``nn.Hardtanh``, ``nn.LeakyReLU``, with their default arguments) whose
-input is the output of an ``nn.Linear``. The module's input is the layer's pre-activation z, its output the activation
-h = f(z), and the Linear's weight and bias are the layer's. Layers are found by one forward pass
+input is the output of an ``nn.Linear`` or an ``nn.Conv1d/2d/3d``. The module's input is the layer's
+pre-activation z, its output the activation h = f(z), and the Linear's (or conv's) weight and bias
+are the layer's. A conv layer's units are its channel × position outputs (z flattened per probe),
+its weight one row a channel (docs/store-format.md, "Conv layers"). Layers are found by one forward pass
 on a few training probes with hooks, in the order the forward calls them; an activation module
 called several times (one ``nn.ReLU()`` applied after each Linear) is one layer per call.
 
