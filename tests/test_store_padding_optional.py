@@ -117,3 +117,30 @@ def test_weights_beyond_the_fan_in_are_refused(tmp_path):
     with pytest.raises(StoreFormatError, match="input column 5 of layer 2, whose fan-in is 4"):
         actstats.open_store(path)["weight"].values
     assert os.path.isdir(path)
+
+
+def test_a_conv_dump_has_one_weight_row_a_channel(tmp_path):
+    """write_store with layer_weight_rows (a conv layer: 2 channels × 4 positions = 8 units):
+    weight rows beyond the channels are padding, refused when they hold values."""
+    from actstats.errors import ActstatsValueError
+
+    neurons = ("run", "epoch", "layer", "sample", "unit")
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(1, 1, 1, 5, 8)).astype("float32")
+    weight = np.full((1, 1, 1, 8, 8), np.nan, "float32")
+    weight[0, 0, 0, :2, :4] = rng.normal(size=(2, 4))
+    bias = np.full((1, 1, 1, 8), np.nan, "float32")
+    bias[0, 0, 0, :2] = 0.1
+    data = {"activation": (neurons, np.tanh(z)), "weight": (("run", "epoch", "layer", "unit", "fan_in"), weight),
+            "bias": (("run", "epoch", "layer", "unit"), bias), "input": (("sample", "feature"), rng.random((5, 4))),
+            "epoch": ("epoch", [0.0]), "split": ("sample", ["train"] * 3 + ["test"] * 2),
+            "activation_fn": ("run", ["tanh"]), "layer_weight_rows": (("run", "layer"), [[2]]),
+            "layer_positions": (("run", "layer"), [[4]]), "layer_fan_in": (("run", "layer"), [[4]])}
+    path = write_store(tmp_path / "conv.zarr", data)
+    ds = actstats.open_store(path)
+    assert ds["width"].values.tolist() == [[8]] and ds["layer_weight_rows"].values.tolist() == [[2]]
+    assert actstats.verify_store(path, progress=False).ok
+    assert int(actstats.weight_normality(ds)["n"].values.ravel()[0]) == 8  # 2 rows × 4 inputs
+    weight[0, 0, 0, 5, 1] = 3.0  # a row beyond the channels
+    with pytest.raises(ActstatsValueError, match="variable 'weight' holds values beyond its width 2"):
+        write_store(tmp_path / "wider.zarr", data)

@@ -191,6 +191,9 @@ def _coordinates(arrays: dict, sizes: dict[str, int], complete: np.ndarray) -> d
                     f"{sizes['fan_in']}: make fan_in the largest of the feature count and the widths")
     if "layer_fan_in" in arrays:
         coords["layer_fan_in"] = fan_in
+    for name in ("layer_weight_rows", "layer_positions"):  # conv layers (docs/store-format.md)
+        if name in arrays:
+            coords[name] = _values(arrays[name], np.int64)
     coords["_fan_in"] = fan_in  # for the padding check, not written
     return coords
 
@@ -235,6 +238,8 @@ def _check_padding(name: str, array, coords: dict, complete: np.ndarray) -> None
     if "layer" not in dims:
         return
     width, fan_in = coords["width"], coords["_fan_in"]
+    if "sample" not in dims and "layer_weight_rows" in coords:  # conv layers: one weight row a channel
+        width = np.asarray(coords["layer_weight_rows"])
     for r, e in zip(*np.nonzero(complete)):
         block = np.asarray(array[r, e], dtype=np.float64)
         for l in range(block.shape[0]):
