@@ -393,8 +393,11 @@ DAMAGE = {
         lambda s: _edit_json(os.path.join(s, "zarr.json"), lambda m: m["attributes"].update(schema="actstats.store/2")),
         "schema 'actstats.store/2' is not supported (expected 'actstats.store/1')",
         2, "schema 'actstats.store/2' is not supported"),
-    "missing variable": (lambda s: _delete_variable(s, "preactivation"),
-                         "required variable 'preactivation' is missing", 2, "required variable 'preactivation' is missing"),
+    "missing variable": (lambda s: _delete_variable(s, "activation"),
+                         "required variable 'activation' is missing", 2, "required variable 'activation' is missing"),
+    # optional since stores may hold outputs only; gone from a store whose manifest lists it is damage
+    "optional variable removed": (lambda s: _delete_variable(s, "preactivation"),
+                                  "variable 'preactivation' is missing although the manifest of run 0", 0, None),
     "missing variable directory": (lambda s: shutil.rmtree(os.path.join(s, "delta")),
                                    "variable 'delta' chunk (0, 0, 0, 0, 0) is missing although run 0, epoch 0 is complete",
                                    0, None),

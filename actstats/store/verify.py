@@ -65,6 +65,29 @@ class VerifyReport:
         return out
 
 
+def complete_of(arrays) -> np.ndarray | None:
+    """``complete`` as booleans, or None when it is absent or unreadable (reported elsewhere)."""
+    try:
+        return np.asarray(arrays["complete"][...]).astype(bool) if "complete" in arrays else None
+    except Exception:
+        return None
+
+
+def _variables_gone(manifest, arrays, complete) -> list[str]:
+    """A variable whose chunks a complete record's manifest lists but which the store no
+    longer has (removed with its metadata: an optional variable's absence is otherwise valid)."""
+    gone: dict[str, tuple[int, int]] = {}
+    for record, data in sorted(manifest.records.items()):
+        if complete is not None and not _is_complete(complete, record):
+            continue
+        for key in data["chunks"]:
+            name = key.split("/", 1)[0]
+            if name not in arrays and name not in gone:
+                gone[name] = record
+    return [f"variable {name!r} is missing although the manifest of run {r}, epoch index {e} lists its chunks"
+            for name, (r, e) in sorted(gone.items())]
+
+
 #: The metadata fields that decide how an array's bytes are read.
 _LAYOUT_FIELDS = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "codecs", "fill_value", "dimension_names")
 
@@ -115,6 +138,8 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     if manifest is not None:
         report.damaged += manifest.problems
     report.damaged += missing_coordinate_chunks({n: a for n, a in arrays.items() if n not in bad}, manifest)
+    if manifest is not None:
+        report.damaged += _variables_gone(manifest, arrays, complete_of(arrays))
 
     def read(name):
         if name not in arrays or name in bad:
