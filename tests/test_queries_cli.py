@@ -114,10 +114,9 @@ def test_without_a_terminal_long_work_reports_in_one_line_a_period(tmp_path):
     """stderr a log (not a terminal): capture and verify write one-line progress reports at
     most every $ACTSTATS_PROGRESS_LOG seconds (0: at each step here), and nothing with
     --no-progress."""
-    from conftest import SMALL_CONFIG
-
     config = tmp_path / "c.toml"
-    config.write_text(SMALL_CONFIG)
+    config.write_text('[dataset]\nprobe_train = 10\nprobe_test = 5\n[model]\ndepth = 1\nwidth = 4\n'
+                      '[train]\nepochs = 1\n[record]\nepochs = [0, 0.5, 1]\n')
     store = tmp_path / "s.zarr"
     result = run_cli("capture", config, "-o", store, env={"ACTSTATS_PROGRESS_LOG": "0"})
     assert result.returncode == 0, result.stderr

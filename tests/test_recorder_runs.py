@@ -151,6 +151,7 @@ def test_runs_are_fixed_when_the_store_is_made(two_runs, digits, tmp_path):
     assert not os.path.exists(new)
 
 
+@pytest.mark.long  # two processes recording at once: a trial of several seconds (make test-long)
 def test_runs_of_other_activation_functions_written_in_parallel_processes(tmp_path, digits):
     """Two processes record two runs (sigmoid and tanh) into one store at the same time; the
     report's activation comparison (C6) and C5 read it."""
