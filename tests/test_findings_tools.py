@@ -83,7 +83,7 @@ def test_generation_on_a_small_store(common, small_store, tmp_path):
 
     with open(tmp_path / "work" / "terminal" / "findings.json") as f:
         report = json.load(f)
-    with open(tmp_path / "docs" / "findings" / "terminal.json") as f:
+    with open(tmp_path / "docs" / "findings" / "terminal.findings.json") as f:
         assert json.load(f) == common.trimmed(report)  # committed next to the document
     for claim in report["claims"]:
         section = text.split(f"### {claim['id']}: ")[1].split("\n### ")[0].split("\n## ")[0]

@@ -170,7 +170,7 @@ class Experiment:
         self.report_seconds = time.perf_counter() - started
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
-            with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+            with open(os.path.join(out_dir, f"{name}.findings.json"), "w") as f:
                 json.dump(trimmed(self.findings), f, indent=1, allow_nan=False)
                 f.write("\n")
         ds = open_store(store)
