@@ -246,14 +246,7 @@ def parse_epochs(text: str):
     """
     if text.strip() == "last":
         return "last"
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if not values:
-        raise ValueError(f"expected last or epochs such as 0,10,100, got {shorten(text)}")
-    return values
+    return _parse_list(text, float, "last or epochs such as 0,10,100")
 
 
 def parse_layers(text: str) -> list[int]:
@@ -262,11 +255,15 @@ def parse_layers(text: str) -> list[int]:
     >>> parse_layers("1, 3")
     [1, 3]
     """
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return _parse_list(text, int, "hidden layers such as 1,3")
+
+
+def _parse_list(text: str, convert, expected: str) -> list:
+    """Comma-separated values of `text`, each through `convert`; ValueError saying `expected`."""
     try:
-        values = [int(p) for p in parts]
+        values = [convert(p.strip()) for p in text.split(",") if p.strip()]
     except ValueError:
         values = []
     if not values:
-        raise ValueError(f"expected hidden layers such as 1,3, got {shorten(text)}")
+        raise ValueError(f"expected {expected}, got {shorten(text)}")
     return values

@@ -16,7 +16,7 @@ import torch
 import actstats
 from actstats.errors import ActstatsValueError
 from capture import Recorder
-from capture.data import load_digits
+from recorder_tools import digits_tensors, quick_recording
 
 from conftest import ROOT
 
@@ -28,21 +28,13 @@ RUNS = [{"name": "default", "init": "default", "optimizer": "adam", "lr": 0.03, 
 
 @pytest.fixture(autouse=True, scope="module")
 def quick():
-    """No fsync of chunks (the write order is the same) and one torch thread (tiny networks)."""
-    import capture.recorder
-
-    saved, capture.recorder.FSYNC = capture.recorder.FSYNC, False
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    capture.recorder.FSYNC = saved
+    with quick_recording():
+        yield
 
 
 @pytest.fixture(scope="module")
 def digits():
-    x, y = load_digits()
-    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    return digits_tensors()
 
 
 def probes_of(digits):
@@ -164,7 +156,8 @@ def test_runs_of_other_activation_functions_written_in_parallel_processes(tmp_pa
         import capture.recorder
         capture.recorder.FSYNC = False
         torch.set_num_threads(1)
-        from test_recorder_runs import record_run, digits_tensors
+        from recorder_tools import digits_tensors
+        from test_recorder_runs import record_run
         runs = [{{"name": "s", "activation": "sigmoid", "optimizer": "adam", "lr": 0.03}},
                 {{"name": "t", "activation": "tanh", "optimizer": "adam", "lr": 0.02}}]
         activation = torch.nn.Sigmoid if sys.argv[1] == "s" else torch.nn.Tanh
@@ -185,8 +178,3 @@ def test_runs_of_other_activation_functions_written_in_parallel_processes(tmp_pa
     c6 = assess(ds, claims=["C6"]).claims[0]
     assert c6.verdict != "not testable", c6.summary
     assert [s.name for s in c6.strata] == ["tanh minus sigmoid"]
-
-
-def digits_tensors():
-    x, y = load_digits()
-    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)

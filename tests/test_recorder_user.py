@@ -18,7 +18,7 @@ import torch
 import actstats
 from actstats.errors import ActstatsError, ActstatsValueError
 from capture import Recorder
-from capture.data import load_digits
+from recorder_tools import digits_tensors, quick_recording
 
 
 F = torch.nn.functional
@@ -26,22 +26,13 @@ F = torch.nn.functional
 
 @pytest.fixture(autouse=True, scope="module")
 def no_fsync():
-    """Chunks not synced to the disk (as for capture's tests that do not cut the power): the
-    write order, which crash safety rests on, is the same. One torch thread."""
-    import capture.recorder
-
-    saved, capture.recorder.FSYNC = capture.recorder.FSYNC, False
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: one thread is fastest, and unaffected by other load
-    yield
-    torch.set_num_threads(threads)
-    capture.recorder.FSYNC = saved
+    with quick_recording():
+        yield
 
 
 @pytest.fixture(scope="module")
 def digits():
-    x, y = load_digits()
-    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    return digits_tensors()
 
 
 def probes_of(digits, n_train=60, n_test=30):

@@ -1,5 +1,8 @@
 """CDF statistics from fixed fine histograms: for groups too large to hold in memory.
 
+One module (about 680 lines) because the three statistics share one set of per-bin error
+bounds, derived once below, and the code that evaluates them must stay beside that derivation.
+
 KS distance, Wasserstein-1 and Anderson–Darling need the sorted data; a group pooled
 over many runs, epochs or layers of a large store does not fit in memory. These
 kernels instead take a histogram of the standardised values on a fixed grid of edges
