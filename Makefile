@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e '.[capture,distributed,dev]'
+	$(PY) -m pip install --quiet -e '.[capture,distributed,s3,dev]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -3,7 +3,7 @@
 Each :class:`Activation` entry holds everything the rest of the project reads about an
 activation function: its numpy form, derivative and inverse, its range, what "saturated"
 means for it, the ``torch.nn`` module capture builds networks with, and the Kaiming gain.
-Capture's config validation, ``capture.model``'s networks and Kaiming initialisation,
+Capture's config validation, ``actstats.capture.model``'s networks and Kaiming initialisation,
 synthetic stores' pre-activations, the queries' bounds and derivatives, and (through
 :func:`describe_saturation`) the prose that states the bounds derive from :data:`ACTIVATIONS`.
 

@@ -171,7 +171,7 @@ def _as_given(exc: ActstatsError, args) -> str:
 
 def _cmd_capture(args) -> int:
     try:
-        from capture import capture
+        from actstats.capture import capture
     except ImportError as exc:
         if "torch" in str(exc) or "sklearn" in str(exc) or "mnist1d" in str(exc):
             raise ActstatsError("capture needs PyTorch: install actstats[capture]") from None

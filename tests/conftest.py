@@ -69,7 +69,7 @@ def small_config(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def small_store(tmp_path_factory, small_config) -> str:
-    from capture import capture
+    from actstats.capture import capture
 
     path = str(tmp_path_factory.mktemp("stores") / "small.zarr")
     capture(small_config, path, progress=False)

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from capture.data import load_digits
+from actstats.capture.data import load_digits
 
 
 @contextlib.contextmanager
@@ -14,16 +14,16 @@ def quick_recording():
     """Chunks not synced to the disk (as for capture's tests that do not cut the power): the
     write order, which crash safety rests on, is the same. One torch thread (tiny networks:
     one thread is fastest, and unaffected by other load)."""
-    import capture.recorder
+    import actstats.capture.recorder
 
-    saved, capture.recorder.FSYNC = capture.recorder.FSYNC, False
+    saved, actstats.capture.recorder.FSYNC = actstats.capture.recorder.FSYNC, False
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        capture.recorder.FSYNC = saved
+        actstats.capture.recorder.FSYNC = saved
 
 
 def digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:

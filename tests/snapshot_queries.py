@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 def _stores():
     import actstats
     from actstats.synthetic import synthetic_store
-    from capture import capture
+    from actstats.capture import capture
     from conftest import SMALL_CONFIG, write_config
 
     directory = tempfile.mkdtemp(prefix="snapshot_queries_")

@@ -102,11 +102,11 @@ def test_the_command_line_says_when_saturation_has_no_meaning(tmp_path, capsys):
 
 def test_the_recorder_records_these_functions_and_saturation_equals_a_plain_count(tmp_path):
     torch = pytest.importorskip("torch")
-    import capture.recorder
-    from capture import Recorder
-    from capture.data import load_digits
+    import actstats.capture.recorder
+    from actstats.capture import Recorder
+    from actstats.capture.data import load_digits
 
-    saved, capture.recorder.FSYNC = capture.recorder.FSYNC, False
+    saved, actstats.capture.recorder.FSYNC = actstats.capture.recorder.FSYNC, False
     try:
         torch.manual_seed(0)
         nn = torch.nn
@@ -125,7 +125,7 @@ def test_the_recorder_records_these_functions_and_saturation_equals_a_plain_coun
                       loss=torch.nn.functional.cross_entropy, epochs=[0]) as rec:
             rec.record(epoch=0)
     finally:
-        capture.recorder.FSYNC = saved
+        actstats.capture.recorder.FSYNC = saved
     ds = actstats.open_store(path)
     names = ["gelu", "silu", "elu", "softplus", "hardtanh", "leaky_relu"]
     assert ds["layer_activation_fn"].values[0].tolist() == names and str(ds["activation_fn"].values[0]) == "mixed"
@@ -154,7 +154,7 @@ def test_the_recorder_records_these_functions_and_saturation_equals_a_plain_coun
 def test_a_module_with_other_arguments_is_refused_in_one_line(tmp_path, module, message):
     torch = pytest.importorskip("torch")
     from actstats.errors import ActstatsValueError
-    from capture import Recorder
+    from actstats.capture import Recorder
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 5), eval(f"torch.nn.{module}"), torch.nn.Linear(5, 3))
     x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))

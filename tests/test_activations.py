@@ -117,8 +117,8 @@ def test_capture_builds_each_entry_with_its_module_and_kaiming_gain(name):
     config accepts) and kaiming_normal draws N(0, (gain / sqrt(fan_in))²), bit for bit the
     same draws as torch's own normal_ with that std."""
     torch = pytest.importorskip("torch")
-    from capture.config import parse_config
-    from capture.model import TORCH_ACTIVATIONS, FeedForward, initialise
+    from actstats.capture.config import parse_config
+    from actstats.capture.model import TORCH_ACTIVATIONS, FeedForward, initialise
 
     assert list(TORCH_ACTIVATIONS) == NAMES
     parse_config(f'[model]\nactivation = "{name}"')  # accepted by the config
@@ -219,11 +219,11 @@ def test_an_incomplete_entry_fails_when_its_module_is_imported(tmp_path):
 
 def test_a_torch_module_missing_from_torch_fails_when_capture_is_imported(monkeypatch):
     pytest.importorskip("torch")
-    import capture.model
+    import actstats.capture.model
 
     monkeypatch.setitem(ACTIVATIONS, "elu", Activation(**{**COMPLETE, "torch_module": "NoSuchELU"}))
     with pytest.raises(ImportError, match="activation 'elu': torch_module 'NoSuchELU' is not a module in torch.nn"):
-        capture.model._torch_modules()
+        actstats.capture.model._torch_modules()
 
 
 def test_a_name_declared_twice_is_refused():

@@ -38,7 +38,7 @@ def assert_stores_identical(a: str, b: str) -> None:
 
 
 def test_same_config_twice_gives_identical_stores(small_config, small_store, tmp_path):
-    from capture import capture
+    from actstats.capture import capture
 
     again = str(tmp_path / "again.zarr")
     capture(small_config, again, progress=False)
@@ -73,7 +73,7 @@ def test_resume_with_a_different_config_is_refused(small_store, tmp_path):
 def test_overwrite_replaces_the_store(small_config, tmp_path):
     target = tmp_path / "o.zarr"
     cfg = write_config(tmp_path, small_config_text(**{'"model.width" = [12, 8]': '"model.width" = [5]'}), "one.toml")
-    from capture import capture
+    from actstats.capture import capture
 
     capture(cfg, str(target), progress=False)
     result = run_cli("capture", cfg, "-o", target, "--overwrite")
@@ -120,7 +120,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path):
 
 
 def test_npz_dataset_with_its_own_test_split(tmp_path):
-    from capture import capture
+    from actstats.capture import capture
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5)).astype(np.float32)
@@ -141,7 +141,7 @@ def test_npz_dataset_with_its_own_test_split(tmp_path):
 def test_digits_are_scikit_learns():
     from sklearn.datasets import load_digits as sklearn_digits
 
-    from capture.data import load_digits
+    from actstats.capture.data import load_digits
 
     x, y = load_digits()
     bunch = sklearn_digits()
@@ -151,7 +151,7 @@ def test_digits_are_scikit_learns():
 
 @pytest.mark.parametrize("name", ["synthetic", "mnist1d"])
 def test_other_datasets(tmp_path, name):
-    from capture import capture
+    from actstats.capture import capture
 
     extra = 'n_samples = 300\n'
     cfg = write_config(
@@ -170,7 +170,7 @@ def test_initialisations(init):
     """Each initialisation's weights have the spread its definition gives (fan_in 64 -> 48)."""
     import torch
 
-    from capture.model import FeedForward, initialise
+    from actstats.capture.model import FeedForward, initialise
 
     torch.manual_seed(0)
     model = FeedForward(64, [48, 48], 10, "tanh")
@@ -203,7 +203,7 @@ def test_readout_initialised_apart_and_zero_biases():
     its weights alone."""
     import torch
 
-    from capture.model import FeedForward, initialise
+    from actstats.capture.model import FeedForward, initialise
 
     torch.manual_seed(0)
     model = FeedForward(64, [48, 48], 10, "sigmoid")
@@ -223,7 +223,7 @@ def test_readout_initialised_apart_and_zero_biases():
 def test_new_model_keys_leave_older_configs_unchanged():
     """bias_init, readout_init and readout_init_scale are absent unless given: a config that
     does not name them normalises as before, so a store made before them still resumes."""
-    from capture.config import parse_config
+    from actstats.capture.config import parse_config
 
     whole = parse_config("[model]\ndepth = 2\nwidth = 8\n").sweep
     assert not {"bias_init", "readout_init", "readout_init_scale"} & set(whole["model"])
@@ -268,7 +268,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_capture(tm
 def test_glorot2010_signature(tmp_path):
     """Glorot & Bengio 2010, Fig. 2: with default init, SGD, the top sigmoid layer's mean
     activation falls toward 0 within the first epochs while layer 1 stays near 0.5."""
-    from capture import capture
+    from actstats.capture import capture
 
     text = open(os.path.join(ROOT, "data", "configs", "glorot2010.toml")).read()
     text = text.split("[sweep]")[0]  # one run: depth 4, lr 0.1, seed 0

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from actstats.store.chunks import ChunkFiles, DamagedChunkError, atomic_write
-from capture.chunks import ChunkWriter
+from actstats.capture.chunks import ChunkWriter
 
 
 def _pair(tmp_path, shape, chunks, dtype, fill):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.config import ConfigError, SCHEMA, log_schedule, parse_config
+from actstats.capture.config import ConfigError, SCHEMA, log_schedule, parse_config
 
 
 def test_defaults_fill_every_key():

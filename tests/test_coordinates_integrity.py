@@ -137,7 +137,7 @@ def test_every_record_has_a_manifest_entry_and_chunk_files_are_unchanged(small_s
 
 @pytest.fixture(scope="module")
 def epoch_zero_store(tmp_path_factory):
-    from capture import capture
+    from actstats.capture import capture
 
     directory = tmp_path_factory.mktemp("epoch0")
     config = write_config(str(directory), small_config_text(**{"epochs = [0, 0.25, 1, 2]": "epochs = [0]"}))

@@ -234,7 +234,7 @@ def _assert_same_store(path, reference) -> None:
 
 
 def test_a_capture_sweep_on_the_cluster_writes_the_store_of_a_local_capture(cluster, tmp_path):
-    from capture import capture
+    from actstats.capture import capture
 
     config = write_config(tmp_path, CLUSTER_CONFIG)
     local, remote = str(tmp_path / "local.zarr"), str(tmp_path / "remote.zarr")
@@ -256,7 +256,7 @@ def test_a_run_that_fails_on_the_cluster_is_one_error_naming_it(cluster, tmp_pat
     """A worker that cannot see the store (as on a host without the shared file system)."""
     import tqdm
 
-    from capture.sweep import _capture_on_cluster
+    from actstats.capture.sweep import _capture_on_cluster
 
     config = write_config(tmp_path, CLUSTER_CONFIG)
     missing = str(tmp_path / "not-here.zarr")

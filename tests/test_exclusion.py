@@ -1,7 +1,7 @@
 """Writers exclude each other, and signals stop a capture with its workers (issue 19, items 1,
 7 and 9; docs/reliability.md).
 
-A capture is stopped between two records with the fault injection of capture/chunks.py
+A capture is stopped between two records with the fault injection of actstats/capture/chunks.py
 (``ACTSTATS_FAULT_PAUSE_BEFORE_RECORD``: it creates ``F.paused`` and waits for ``F``), so
 that the overwrite, the move or the signal lands at a known moment while the capture
 holds its locks.
@@ -33,7 +33,7 @@ def configs(tmp_path_factory) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def reference(configs, tmp_path_factory) -> str:
-    from capture import capture
+    from actstats.capture import capture
 
     path = str(tmp_path_factory.mktemp("reference") / "reference.zarr")
     capture(configs[0], path, progress=False)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import actstats
-from capture.config import ConfigError, parse_config
-from capture.data import FreshData, data_fingerprint, load_dataset
+from actstats.capture.config import ConfigError, parse_config
+from actstats.capture.data import FreshData, data_fingerprint, load_dataset
 
 from conftest import write_config
 from reliability_tools import assert_complete_records_match, cli
@@ -75,7 +75,7 @@ def test_mnist1d_epochs_differ_are_reproducible_and_leave_global_generators_alon
 
 
 def _trainer(spec, fresh):
-    from capture.recorder import RunTrainer, select_probes
+    from actstats.capture.recorder import RunTrainer, select_probes
 
     spec = {**spec, **({"fresh": True} if fresh else {})}
     run = parse_config(
@@ -133,7 +133,7 @@ FRESH_CONFIG = textwrap.dedent(
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     """A capture with fresh data and the same config without."""
-    from capture import capture
+    from actstats.capture import capture
 
     directory = tmp_path_factory.mktemp("fresh")
     out = {}
@@ -193,8 +193,8 @@ class _Interrupted(RuntimeError):
 def test_interrupted_capture_resumes_to_the_uninterrupted_store(stores, tmp_path, monkeypatch):
     """Stopped before its fourth record (epoch 2): resumed from the checkpoint at epoch 1.5,
     half-way through the first fresh epoch, whose set must be made again identically."""
-    import capture.recorder as recorder
-    from capture import capture
+    import actstats.capture.recorder as recorder
+    from actstats.capture import capture
 
     config, reference = stores["fresh"]
     store = str(tmp_path / "interrupted.zarr")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import actstats
 from actstats.errors import ActstatsError, IntegrityError
-from capture.config import SCHEMA, ConfigError, load_config, parse_config
+from actstats.capture.config import SCHEMA, ConfigError, load_config, parse_config
 
 from conftest import write_config
 from reliability_tools import MICRO_CONFIG, cli
@@ -201,7 +201,7 @@ def test_random_bytes_as_a_config_file(tmp_path, data):
 
 @pytest.fixture(scope="module")
 def micro_store(tmp_path_factory) -> str:
-    from capture import capture
+    from actstats.capture import capture
 
     directory = tmp_path_factory.mktemp("micro")
     path = str(directory / "micro.zarr")

@@ -125,7 +125,7 @@ def _snapshot(store) -> dict:
 @pytest.fixture(scope="module")
 def npz_capture(tmp_path_factory):
     """An .npz config, its uninterrupted store, and a store of the same capture killed half way."""
-    from capture import capture
+    from actstats.capture import capture
     from reliability_tools import capture_process
 
     base = tmp_path_factory.mktemp("npz")
@@ -224,7 +224,7 @@ assert EPOCH_ZERO_CONFIG != MICRO_CONFIG
 @pytest.fixture(scope="module")
 def epoch_zero_store(tmp_path_factory) -> str:
     """A fresh store of `record.epochs = [0]`: `step` is all 0, zarr's fill value."""
-    from capture import capture
+    from actstats.capture import capture
 
     base = tmp_path_factory.mktemp("epoch0")
     config = str(base / "e0.toml")

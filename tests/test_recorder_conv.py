@@ -20,12 +20,12 @@ from conftest import ROOT
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
     """The README's CNN example, run as printed, in a temporary directory; its namespace."""
-    import capture.recorder
+    import actstats.capture.recorder
 
     with open(os.path.join(ROOT, "README.md")) as f:
         section = f.read().split("**A small CNN.**", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    saved, capture.recorder.FSYNC = capture.recorder.FSYNC, False
+    saved, actstats.capture.recorder.FSYNC = actstats.capture.recorder.FSYNC, False
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cwd = os.getcwd()
@@ -37,7 +37,7 @@ def cnn(tmp_path_factory):
     finally:
         os.chdir(cwd)
         torch.set_num_threads(threads)
-        capture.recorder.FSYNC = saved
+        actstats.capture.recorder.FSYNC = saved
     return namespace
 
 

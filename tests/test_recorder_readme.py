@@ -16,9 +16,9 @@ from conftest import ROOT
 @pytest.fixture(autouse=True)
 def quick(monkeypatch):
     """No fsync of chunks (the write order is the same) and one torch thread (tiny networks)."""
-    import capture.recorder
+    import actstats.capture.recorder
 
-    monkeypatch.setattr(capture.recorder, "FSYNC", False)
+    monkeypatch.setattr(actstats.capture.recorder, "FSYNC", False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

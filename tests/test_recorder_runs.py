@@ -15,7 +15,7 @@ import torch
 
 import actstats
 from actstats.errors import ActstatsValueError
-from capture import Recorder
+from actstats.capture import Recorder
 from recorder_tools import digits_tensors, quick_recording
 
 from conftest import ROOT
@@ -153,8 +153,8 @@ def test_runs_of_other_activation_functions_written_in_parallel_processes(tmp_pa
     script = textwrap.dedent(f"""
         import sys, torch
         sys.path.insert(0, {os.path.join(ROOT, "tests")!r})
-        import capture.recorder
-        capture.recorder.FSYNC = False
+        import actstats.capture.recorder
+        actstats.capture.recorder.FSYNC = False
         torch.set_num_threads(1)
         from recorder_tools import digits_tensors
         from test_recorder_runs import record_run

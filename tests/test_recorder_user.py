@@ -17,7 +17,7 @@ import torch
 
 import actstats
 from actstats.errors import ActstatsError, ActstatsValueError
-from capture import Recorder
+from actstats.capture import Recorder
 from recorder_tools import digits_tensors, quick_recording
 
 
@@ -195,8 +195,8 @@ def test_a_killed_loop_leaves_a_verified_store_and_adding_continues_it(tmp_path,
     script = tmp_path / "loop.py"
     script.write_text(textwrap.dedent(f"""
         import torch
-        from capture import Recorder
-        from capture.data import load_digits
+        from actstats.capture import Recorder
+        from actstats.capture.data import load_digits
         x, y = load_digits()
         x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
         torch.manual_seed(0)

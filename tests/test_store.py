@@ -273,9 +273,9 @@ def test_weight_grad_and_losses_match_autograd_on_the_recorded_network(small_sto
     of the mean training loss over the whole training split (an independent path)."""
     import torch
 
-    from capture.config import parse_config
-    from capture.data import load_dataset
-    from capture.model import FeedForward
+    from actstats.capture.config import parse_config
+    from actstats.capture.data import load_dataset
+    from actstats.capture.model import FeedForward
 
     ds = actstats.open_store(small_store)
     config = parse_config(ds.attrs["config_text"])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import actstats
-from capture.config import ConfigError, parse_config, parse_until
+from actstats.capture.config import ConfigError, parse_config, parse_until
 
 from conftest import write_config
 from reliability_tools import (
@@ -65,8 +65,8 @@ def until_config(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def until_store(until_config, tmp_path_factory):
     """The uninterrupted capture, and the furthest step each run's training was asked to reach."""
-    from capture import capture
-    from capture.recorder import RunTrainer
+    from actstats.capture import capture
+    from actstats.capture.recorder import RunTrainer
 
     path = str(tmp_path_factory.mktemp("until-store") / "until.zarr")
     furthest: dict[int, int] = {}
@@ -137,7 +137,7 @@ def test_a_run_stops_at_the_first_moment_after_its_condition_and_terminal_phase(
 
 
 def test_checkpoint_keeps_the_epoch_the_condition_held(until_store):
-    from capture.recorder import load_checkpoint
+    from actstats.capture.recorder import load_checkpoint
 
     path, _, _ = until_store
     checkpoint = load_checkpoint(path, 0)  # torch.load(weights_only=True)
@@ -146,7 +146,7 @@ def test_checkpoint_keeps_the_epoch_the_condition_held(until_store):
 
 
 def test_resume_of_a_stopped_run_writes_nothing(until_store, tmp_path):
-    from capture import capture
+    from actstats.capture import capture
 
     path, _, _ = until_store
     copy = str(tmp_path / "copy.zarr")
@@ -184,8 +184,8 @@ def test_interrupted_capture_resumes_to_the_same_stop(where, until_config, until
     """Stopped in run 0 before its stop record is written (resumed from the checkpoint of
     epoch 2, which must carry E = 2: the condition is not checked again at a step already
     passed), or after that record's data and checkpoint but before its `complete` flag."""
-    import capture.recorder as recorder
-    from capture import capture
+    import actstats.capture.recorder as recorder
+    from actstats.capture import capture
 
     reference, _, _ = until_store
     store = str(tmp_path / "interrupted.zarr")
@@ -238,7 +238,7 @@ def test_killed_capture_resumes_to_the_uninterrupted_store(until_config, until_s
         else:
             assert complete[0].tolist() == [e < 3 for e in EPOCHS] and not complete[1:].any()
         if name == "stop-complete-flag":  # its data and checkpoint were written
-            from capture.recorder import load_checkpoint
+            from actstats.capture.recorder import load_checkpoint
 
             assert load_checkpoint(store, 0)["epoch_index"] == EPOCHS.index(3)
         assert_verify_names_what_is_incomplete(store)

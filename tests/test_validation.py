@@ -205,7 +205,7 @@ def test_unreadable_config_refused(tmp_path, capsys, monkeypatch):
     user: EACCES from os.open."""
     import errno
 
-    import capture.config
+    import actstats.capture.config
 
     config = write_config(str(tmp_path), config_text())
     real_open = os.open
@@ -215,7 +215,7 @@ def test_unreadable_config_refused(tmp_path, capsys, monkeypatch):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(capture.config.os, "open", refuse)
+    monkeypatch.setattr(actstats.capture.config.os, "open", refuse)
     code = main(["capture", config, "-o", str(tmp_path / "store.zarr"), "--no-progress"])
     _, err = capsys.readouterr()
     _check_refused(str(tmp_path), code, err, "cannot read", config, sorted(os.listdir(tmp_path)))
@@ -223,7 +223,7 @@ def test_unreadable_config_refused(tmp_path, capsys, monkeypatch):
 
 def test_bounds_themselves_accepted():
     """The largest accepted values parse: the bounds are where the docs say."""
-    from capture.config import MAX_CLASSES, MAX_FLOAT32, parse_config
+    from actstats.capture.config import MAX_CLASSES, MAX_FLOAT32, parse_config
 
     text = config_text(train__seed=str(2**63 - 1), dataset__split_seed=str(2**63 - 1), train__lr=repr(MAX_FLOAT32),
                        train__weight_decay=repr(MAX_FLOAT32))
@@ -236,7 +236,7 @@ def test_bounds_themselves_accepted():
 
 def test_npz_labels_with_gaps_accepted(tmp_path):
     """Labels need not be consecutive: the class count is the largest label + 1 (at most 10000)."""
-    from capture.data import load_dataset
+    from actstats.capture.data import load_dataset
 
     path = str(tmp_path / "d.npz")
     np.savez(path, x=rng.standard_normal((30, 3)), y=np.r_[np.zeros(15, dtype=int), np.full(15, 9999)])

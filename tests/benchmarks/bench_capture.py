@@ -60,8 +60,8 @@ def _config(directory, epochs, schedule):
 
 
 def run_capture(directory, epochs, schedule, asynchronous=True, fsync=True):
-    from capture import capture
-    from capture import recorder
+    from actstats.capture import capture
+    from actstats.capture import recorder
 
     recorder.FSYNC = fsync
 
@@ -79,9 +79,9 @@ def run_capture(directory, epochs, schedule, asynchronous=True, fsync=True):
 def _trainer(directory, epochs):
     import torch
 
-    from capture.config import load_config
-    from capture.data import load_dataset
-    from capture.recorder import RunTrainer, select_probes
+    from actstats.capture.config import load_config
+    from actstats.capture.data import load_dataset
+    from actstats.capture.recorder import RunTrainer, select_probes
 
     torch.set_num_threads(1)
     config = load_config(_config(directory, epochs, "[0]"))
@@ -167,7 +167,7 @@ def write_throughput(directory, repeat=5):
                     if kind == "str":
                         coords[name] = np.full(coords[name].shape, "x")
                 create_store(path, layout, coords, {"torch_version": "", "sweep": "{}"}, np.zeros((n, 64)))
-                from capture.chunks import ChunkWriter
+                from actstats.capture.chunks import ChunkWriter
 
                 group = zarr.open_group(path, mode="r")
                 writers = {k: ChunkWriter(path, k, group[k]) for k in big}

@@ -36,7 +36,7 @@ epochs = [0, 1, 2, 4, 6]
 
 def main():
     import actstats
-    from capture import capture
+    from actstats.capture import capture
 
     with tempfile.TemporaryDirectory() as directory:
         config = os.path.join(directory, "c.toml")

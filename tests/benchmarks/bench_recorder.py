@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import torch  # noqa: E402
 
-from capture.data import load_digits  # noqa: E402
+from actstats.capture.data import load_digits  # noqa: E402
 
 F = torch.nn.functional
 WIDTH, DEPTH, N_TRAIN = 128, 3, 1438
@@ -72,7 +72,7 @@ def train_epoch(net, optimizer, x, y, epoch, after_step=None):
 
 
 def run(variant: str, epochs: int, directory: str) -> float:
-    from capture import Recorder
+    from actstats.capture import Recorder
 
     x, y, x_test, y_test = data()
     net = model()
@@ -82,10 +82,10 @@ def run(variant: str, epochs: int, directory: str) -> float:
     shutil.rmtree(path, ignore_errors=True)
     start = time.perf_counter()
     if variant.startswith("Recorder"):
-        import capture.recorder
+        import actstats.capture.recorder
 
-        saved = capture.recorder.FSYNC
-        capture.recorder.FSYNC = variant != "Recorder, no fsync"
+        saved = actstats.capture.recorder.FSYNC
+        actstats.capture.recorder.FSYNC = variant != "Recorder, no fsync"
         try:
             with Recorder(path, net, probes=probes, loss=F.cross_entropy, epochs=range(epochs + 1),
                           asynchronous=variant != "Recorder, sync") as rec:
@@ -94,7 +94,7 @@ def run(variant: str, epochs: int, directory: str) -> float:
                     train_epoch(net, optimizer, x, y, epoch)
                     rec.record(epoch=epoch)
         finally:
-            capture.recorder.FSYNC = saved
+            actstats.capture.recorder.FSYNC = saved
     elif variant == "wandb.watch-style":
         step, kept = [0], []
         log = open(os.path.join(directory, "watch.jsonl"), "w")

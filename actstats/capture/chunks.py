@@ -80,7 +80,7 @@ class ChunkWriter(ChunkFiles):
     def __init__(self, store_path: str, name: str, array, *, fsync: bool = True):
         super().__init__(store_path, name, array, fsync=fsync,
                          before_rename=_count_put_and_maybe_die if _KILL_AFTER_PUTS else None)
-        self.log = {}  # each chunk's CRC-32C, for the record's manifest (capture/recorder.py)
+        self.log = {}  # each chunk's CRC-32C, for the record's manifest (actstats/capture/recorder.py)
 
 
 def _count_put_and_maybe_die() -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from actstats.errors import shorten
-from capture.config import MAX_CLASSES, ConfigError
+from actstats.capture.config import MAX_CLASSES, ConfigError
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,10 @@ from actstats.store import (
     StoreContents, StoreLayout, canonical_json, hold_store_for_writing, is_local, local_path,
     open_group_read_only, prepare_store,
 )
-from capture.attach_checks import (
+from actstats.capture.attach_checks import (
     RUN_ATTRIBUTES, _check_attributes, _check_epochs, _check_probes, _check_run, _check_runs, _kind, _refuse_other_arguments, _signature_difference, _wanted,
 )
-from capture.recorder import EVAL_BATCH, Writer, _pad, _remove_leftovers, read_complete, run_lock
+from actstats.capture.recorder import EVAL_BATCH, Writer, _pad, _remove_leftovers, read_complete, run_lock
 
 __all__ = ["Recorder"]
 

@@ -4,8 +4,8 @@ record a user's own model from the user's own training loop (:class:`Recorder`).
 Writes the actstats.store/1 format whose schema lives in :mod:`actstats.store`.
 """
 
-from capture.attach import Recorder
-from capture.config import CaptureConfig, ConfigError, load_config, parse_config
-from capture.sweep import capture
+from actstats.capture.attach import Recorder
+from actstats.capture.config import CaptureConfig, ConfigError, load_config, parse_config
+from actstats.capture.sweep import capture
 
 __all__ = ["CaptureConfig", "ConfigError", "Recorder", "capture", "load_config", "parse_config"]

@@ -55,10 +55,10 @@ from actstats.store import (
 from actstats.errors import IntegrityError
 from actstats.store.chunks import DamagedChunkError, atomic_write
 from actstats.store.manifest import write_record_manifest
-from capture.chunks import ChunkWriter, before_record
-from capture.config import parse_until
-from capture.data import Dataset, FreshData
-from capture.model import FeedForward, initialise, make_optimizer
+from actstats.capture.chunks import ChunkWriter, before_record
+from actstats.capture.config import parse_until
+from actstats.capture.data import Dataset, FreshData
+from actstats.capture.model import FeedForward, initialise, make_optimizer
 
 #: Rows per forward pass when a whole split is evaluated (bounds memory on large splits).
 EVAL_BATCH = 4096
@@ -177,7 +177,7 @@ class Writer:
     def _write(self, run: int, epoch_index: int, values, checkpoint: dict, on_done: Callable | None) -> None:
         if callable(values):  # a snapshot to record here, on the writer's thread
             values = values()
-        before_record()  # fault injection (tests only; see capture/chunks.py)
+        before_record()  # fault injection (tests only; see actstats/capture/chunks.py)
         if self.check is not None:  # the record's first write goes to the store we locked
             self.check()
         for name, value in values.items():

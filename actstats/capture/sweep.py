@@ -44,9 +44,9 @@ from actstats.store import (
     local_path,
     prepare_store,
 )
-from capture.config import CaptureConfig, load_config
-from capture.data import data_fingerprint, load_dataset
-from capture.recorder import capture_run, record_steps, select_probes
+from actstats.capture.config import CaptureConfig, load_config
+from actstats.capture.data import data_fingerprint, load_dataset
+from actstats.capture.recorder import capture_run, record_steps, select_probes
 
 
 class Terminated(ActstatsError):
