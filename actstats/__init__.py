@@ -6,9 +6,13 @@ follows docs/store-format.md) and answer statistical queries on them.
 
 from actstats.errors import ActstatsError, ActstatsValueError, ActstatsWarning, IntegrityError, StoreFormatError
 from actstats.options import OPTIONS, set_options
-from actstats import accessor as _accessor  # registers ds.actstats
+from actstats._after_xarray import register_accessor as _register_accessor
 
 from actstats.registry import HELPERS as _HELPERS, QUERIES as _QUERY_SPECS
+
+# ds.actstats: registered now if xarray is loaded, else as soon as it is (the command line
+# never needs xarray for --help, so importing it here would only slow every command down)
+_register_accessor()
 
 #: Lazily exported names and their modules: the queries and to_records (from the registry),
 #: and the store's functions (zarr and scipy.special are imported when first used, so that

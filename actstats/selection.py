@@ -8,9 +8,12 @@ selected dataset's ``run`` coordinate still names the runs of the store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:  # the command line parses --runs/--epochs with this module before any store is open
+    import xarray as xr
 
 from actstats.errors import ActstatsValueError, shorten
 
