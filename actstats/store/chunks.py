@@ -99,6 +99,35 @@ def open_regular(path: str):
     return os.fdopen(fd, "rb")
 
 
+#: The compressors read by :class:`ChunkFiles` (zarr codec name -> numcodecs codec id).
+#: Their frames describe themselves (blosc's header holds its typesize and shuffle), so the
+#: codec's configuration is not needed to decode.
+DECOMPRESSORS = {"blosc": "blosc", "zstd": "zstd", "gzip": "gzip"}
+
+
+def _plain(codecs) -> bool:
+    from zarr.codecs import BytesCodec, Crc32cCodec
+
+    return len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], Crc32cCodec)
+
+
+def _decoders(codecs) -> list | None:
+    """numcodecs decoders of the bytes-to-bytes codecs between ``bytes`` and the last
+    ``crc32c`` (empty for the plain chain); None when the chain is anything else."""
+    import numcodecs
+    from zarr.codecs import BytesCodec, Crc32cCodec
+
+    if len(codecs) < 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[-1], Crc32cCodec):
+        return None
+    decoders = []
+    for codec in codecs[1:-1]:
+        name = codec.to_dict().get("name")
+        if name not in DECOMPRESSORS:
+            return None
+        decoders.append(numcodecs.get_codec({"id": DECOMPRESSORS[name]}))
+    return decoders
+
+
 class ChunkFiles:
     """The chunk files of one local Zarr 3 array with a regular grid and the codecs
     ``bytes`` + ``crc32c``.
@@ -120,16 +149,21 @@ class ChunkFiles:
     Raises
     ------
     ValueError
-        When the array's codecs are not exactly ``bytes`` + ``crc32c``.
+        When the array's codecs are not ``bytes`` + ``crc32c``, or, with ``read_only``,
+        ``bytes`` + compressors (:data:`DECOMPRESSORS`) + ``crc32c``.
+
+    Reading a compressed array (other programs may write the format with a compressor):
+    each chunk file is checked against its CRC-32C, then decompressed with numcodecs, which
+    releases the GIL, so dask's threads decode chunks side by side (zarr-python decodes
+    under its event loop). Only ``read`` is allowed on such an array.
     """
 
     def __init__(self, store_path: str, name: str, array, *, fsync: bool = True,
-                 before_rename: Callable[[], None] | None = None):
-        from zarr.codecs import BytesCodec, Crc32cCodec
-
+                 before_rename: Callable[[], None] | None = None, read_only: bool = False):
         meta = array.metadata
         codecs = list(meta.codecs)
-        if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], Crc32cCodec):
+        self.decoders = _decoders(codecs) if read_only else None
+        if self.decoders is None and not _plain(codecs):
             raise ValueError(f"{name}: codecs {codecs} are not bytes+crc32c; use zarr to write it")
         self.name = name
         self.directory = os.path.join(store_path, name)
@@ -167,6 +201,19 @@ class ChunkFiles:
             if not stat.S_ISREG(mode):
                 raise DamagedChunkError(f"{special_file_kind(mode)}, not a regular file")
             data = f.read()
+        if self.decoders:  # compressed: checksum, then decompress
+            if len(data) < 4 or crc32c.crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
+                raise DamagedChunkError("CRC-32C checksum mismatch")
+            data = memoryview(data)[:-4]
+            for decoder in reversed(self.decoders):
+                try:
+                    data = decoder.decode(data)
+                except Exception as exc:  # a codec's own error: the bytes are not what it wrote
+                    raise DamagedChunkError(f"{decoder.codec_id} cannot decode it ({exc})") from None
+            if len(memoryview(data).cast("B")) != self.nbytes:
+                raise DamagedChunkError(f"{len(memoryview(data).cast('B'))} bytes decoded, expected {self.nbytes}")
+            values = np.frombuffer(data, dtype=self.dtype, count=self.nbytes // self.dtype.itemsize)
+            return values.reshape(self.chunks)
         if len(data) != self.nbytes + 4:
             raise DamagedChunkError(f"{len(data)} bytes, expected {self.nbytes + 4}")
         if crc32c.crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
@@ -178,6 +225,8 @@ class ChunkFiles:
     def write(self, index: tuple[int, ...], piece: np.ndarray) -> None:
         """Write chunk `index`. A `piece` smaller than a chunk fills its leading corner and
         the rest is the fill value."""
+        if self.decoders is not None:
+            raise ValueError(f"{self.name}: a compressed array is read here, never written; use zarr to write it")
         piece = np.asarray(piece)
         if piece.shape != self.chunks:
             full = np.full(self.chunks, self.fill_value, dtype=self.dtype)

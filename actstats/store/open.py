@@ -140,6 +140,10 @@ class _CheckedArray:
             return None
         index, region = [], []
         for k, size, n in zip(key, files.chunks, files.shape):
+            if isinstance(k, (int, np.integer)) and -n <= k < n:  # one index of a chunk (a dim selected away)
+                index.append((int(k) % n) // size)
+                region.append((int(k) % n) % size)
+                continue
             if not isinstance(k, slice) or k.step not in (None, 1):
                 return None
             start, stop, _ = k.indices(n)
@@ -162,27 +166,29 @@ class _CheckedArray:
 
 
 def _chunk_files(array, name: str, location: str) -> ChunkFiles | None:
-    """:class:`ChunkFiles` for reading a local array with exactly the bytes (little-endian) +
-    crc32c codecs, a numeric or boolean data type of more than one byte (one-byte types
-    name no byte order: zarr reads those) and a regular chunk grid."""
+    """:class:`ChunkFiles` for reading a local array with the codecs bytes (little-endian),
+    then optionally compressors that numcodecs decodes (blosc, zstd, gzip), then crc32c; a
+    numeric or boolean data type of more than one byte (one-byte types name no byte order:
+    zarr reads those) and a regular chunk grid. Anything else (sharding, other codecs) is
+    read by zarr."""
     try:
-        from zarr.codecs import BytesCodec, Crc32cCodec
+        from zarr.codecs import BytesCodec
 
         codecs = list(array.metadata.codecs)
-        plain = (
-            len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], Crc32cCodec)
+        readable = (
+            len(codecs) >= 2 and isinstance(codecs[0], BytesCodec)
             and codecs[0].endian is not None and codecs[0].endian.value == "little"
             and np.dtype(array.dtype).kind in "fiub"
             and array.metadata.chunk_grid is not None and hasattr(array.metadata.chunk_grid, "chunk_shape")
         )
-    except (ImportError, AttributeError):
+        if readable and not is_local(location):
+            return None
+        store_path = local_path(location) if readable else None
+        if not readable or not os.path.isdir(os.path.join(store_path, name)):
+            return None
+        return ChunkFiles(store_path, name, array, read_only=True)
+    except (ImportError, AttributeError, ValueError):  # ValueError: a codec chain ChunkFiles does not read
         return None
-    if not plain or not is_local(location):
-        return None
-    store_path = local_path(location)
-    if not os.path.isdir(os.path.join(store_path, name)):
-        return None
-    return ChunkFiles(store_path, name, array)
 
 
 def _holds_fill(values) -> bool:

@@ -167,8 +167,18 @@ def _thresholds(lower: float, upper: float) -> tuple[np.float32, np.float32]:
     return lo32, hi32
 
 
+def _text(group, name: str) -> np.ndarray:
+    """A text coordinate as a plain zarr user reads it: integer codes and their ``labels``
+    attribute (docs/store-format.md), or strings in stores of the older encoding."""
+    array = group[name]
+    values = np.asarray(array[...])
+    if "labels" in array.attrs:
+        return np.asarray(array.attrs["labels"], dtype=object)[values].astype(str)
+    return values.astype(object).astype(str)
+
+
 def _split(group) -> np.ndarray:
-    return np.asarray(group["split"][...], dtype=object).astype(str)
+    return _text(group, "split")
 
 
 def saturation_loop(path: str, out: str) -> int:
@@ -177,7 +187,7 @@ def saturation_loop(path: str, out: str) -> int:
     group = zarr.open_group(path, mode="r")
     array = group["activation"]
     bounds = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
-    functions = np.asarray(group["activation_fn"][...], dtype=object).astype(str)
+    functions = _text(group, "activation_fn")
     split = _split(group)
     runs, epochs, layers, samples, _ = array.shape
     rows = array.chunks[3]
