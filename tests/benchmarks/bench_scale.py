@@ -35,8 +35,12 @@ statistics equal weight_normality's (rtol 1e-8), W1 within 3e-4 (quantile-grid r
 the first store, diptest.dipstat of all of layer 1's values in memory lies within the
 streamed dip's bound.
 
+With --compressed, each store is also rewritten by plain xarray as another program would write
+the format (blosc-lz4 + shuffle, then crc32c; one chunk per (run, epoch, layer) slab), and the
+saturation variants run on that copy too, so that neither read path can regress unseen.
+
 Usage: python tests/benchmarks/bench_scale.py [--sizes 1,4] [--dir /tmp/actstats-bench-scale]
-           [--verify] [--no-weights] [--only sat2,sat1,...] [--repeat N] [--profile]
+           [--verify] [--no-weights] [--only sat2,sat1,...] [--repeat N] [--profile] [--compressed]
 With --repeat N each variant runs N times, interleaved, and the table shows medians.
 Sizes below 0.45 use 1 run and fewer epochs (for trying the script: --sizes 0.05,0.2).
 Not part of `make test` or `make bench` (it writes ~13 GB); results in docs/benchmarks.md
@@ -110,6 +114,34 @@ def build(path: str, shape: dict) -> None:
     write_synthetic_store(path, **shape, seed=0, progress=progress, overwrite=True)
     elapsed = time.perf_counter() - start
     print(f"  built in {elapsed:.0f} s", flush=True)
+
+
+def build_compressed(source: str) -> str:
+    """`source` rewritten by plain xarray as another program would write the format: every
+    array with blosc-lz4 + shuffle, then crc32c; one chunk per (run, epoch, layer) slab of the
+    large arrays; every chunk written. Reused when present."""
+    import xarray as xr
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    target = source.replace(".zarr", "-xarray-blosc-lz4.zarr")
+    if os.path.exists(os.path.join(target, "zarr.json")) and os.path.exists(os.path.join(target, "weight")):
+        return target
+    start = time.perf_counter()
+    ds = xr.open_zarr(source, consolidated=False, chunks=None)
+    encoding = {}
+    for variable in ds.variables.values():
+        variable.encoding = {}
+    for name, variable in ds.variables.items():
+        encoding[name] = {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]}
+        if variable.dims[:3] == ("run", "epoch", "layer"):
+            chunks = (1, 1, 1) + variable.shape[3:]
+            encoding[name]["chunks"] = chunks
+            ds[name] = ds[name].chunk(dict(zip(variable.dims, chunks)))
+    ds.to_zarr(target + ".partial", mode="w", encoding=encoding, zarr_format=3, consolidated=False,
+               write_empty_chunks=True)
+    os.replace(target + ".partial", target)
+    print(f"  wrote {os.path.basename(target)} with xarray in {time.perf_counter() - start:.0f} s", flush=True)
+    return target
 
 
 def chunk_files(path: str, name: str) -> list[str]:
@@ -324,6 +356,7 @@ VARIANTS = {  # name: (label, variable, function, dask threads)
     "bim2": ("actstats bimodality by layer (streamed), 2 threads", "activation", bimodality_actstats, 2),
     "wfit2": ("actstats weight fit by layer (streamed), 2 threads", "weight", weight_fit_actstats, 2),
 }
+COMPRESSED_VARIANTS = ("sat2", "sat1", "satloop", "zread", "raw")
 BASELINE = {"sat2": "satloop", "sat1": "satloop", "satloop": "satloop", "zread": "satloop", "raw": "satloop",
             "wn2": "wloop", "wloop": "wloop", "wzread": "wloop", "wraw": "wloop",
             "bim2": "zread", "wfit2": "wzread"}  # no loop computes the dip of 10^8 values: against reading alone
@@ -347,8 +380,10 @@ def child(variant: str, path: str, out: str) -> None:
     import actstats.queries  # noqa: F401
 
     _, _, function, threads = VARIANTS[variant]
-    if threads:
-        dask.config.set(scheduler="threads", num_workers=threads)
+    if threads:  # the function, not the name "threads": given a name, dask imports distributed (0.5 s)
+        import dask.threaded
+
+        dask.config.set(scheduler=dask.threaded.get, num_workers=threads)
     actstats.set_options(progress=False)
     rss_before = _rss_mb()
     cpu = resource.getrusage(resource.RUSAGE_SELF)
@@ -467,6 +502,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each variant (interleaved); medians")
     parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
     parser.add_argument("--profile", action="store_true", help="cProfile one saturation run on the first store")
+    parser.add_argument("--compressed", action="store_true",
+                        help="also each store as plain xarray writes it with blosc-lz4 (saturation variants only)")
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "STORE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -497,6 +534,10 @@ def main(argv=None) -> None:
         print(f"  {shape}: activation {sizes['activation'] / 1e9:.2f} GB, preactivation "
               f"{sizes['preactivation'] / 1e9:.2f} GB, weight {sizes['weight'] / 1e9:.2f} GB, "
               f"{disk / 1e9:.2f} GB on disk", flush=True)
+        if args.compressed:
+            other = build_compressed(path)
+            stores.append({"path": other, "label": f"{label} xarray blosc-lz4", "shape": shape, "sizes": sizes,
+                           "disk": sum(os.path.getsize(f) for f in all_files(other)), "compressed": True})
     if args.profile:
         profile(stores[0]["path"])
         return
@@ -517,7 +558,8 @@ def main(argv=None) -> None:
                               f"{elapsed:.0f} s ({s['disk'] / 1e6 / elapsed:.0f} MB/s)")
                 print("  " + checks[-1], flush=True)
             outputs = {}
-            for round_, variant in [(i, v) for i in range(args.repeat) for v in variants]:  # interleaved
+            chosen = [v for v in variants if not s.get("compressed") or v in COMPRESSED_VARIANTS]
+            for round_, variant in [(i, v) for i in range(args.repeat) for v in chosen]:  # interleaved
                 out = os.path.join(tmp, f"{variant}-{s['label']}.npz")
                 r = run_child(variant, path, out)
                 runs_of.setdefault((s["label"], variant), []).append(r)
