@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STORE ?= data/default.zarr
-CONFIG ?= data/configs/default.toml
+CONFIG ?= actstats/configs/default.toml
 
-# The experiments behind docs/findings.md (tools/findings.py's EXPERIMENTS), cheapest first;
-# each capture resumes where an interrupted one stopped.
+# The experiments behind docs/findings.md (tools/findings.py's EXPERIMENTS), cheapest first: the
+# example configs of the same names (actstats/configs/NAME.toml, `actstats init --list`); each
+# capture resumes where an interrupted one stopped.
 FINDINGS := saxe2018 init_scale terminal_lr terminal terminal_wide glorot2010 answer terminal_mnist1d
 
 .PHONY: all report test test-long test-portable bench bench-scale stress venv clean findings findings-data
@@ -59,7 +60,7 @@ findings-data: venv
 	mkdir -p data/timings
 	for name in $(FINDINGS); do \
 	    start=$$(date +%s); \
-	    out=$$($(VENV)/bin/actstats capture data/configs/$$name.toml -o data/$$name.zarr --resume --workers 2); \
+	    out=$$($(VENV)/bin/actstats capture --example $$name -o data/$$name.zarr --resume --workers 2); \
 	    rc=$$?; \
 	    echo "$$out"; \
 	    case "$$out" in *" 0 records written"*) ;; *) echo $$(( $$(date +%s) - start )) >> data/timings/$$name.seconds.log ;; esac; \

@@ -8,8 +8,10 @@ the sub-command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -51,8 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
         _global_options(p, suppress=True)
         return p
 
+    p = add("init", "write an example capture config to a file to edit (--list: the examples)")
+    p.add_argument("name", metavar="NAME", nargs="?", help=f"the example (default: {DEFAULT_EXAMPLE})")
+    p.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: NAME.toml; -: standard output)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    p.add_argument("--list", action="store_true", help="the examples' names, each with its first comment line")
+
     p = add("capture", "train and record the sweep of a TOML config into a store")
-    p.add_argument("config", metavar="CONFIG")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("config", metavar="CONFIG", nargs="?", help="a TOML config (actstats init writes one to edit)")
+    source.add_argument("--example", metavar="NAME",
+                        help="an example config shipped with actstats, instead of CONFIG (actstats init --list)")
     p.add_argument("-o", "--output", metavar="STORE", required=True, help="the store to write")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue a store (or start it if absent)")
@@ -170,23 +181,66 @@ def _as_given(exc: ActstatsError, args) -> str:
 
 
 def _cmd_capture(args) -> int:
+    if args.example is not None:  # an unknown name is refused before torch is imported
+        from actstats import configs
+
+        config = configs.path(args.example)
+    else:
+        config = contextlib.nullcontext(args.config)
     try:
         from actstats.capture import capture
     except ImportError as exc:
         if "torch" in str(exc) or "sklearn" in str(exc) or "mnist1d" in str(exc):
             raise ActstatsError("capture needs PyTorch: install actstats[capture]") from None
         raise
-    summary = capture(
-        args.config,
-        args.output,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        workers=args.workers,
-    )
+    with config as path:
+        summary = capture(
+            path,
+            args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            workers=args.workers,
+        )
     print(
         f"{args.output}: {summary['runs']} runs; {summary['written']} records written, "
         f"{summary['already_complete']} were already complete"
     )
+    return EXIT_OK
+
+
+#: The example ``actstats init`` writes when no NAME is given (actstats/configs/default.toml).
+DEFAULT_EXAMPLE = "default"
+
+
+def _cmd_init(args) -> int:
+    """Write an example config (package data: no torch import) to a file, or list them."""
+    from actstats import configs
+
+    if args.list:
+        if args.name is not None or args.output is not None or args.overwrite:
+            raise ActstatsError("--list takes no NAME, -o or --overwrite")
+        names = configs.names()
+        width = max(map(len, names), default=0)
+        for name in names:
+            print(f"{name:<{width}}  {configs.summary(name)}")
+        return EXIT_OK
+    name = DEFAULT_EXAMPLE if args.name is None else args.name
+    text = configs.text(name)  # an unknown name: one line listing the known ones
+    output = f"{name}.toml" if args.output is None else args.output
+    if output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    shown = shorten(output, quote=False)
+    if not output:
+        raise ActstatsError("-o: an empty file name")
+    if os.path.isdir(output):
+        raise ActstatsError(f"-o {shown}: is a directory; give a file name")
+    try:  # "x": created only if absent (no window between a check and the write)
+        with open(output, "w" if args.overwrite else "x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise ActstatsError(f"{shown}: exists; --overwrite replaces it") from None
+    print(f"{output}: the example {name!r}; edit it, then: actstats capture {shlex.quote(output)} -o STORE")
     return EXIT_OK
 
 
@@ -380,7 +434,7 @@ def _cmd_report(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"capture": _cmd_capture, "info": _cmd_info, "verify": _cmd_verify, "report": _cmd_report}
+COMMANDS = {"init": _cmd_init, "capture": _cmd_capture, "info": _cmd_info, "verify": _cmd_verify, "report": _cmd_report}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -268,9 +268,10 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_capture(tm
 def test_glorot2010_signature(tmp_path):
     """Glorot & Bengio 2010, Fig. 2: with default init, SGD, the top sigmoid layer's mean
     activation falls toward 0 within the first epochs while layer 1 stays near 0.5."""
+    from actstats import configs
     from actstats.capture import capture
 
-    text = open(os.path.join(ROOT, "data", "configs", "glorot2010.toml")).read()
+    text = configs.text("glorot2010")
     text = text.split("[sweep]")[0]  # one run: depth 4, lr 0.1, seed 0
     text = re.sub(r"(?m)^epochs = \d+$", "epochs = 10", text)
     text = re.sub(r"(?m)^epochs = \[.*\]$", "epochs = [0, 1, 5, 10]", text)

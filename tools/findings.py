@@ -250,7 +250,7 @@ def _experiments_table(experiments, absent, data_dir):
                      epochs,
                      f"{np.nanmax(e.steps):,.0f}", f"{int(e.trained.sum())} of {e.n_runs}"))
     lines = ["## The experiments", "",
-             "Each is `data/configs/NAME.toml`, captured to `data/NAME.zarr`. *Runs*: with a complete record, of those "
+             "Each is the example config NAME (`actstats/configs/NAME.toml`; `actstats init NAME` copies it), captured to `data/NAME.zarr`. *Runs*: with a complete record, of those "
              "in the store. *Trained*: the report's definition (training accuracy at least the option "
              "`trained_accuracy`, 0.9 by default, at the last record, and not diverged).", "",
              markdown_table(["experiment", "what", "data", "hidden layers", "runs", "epochs", "updates (max)", "trained"], rows),
@@ -404,7 +404,7 @@ def _regenerate():
     return ["## How to regenerate", "", "```",
             "make findings        # captures every experiment (resuming), then writes this file and docs/findings/",
             "```", "",
-            f"or step by step: `actstats capture data/configs/NAME.toml -o data/NAME.zarr --resume --workers 2` for NAME "
+            f"or step by step: `actstats capture --example NAME -o data/NAME.zarr --resume --workers 2` for NAME "
             f"in {names}; then `python tools/findings.py --data data --out docs`.", ""]
 
 

@@ -118,7 +118,7 @@ def glorot_section(e, figures_dir):
         "with depth 4 the top layer slowly desaturates while layer 1 begins to saturate; with depth 5 it never "
         "escaped. Their regime is millions of updates (the learning rate was chosen after 5 million).",
         "",
-        f"*Here* (`data/configs/glorot2010.toml`; {int(np.nanmax(e.ds['width'].values))} units, {e.dataset}, "
+        f"*Here* (`actstats/configs/glorot2010.toml`; {int(np.nanmax(e.ds['width'].values))} units, {e.dataset}, "
         f"mini-batches of {int(np.asarray(e.ds['batch_size'].values)[0])}, "
         f"{total:,.0f} updates). *Rules, stated before the numbers:* the learning rate per depth is the grid value with "
         f"the best final held-out accuracy; the statistics are on the {int((e.ds['split'].values == 'test').sum())} "
@@ -202,7 +202,7 @@ def saxe_section(e, figures_dir):
     lines = ["### Saxe et al. (2018): tanh saturates as training goes on; ReLU's scale grows", "",
              "*Paper:* in the 12-10-7-5-4-3-2 network trained with Adam, tanh layers move into saturation (which is "
              "what compresses their binned mutual information), while ReLU layers, unbounded above, do not compress: "
-             "their activations grow instead. *Here* (`data/configs/saxe2018.toml`: the authors' optimizer, batch, "
+             "their activations grow instead. *Here* (`actstats/configs/saxe2018.toml`: the authors' optimizer, batch, "
              f"init and {epochs.max():g} epochs, a synthetic teacher task instead of their 12-bit patterns). *Rules:* "
              f"a tanh layer's saturation has plateaued when its change over the last decade of epochs is below "
              f"{PLATEAU_SHARE:g}× its change over the decade before, or below {PLATEAU_FLOOR:g}, or when it ends at "
@@ -338,7 +338,7 @@ def init_scale_section(e, figures_dir):
         "### Initialisation scale: which scales fail, and how",
         "",
         "*The folk claim:* small initial weights make gradients vanish, large ones saturate the units, and both fail "
-        f"to train. *Here* (`data/configs/init_scale.toml`: {int(depth.max())} hidden layers, hidden weights "
+        f"to train. *Here* (`actstats/configs/init_scale.toml`: {int(depth.max())} hidden layers, hidden weights "
         f"N(0, s²), the readout initialised apart (PyTorch's default), {e.dataset}, "
         f"{', '.join(sorted(set(e.optimizer_labels)))}, {e.epochs.max():g} epochs). "
         f"*Rules:* a run fails when it is not trained ({e.trained_rule}); a failure is *saturated* when its "

@@ -1,4 +1,4 @@
-"""Cost of each query on a store shaped like the default sweep (data/configs/default.toml).
+"""Cost of each query on a store shaped like the default sweep (actstats/configs/default.toml).
 
 Writes a synthetic store (actstats.synthetic, a random forward pass) with the default
 sweep's shape — 32 runs, 12 record epochs, up to 4 layers of 64 units, 300 + 200 probe
