@@ -51,7 +51,22 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit, lambertw, ndtr
+
+
+def expit(z):
+    """The logistic function (scipy.special.expit; scipy is imported at the first call, so that
+    opening a store does not load scipy.special: 0.3 s)."""
+    from scipy.special import expit as function
+
+    return function(z)
+
+
+def ndtr(z):
+    """The standard normal CDF (scipy.special.ndtr, imported at the first call)."""
+    from scipy.special import ndtr as function
+
+    return function(z)
+
 
 __all__ = ["ACTIVATIONS", "Activation", "KAIMING_GAINS", "SATURATION_KINDS", "describe_saturation", "get_activation"]
 
@@ -296,8 +311,10 @@ def _gelu_derivative(z):
     return ndtr(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
 
 
-#: SiLU's minimum, -W(1/e) (W: Lambert's), at z = -(1 + W(1/e)).
-SILU_MINIMUM = float(-lambertw(math.exp(-1.0)).real)
+#: SiLU's minimum, -W(1/e) (W: Lambert's; the omega-like constant W(1/e) = 0.27846454276107380),
+#: at z = -(1 + W(1/e)); equal to float(-scipy.special.lambertw(exp(-1)).real), checked in
+#: tests/test_activations.py.
+SILU_MINIMUM = -0.2784645427610738
 #: GELU's minimum (no closed form: minimize z Φ(z); at z = -0.75179), checked in tests/test_activations.py.
 GELU_MINIMUM = -0.16997120747990366
 

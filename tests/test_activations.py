@@ -229,3 +229,17 @@ def test_a_torch_module_missing_from_torch_fails_when_capture_is_imported(monkey
 def test_a_name_declared_twice_is_refused():
     with pytest.raises(ValueError, match="activation 'elu' is declared twice"):
         actstats.activations._registry([Activation(**COMPLETE), Activation(**COMPLETE)])
+
+
+def test_silu_minimum_is_minus_lambert_w_of_one_over_e():
+    """The literal in actstats.activations (kept so that opening a store loads no
+    scipy.special) is -W(1/e), computed here by scipy, and SiLU's value at its minimiser."""
+    import math
+
+    from scipy.special import expit, lambertw
+
+    from actstats.activations import SILU_MINIMUM
+
+    assert SILU_MINIMUM == float(-lambertw(math.exp(-1.0)).real)
+    z = -(1 + float(lambertw(math.exp(-1.0)).real))
+    assert abs(z * expit(z) - SILU_MINIMUM) < 1e-15
