@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from ._rows import DEFAULT_SEED, Axis, as_rows, deterministic_subsample
+from ._rows import DEFAULT_SEED, Axis, deterministic_subsample
+from .normality import sort_sample
 
 __all__ = ["FAMILIES", "FamilyFits", "SLOW_FIT_MAX_SIZE", "fit_families", "ks_from_cdf", "logit_grid_cdfs"]
 
@@ -103,43 +104,76 @@ def _logpdf_cdf(family, x, loc, scale):
     raise AssertionError(family)
 
 
-def _logistic_mle(ordered, counts, valid_sorted, usable):
+#: The logistic Newton iteration first runs on every k-th order statistic of a group
+#: larger than this (a quantile summary whose maximum is within ~1/size of the group's),
+#: then finishes on every value.
+_LOGISTIC_WARM_START_SIZE = 4096
+
+
+def _dot(a, b):
+    """``Σ a b`` without BLAS (whose threads contend with the scheduler's in a dask task)."""
+    return np.einsum("i,i->", a, b)
+
+
+def _logistic_newton(x, mu, sc, max_steps=100):
+    """Newton's method on the logistic score equations from (mu, sc); returns (mu, sc, converged).
+
+    The sums of one step are seven sums and dot products of ``t = tanh(u/2)`` and ``u t`` (the
+    Jacobian's ``Σ d``, ``Σ u d`` and ``Σ u² d`` with ``d = 1 - t²`` expanded), so a step
+    costs one ``tanh`` and a few passes. Convergence is quadratic: a step of relative size
+    s leaves an error of order s², so the iteration stops after a step below 1e-8 that is
+    smaller than the one before it (the error left is then below ~1e-16, as with a
+    stopping rule of 1e-14 on the next step, one pass of ``tanh`` sooner).
+    """
+    n = float(x.size)
+    previous = np.inf
+    for _ in range(max_steps):
+        u = (x - mu) / sc
+        t = np.tanh(0.5 * u)
+        ut = u * t
+        st, stt, su, sut = t.sum(), _dot(t, t), u.sum(), ut.sum()
+        sutt, suu, sutut = _dot(ut, t), _dot(u, u), _dot(ut, ut)
+        g1, g2 = st, sut - n
+        j11 = -(n - stt) / (2 * sc)
+        j12 = -(su - sutt) / (2 * sc)
+        j21 = -(st + (su - sutt) / 2) / sc
+        j22 = -(sut + (suu - sutut) / 2) / sc
+        det = j11 * j22 - j12 * j21
+        if not np.isfinite(det) or det == 0:
+            return mu, sc, False
+        step_mu = (g1 * j22 - g2 * j12) / det
+        step_sc = (j11 * g2 - j21 * g1) / det
+        factor = 1.0
+        while sc - factor * step_sc <= 0:
+            factor /= 2
+        mu, sc = mu - factor * step_mu, sc - factor * step_sc
+        size = max(abs(step_mu) / (abs(mu) + sc), abs(step_sc) / sc)
+        if size <= 1e-14 or (factor == 1.0 and size <= 1e-8 and size < previous):
+            return mu, sc, bool(np.isfinite(mu) and np.isfinite(sc))
+        previous = size
+    return mu, sc, False
+
+
+def _logistic_mle(sample, usable):
     """Maximum-likelihood logistic (loc, scale) per row, by Newton's method on the score
     equations ``Σ tanh(u/2) = 0`` and ``Σ u tanh(u/2) = n`` with ``u = (x - loc)/scale``
-    (the equations ``scipy.stats.logistic.fit`` solves), started from the moments and
-    iterated to machine precision; rows where it does not converge fall back to scipy."""
+    (the equations ``scipy.stats.logistic.fit`` solves), started from the median and the
+    moments (on a quantile summary of a large group first, :data:`_LOGISTIC_WARM_START_SIZE`)
+    and iterated to machine precision; rows where it does not converge fall back to scipy."""
+    ordered, counts = sample.ordered, sample.counts
     n_rows = ordered.shape[0]
     loc = np.full(n_rows, np.nan)
     scale = np.full(n_rows, np.nan)
-    n = counts.astype(float)
     for i in np.flatnonzero(usable):
         x = ordered[i, : counts[i]]
-        sd = x.std()
-        mu, sc = float(np.median(x)), sd * np.sqrt(3) / np.pi
-        converged = False
-        for _ in range(100):
-            u = (x - mu) / sc
-            t = np.tanh(u / 2)
-            d = 1 - t * t
-            g1 = t.sum()
-            g2 = (u * t).sum() - n[i]
-            j11 = -d.sum() / (2 * sc)
-            j12 = -(u * d).sum() / (2 * sc)
-            j21 = -(t + u * d / 2).sum() / sc
-            j22 = -(u * t + u * u * d / 2).sum() / sc
-            det = j11 * j22 - j12 * j21
-            if not np.isfinite(det) or det == 0:
-                break
-            step_mu = (g1 * j22 - g2 * j12) / det
-            step_sc = (j11 * g2 - j21 * g1) / det
-            factor = 1.0
-            while sc - factor * step_sc <= 0:
-                factor /= 2
-            mu, sc = mu - factor * step_mu, sc - factor * step_sc
-            if abs(step_mu) <= 1e-14 * (abs(mu) + sc) and abs(step_sc) <= 1e-14 * sc:
-                converged = True
-                break
-        if not converged or not np.isfinite(mu) or not np.isfinite(sc):
+        mu, sc = float(np.median(x)), x.std() * np.sqrt(3) / np.pi
+        stride = x.size // _LOGISTIC_WARM_START_SIZE
+        if stride > 1:
+            start_mu, start_sc, converged = _logistic_newton(x[stride // 2::stride], mu, sc)
+            if converged:
+                mu, sc = start_mu, start_sc
+        mu, sc, converged = _logistic_newton(x, mu, sc)
+        if not converged:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 mu, sc = stats.logistic.fit(x)
@@ -147,28 +181,49 @@ def _logistic_mle(ordered, counts, valid_sorted, usable):
     return loc, scale
 
 
-def _closed_form(family, ordered, counts, valid_sorted):
-    """Vectorised MLE for normal, laplace, uniform on rows sorted with NaN last."""
+def _closed_form(family, sample):
+    """Vectorised MLE and log-likelihood for normal, laplace, uniform on sorted rows.
+
+    The log-likelihoods are the sums of the log-densities written through the sufficient
+    statistic the fit already computed (``Σ(x-μ)²`` for the normal, ``Σ|x-m|`` for the
+    Laplace; the uniform's is ``-n log(range)``): the same sums as ``logpdf(...).sum()``
+    up to the order of the float additions.
+    """
+    ordered, counts = sample.ordered, sample.counts
     n = counts.astype(float)
-    zeroed = np.where(valid_sorted, ordered, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         if family == "normal":
-            mean = zeroed.sum(axis=1) / n
-            deviation = np.where(valid_sorted, ordered - mean[:, None], 0.0)
-            return mean, np.sqrt((deviation**2).sum(axis=1) / n)
+            mean = sample.sum(ordered) / n
+            deviation = ordered - mean[:, None]
+            squares = sample.sum(deviation * deviation)
+            scale = np.sqrt(squares / n)
+            return mean, scale, -0.5 * squares / scale**2 - n * np.log(scale) - 0.5 * n * np.log(2 * np.pi)
         if family == "laplace":
             last = np.maximum(counts - 1, 0)
             low = np.take_along_axis(ordered, (last // 2)[:, None], axis=1)[:, 0]
             high = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)[:, 0]
             median = np.where(counts % 2 == 1, low, 0.5 * (low + high))
-            deviation = np.where(valid_sorted, np.abs(ordered - median[:, None]), 0.0)
-            return median, deviation.sum(axis=1) / n
+            absolute = sample.sum(np.abs(ordered - median[:, None]))
+            scale = absolute / n
+            return median, scale, -absolute / scale - n * np.log(2 * scale)
         if family == "uniform":
             last = np.maximum(counts - 1, 0)
             minimum = ordered[:, 0]
             maximum = np.take_along_axis(ordered, last[:, None], axis=1)[:, 0]
-            return minimum, maximum - minimum
+            return minimum, maximum - minimum, -n * np.log(maximum - minimum)
     raise AssertionError(family)
+
+
+def _logistic_log_likelihood(sample, loc, scale):
+    """``Σ logpdf`` of the logistic: ``-|u| - 2 log(1 + e^{-|u|}) - log s`` summed.
+
+    ``log(1 + e)`` for ``e = e^{-|u|}`` in (0, 1] is within about one ulp of ``log1p(e)``
+    in absolute terms (the rounding of ``1 + e`` is at most 1.1e-16 relative), so the sum
+    is within ~n·1e-16 of scipy's, the order of the rounding of the sum itself."""
+    with np.errstate(all="ignore"):
+        magnitude = np.abs((sample.ordered - loc[:, None]) / scale[:, None])
+        terms = -magnitude - 2 * np.log(1.0 + np.exp(-magnitude))
+        return sample.sum(terms) - sample.counts * np.log(scale)
 
 
 def fit_families(
@@ -178,13 +233,15 @@ def fit_families(
     families=FAMILIES,
     max_fit_size: int = SLOW_FIT_MAX_SIZE,
     seed: int = DEFAULT_SEED,
+    ks: bool = True,
 ) -> FamilyFits:
     """Fit each family by maximum likelihood; compare by AIC, BIC and KS distance.
 
     Parameters
     ----------
-    x : array_like
-        Data (NaN skipped), e.g. the weights of a layer.
+    x : array_like or SortedSample
+        Data (NaN skipped), e.g. the weights of a layer, or groups already sorted by
+        :func:`actstats.kernels.normality.sort_sample` (then ``axis`` is not used).
     axis : int, tuple of int or None, default -1
     families : sequence of str, default all of ``FAMILIES``
     max_fit_size : int, default 20000
@@ -192,6 +249,8 @@ def fit_families(
         values (:func:`actstats.kernels.deterministic_subsample` with ``seed``); their
         likelihood, AIC, BIC and KS are still computed on all values.
     seed : int, default 0
+    ks : bool, default True
+        Compute ``ks_statistic`` (each family's CDF at every value); NaN without it.
 
     Returns
     -------
@@ -225,25 +284,26 @@ def fit_families(
     unknown = [f for f in families if f not in _SCIPY]
     if unknown:
         raise ValueError(f"unknown family {unknown[0]!r}; choose from {', '.join(FAMILIES)}")
-    rows = as_rows(x, axis)
-    ordered, counts = rows.sorted()
-    valid_sorted = np.arange(ordered.shape[1])[None, :] < counts[:, None]
+    sample = sort_sample(x, axis)
+    rows, ordered, counts = sample.rows, sample.ordered, sample.counts
     n = counts.astype(float)
     n_rows, n_families = rows.n_rows, len(families)
     shape = np.full((n_rows, n_families), np.nan)
     loc = np.full((n_rows, n_families), np.nan)
     scale = np.full((n_rows, n_families), np.nan)
     fit_size = np.zeros((n_rows, n_families))
+    log_likelihood = np.full((n_rows, n_families), np.nan)
     spread = np.where(counts > 0, np.take_along_axis(ordered, np.maximum(counts - 1, 0)[:, None], 1)[:, 0] - ordered[:, 0], 0.0)
     usable = (counts >= 3) & (spread > 0)
 
     for k, family in enumerate(families):
         if family in ("normal", "laplace", "uniform"):
-            loc[:, k], scale[:, k] = _closed_form(family, ordered, counts, valid_sorted)
+            loc[:, k], scale[:, k], log_likelihood[:, k] = _closed_form(family, sample)
             fit_size[:, k] = n
             continue
         if family == "logistic":
-            loc[:, k], scale[:, k] = _logistic_mle(ordered, counts, valid_sorted, usable)
+            loc[:, k], scale[:, k] = _logistic_mle(sample, usable)
+            log_likelihood[:, k] = _logistic_log_likelihood(sample, loc[:, k], scale[:, k])
             fit_size[:, k] = n
             continue
         for i in np.flatnonzero(usable):
@@ -258,10 +318,11 @@ def fit_families(
             loc[i, k], scale[i, k] = parameters[-2], parameters[-1]
             fit_size[i, k] = values.size
 
-    log_likelihood = np.full((n_rows, n_families), np.nan)
     ks_statistic = np.full((n_rows, n_families), np.nan)
     index = np.arange(1, ordered.shape[1] + 1)[None, :]
     for k, family in enumerate(families):
+        if family in _FORMULAS and not ks:
+            continue
         distribution = _SCIPY[family]
         arguments = ([shape[:, k, None]] if family in ("t", "gennorm") else []) + [
             loc[:, k, None],
@@ -269,13 +330,14 @@ def fit_families(
         ]
         with np.errstate(all="ignore"):
             if family in _FORMULAS:
-                log_pdf, cdf = _logpdf_cdf(family, ordered, *arguments)
+                cdf = _logpdf_cdf(family, ordered, *arguments)[1]
             else:
-                log_pdf = distribution.logpdf(ordered, *arguments)
+                log_likelihood[:, k] = sample.sum(distribution.logpdf(ordered, *arguments))
+                if not ks:
+                    continue
                 cdf = distribution.cdf(ordered, *arguments)
-            log_likelihood[:, k] = np.where(valid_sorted, log_pdf, 0.0).sum(axis=1)
-            above = np.where(valid_sorted, index / n[:, None] - cdf, -np.inf).max(axis=1, initial=-np.inf)
-            below = np.where(valid_sorted, cdf - (index - 1) / n[:, None], -np.inf).max(axis=1, initial=-np.inf)
+            above = sample.max(index / n[:, None] - cdf)
+            below = sample.max(cdf - (index - 1) / n[:, None])
         ks_statistic[:, k] = np.maximum(above, below)
 
     log_likelihood = np.where(usable[:, None], log_likelihood, np.nan)

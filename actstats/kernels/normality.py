@@ -10,25 +10,30 @@ of it is docstrings with the references each test is verified against.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special, stats
 
-from ._rows import DEFAULT_SEED, Axis, as_rows, deterministic_subsample, map_rows
+from ._rows import DEFAULT_SEED, Axis, Rows, as_rows, deterministic_subsample, map_rows
 from .moments import _standardized_moments, moments
 
 __all__ = [
     "DAgostinoPearsonResult",
+    "NormalityStatistics",
     "NormalityTestResult",
     "SHAPIRO_MAX_SIZE",
+    "SortedSample",
     "anderson_darling",
     "dagostino_pearson",
     "jarque_bera",
     "ks_distance_normal",
     "lilliefors",
+    "normality_statistics",
     "shapiro_wilk",
+    "sort_sample",
     "wasserstein_normal",
 ]
 
@@ -204,29 +209,337 @@ def jarque_bera(m=None, *, x=None, axis: Axis = -1) -> NormalityTestResult:
     )
 
 
-def _standardized_sorted(rows, ddof):
-    """Rows sorted (NaN last), counts, and values standardised by mean and std(ddof)."""
-    ordered, counts = rows.sorted()
-    n = counts.astype(float)
+@dataclass(frozen=True, slots=True)
+class SortedSample:
+    """Groups sorted once, for every statistic that needs order statistics.
+
+    Made by :func:`sort_sample`; :func:`normality_statistics`, :func:`anderson_darling`,
+    :func:`lilliefors`, :func:`ks_distance_normal`, :func:`wasserstein_normal` and
+    :func:`actstats.kernels.fit_families` accept it in place of data, so that a group is
+    sorted once whatever is asked of it.
+
+    Attributes
+    ----------
+    ordered : ndarray, shape (n_rows, m), float64
+        Each group's values sorted ascending, NaN (padding) last.
+    counts : ndarray of int, shape (n_rows,)
+        Number of values of each group.
+    full : bool
+        No group has padding (every count is m): the masks are skipped.
+    rows : Rows
+        The unsorted groups (for subsamples in their original order, and the output shape).
+    """
+
+    ordered: np.ndarray
+    counts: np.ndarray
+    full: bool
+    rows: Rows
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(n_rows, m)`` mask of the values (not the padding)."""
+        return np.arange(self.ordered.shape[1])[None, :] < self.counts[:, None]
+
+    def sum(self, a: np.ndarray) -> np.ndarray:
+        """Row sums of an ``(n_rows, m)`` array computed from ``ordered``, padding skipped."""
+        return a.sum(axis=1) if self.full else np.where(self.valid, a, 0.0).sum(axis=1)
+
+    def max(self, a: np.ndarray) -> np.ndarray:
+        """Row maxima of an ``(n_rows, m)`` array, padding skipped (-inf for empty rows)."""
+        if self.full:
+            return a.max(axis=1, initial=-np.inf)
+        return np.where(self.valid, a, -np.inf).max(axis=1, initial=-np.inf)
+
+
+def sort_sample(x, axis: Axis = -1) -> SortedSample:
+    """Sort each group once (NaN last), for the statistics that need order statistics.
+
+    Parameters
+    ----------
+    x : array_like or SortedSample
+        Data (NaN skipped); a :class:`SortedSample` is returned as it is.
+    axis : int, tuple of int or None, default -1
+        Axes to reduce.
+
+    Returns
+    -------
+    SortedSample
+
+    Notes
+    -----
+    Values that are all float32 numbers (a store's weights, even when handed over as
+    float64) are sorted as float32 and converted afterwards: the conversion is exact and
+    monotone, so the result is the float64 sort's bit for bit, at about half its cost.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels.normality import sort_sample
+    >>> sort_sample(np.array([[3.0, np.nan, 1.0]])).ordered
+    array([[ 1.,  3., nan]])
+    """
+    if isinstance(x, SortedSample):
+        return x
+    rows = as_rows(x, axis)
+    values = rows.values
+    single = values.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        exact = bool(np.array_equal(single, values, equal_nan=True))
+    ordered = np.sort(single, axis=1).astype(np.float64) if exact else np.sort(values, axis=1)
+    counts = rows.counts
+    return SortedSample(ordered, counts, bool((counts == values.shape[1]).all()), rows)
+
+
+def _mean_squares(sample: SortedSample):
+    """Mean and sum of squared deviations of each group (two passes; NaN for empty groups)."""
+    n = sample.counts.astype(float)
+    ordered = sample.ordered
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = rows.zeroed().sum(axis=1) / n
-        deviation = np.where(rows.valid, rows.values - mean[:, None], 0.0)
-        std = np.sqrt((deviation**2).sum(axis=1) / (n - ddof))
-        z = (ordered - mean[:, None]) / std[:, None]
-    return z, counts, mean, std
+        mean = sample.sum(ordered) / n
+        deviation = ordered - mean[:, None]
+        return mean, sample.sum(deviation * deviation)
 
 
-def _ks_distance(z, counts):
-    """Two-sided KS distance between each sorted row of z and the standard normal."""
+def _std(sample: SortedSample, squares, ddof):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(squares / (sample.counts - ddof))
+
+
+def _standardize(sample: SortedSample, mean, std) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sample.ordered - mean[:, None]) / std[:, None]
+
+
+def _ks_gaps(cdf, counts):
+    """``max(i/n - F_i, F_i - (i-1)/n)`` for each sorted value (NaN in the padding)."""
     n = counts[:, None].astype(float)
-    index = np.arange(1, z.shape[1] + 1)[None, :]
-    cdf = special.ndtr(z)
-    valid = index <= n
+    index = np.arange(1, cdf.shape[1] + 1)[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        above = np.where(valid, index / n - cdf, -np.inf).max(axis=1, initial=-np.inf)
-        below = np.where(valid, cdf - (index - 1) / n, -np.inf).max(axis=1, initial=-np.inf)
-    distance = np.maximum(above, below)
-    return np.where(counts > 0, distance, np.nan)
+        return np.maximum(index / n - cdf, cdf - (index - 1) / n)
+
+
+def _ks_distance(sample: SortedSample, z):
+    """Two-sided KS distance between each sorted row of z and the standard normal."""
+    distance = sample.max(_ks_gaps(special.ndtr(z), sample.counts))
+    return np.where(sample.counts > 0, distance, np.nan)
+
+
+def _normal_cdf(z):
+    """Φ(z) as ``Φ(-|z|)`` or ``1 - Φ(-|z|)``: what :func:`_normal_tails` gives (it equals
+    ``scipy.special.ndtr`` beyond |z| = 1 bit for bit, and to an ulp below)."""
+    with np.errstate(invalid="ignore"):
+        tail = special.ndtr(-np.abs(z))
+        return np.where(z < 0, tail, 1.0 - tail)
+
+
+def _normal_tails(z):
+    """``Φ(z)``, ``log Φ(z)`` and ``log(1 - Φ(z))`` from one evaluation of the smaller tail.
+
+    ``tail = Φ(-|z|)`` is accurate to a few ulps relative in both tails; Φ and 1 - Φ are
+    ``tail`` and ``1 - tail`` (exact to half an ulp of a number ≥ 1/2). ``log(1 - tail)``
+    is within an ulp of ``log1p(-tail)`` in absolute terms (the log of a number in
+    [1/2, 1]); beyond |z| = 20 the log of the tail comes from ``log_ndtr`` (no underflow).
+    These are the values ``scipy.special.log_ndtr(±z)`` gives (it computes ``log(ndtr)``
+    for -20 < z ≤ 6 and ``-ndtr(-z)`` above) to about 1e-16 absolute.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        magnitude = np.abs(z)
+        tail = special.ndtr(-magnitude)
+        log_tail = np.log(tail)
+        far = np.nonzero(magnitude > 20)
+        if far[0].size:
+            log_tail[far] = special.log_ndtr(-magnitude[far])
+        log_body = np.log(1.0 - tail)
+        negative = z < 0
+        cdf = np.where(negative, tail, 1.0 - tail)
+        return cdf, np.where(negative, log_tail, log_body), np.where(negative, log_body, log_tail)
+
+
+def _anderson_darling_statistic(sample: SortedSample, log_cdf, log_sf):
+    """A² from log Φ and log(1 - Φ) at the sorted standardised values.
+
+    ``Σ (2i-1)/n [log Φ(z_(i)) + log(1 - Φ(z_(n+1-i)))]`` regrouped by value:
+    ``Σ [(2i-1) log Φ(z_(i)) + (2n-2i+1) log(1 - Φ(z_(i)))] / n``.
+    """
+    n = sample.counts[:, None].astype(float)
+    index = np.arange(1, sample.ordered.shape[1] + 1)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = ((2 * index - 1) * log_cdf + (2 * n - 2 * index + 1) * log_sf) / n
+        return -sample.counts - sample.sum(terms)
+
+
+@functools.lru_cache(maxsize=4)
+def _normal_quantile_slices(n: int):
+    """For ``u`` in ``[(i-1)/n, i/n]``, i = 1..n: ``Φ⁻¹`` at both ends, φ there, and the
+    mean of ``Φ⁻¹(u)`` over the slice, ``n (φ(α) - φ(β))``, computed without cancellation
+    as ``-n φ(α) expm1(-(β - α)(β + α)/2)`` (``-n φ(β)`` at i = 1, where α = -inf; at
+    i = n, β = +inf and expm1 gives -1)."""
+    edges = special.ndtri(np.arange(n + 1) / n)
+    with np.errstate(invalid="ignore", over="ignore"):
+        density = np.where(np.isfinite(edges), np.exp(-0.5 * edges * edges) / np.sqrt(2 * np.pi), 0.0)
+        left, right = edges[:-1], edges[1:]
+        decay = np.expm1(-0.5 * (right - left) * (right + left))
+        mean = np.where(density[:-1] > 0, -n * density[:-1] * decay, -n * density[1:])
+    out = (left, right, density[:-1], density[1:], mean)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _slices_for(counts, width):
+    """The arrays of :func:`_normal_quantile_slices` laid out as ``(n_rows, width)`` rows."""
+    distinct = np.unique(counts)
+    if distinct.size == 1 and distinct[0] == width:
+        return [a[None, :] for a in _normal_quantile_slices(int(width))]
+    out = [np.full((counts.size, width), np.nan) for _ in range(5)]
+    for n in distinct:
+        if n == 0:
+            continue
+        where = counts == n
+        for target, source in zip(out, _normal_quantile_slices(int(n))):
+            target[where, :n] = source
+    return out
+
+
+def _wasserstein_standardized(sample: SortedSample, z):
+    """W1 between each sorted standardised row and N(0, 1).
+
+    On the slice of ``u`` where the empirical quantile is ``z_(i)``, the distance is
+    ``∫ |z_(i) - Φ⁻¹(u)| du``. When ``z_(i)`` lies outside ``[α, β]`` (almost every
+    value of a large group) it is ``|z_(i) - m_i| / n`` with ``m_i`` the slice's mean
+    quantile; inside, the closed form with ``c = z_(i)``:
+    ``z (2Φ(z) - (i-1)/n - i/n) + 2φ(z) - φ(α) - φ(β)``.
+    """
+    left, right, density_left, density_right, mean = _slices_for(sample.counts, z.shape[1])
+    n = sample.counts[:, None].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        outside = np.abs(z - mean) / n
+        distance = sample.sum(outside)
+        inside = np.nonzero((z > left) & (z < right))
+        if inside[0].size:
+            row = inside[0]
+            zi = z[inside]
+            count = n[row, 0]
+            position = inside[1].astype(float)
+            piece = (
+                zi * (2 * special.ndtr(zi) - position / count - (position + 1) / count)
+                + 2 * np.exp(-0.5 * zi * zi) / np.sqrt(2 * np.pi)
+                - _broadcast_pick(density_left, inside)
+                - _broadcast_pick(density_right, inside)
+            )
+            np.add.at(distance, row, piece - outside[inside])
+    return distance
+
+
+def _broadcast_pick(a, index):
+    rows, columns = index
+    return a[0, columns] if a.shape[0] == 1 else a[rows, columns]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalityStatistics:
+    """The statistics of the sorted sample that :func:`normality_statistics` computes at once.
+
+    Attributes
+    ----------
+    ad_statistic, ad_pvalue : Anderson–Darling A² and its p-value (as :func:`anderson_darling`).
+    lilliefors_statistic, lilliefors_pvalue : as :func:`lilliefors`.
+    ks_d : KS distance to the maximum-likelihood normal (as :func:`ks_distance_normal`).
+    w1_normal : W1 of the standardised values to N(0, 1)
+        (as ``wasserstein_normal(x, standardize=True)``).
+    mean, std : mean and standard deviation (ddof=0) of each group.
+    n : number of values of each group.
+    """
+
+    ad_statistic: np.ndarray
+    ad_pvalue: np.ndarray
+    lilliefors_statistic: np.ndarray
+    lilliefors_pvalue: np.ndarray
+    ks_d: np.ndarray
+    w1_normal: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    n: np.ndarray
+
+
+def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
+    """Anderson–Darling, Lilliefors, KS and W1 of each group from one sort.
+
+    Parameters
+    ----------
+    x : array_like or SortedSample
+        Data (NaN skipped), or groups already sorted by :func:`sort_sample`.
+    axis : int, tuple of int or None, default -1
+
+    Returns
+    -------
+    NormalityStatistics
+        The values :func:`anderson_darling`, :func:`lilliefors`,
+        :func:`ks_distance_normal` (ddof=0) and ``wasserstein_normal(standardize=True)``
+        give, with their NaN rules.
+
+    Notes
+    -----
+    Every statistic is a function of the sorted standardised sample, so the group is
+    sorted once and the normal's CDF is evaluated once (``z`` with the ddof=1 std, for
+    A² and Lilliefors). The KS distance to the ddof=0 normal differs from the Lilliefors
+    statistic's gaps by at most ``sup|t φ(t)| (c - 1) ≈ 0.242 (c - 1)`` at every value,
+    ``c = std(ddof=1)/std(ddof=0)``, so its maximum lies among the values whose
+    Lilliefors gap is within twice that of the maximum; Φ is evaluated there only and
+    the maximum is the one a full evaluation gives, bit for bit. W1 needs Φ only where a
+    value falls inside its own quantile slice (:func:`wasserstein_normal`).
+
+    Verification: equal to :func:`anderson_darling`, :func:`lilliefors`,
+    :func:`ks_distance_normal` and :func:`wasserstein_normal`, which are checked against
+    scipy, statsmodels and quadrature (``tests/test_kernels_normality.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from actstats.kernels.normality import normality_statistics
+    >>> result = normality_statistics(np.random.default_rng(0).laplace(size=(2, 5000)))
+    >>> bool((result.w1_normal > 0.1).all()), result.ad_pvalue.tolist()
+    (True, [0.0, 0.0])
+    """
+    sample = sort_sample(x, axis)
+    rows, counts = sample.rows, sample.counts
+    mean, squares = _mean_squares(sample)
+    std0, std1 = _std(sample, squares, 0), _std(sample, squares, 1)
+    z = _standardize(sample, mean, std1)
+    cdf, log_cdf, log_sf = _normal_tails(z)
+    usable1 = std1 > 0
+    ad = np.where((counts >= 8) & usable1, _anderson_darling_statistic(sample, log_cdf, log_sf), np.nan)
+    gaps = _ks_gaps(cdf, counts)
+    lilliefors_d = sample.max(gaps)
+    # the KS distance to N(mean, std0): the same gaps at (x - mean)/std0, evaluated where they can be largest
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = std1 / std0
+        bound = 0.25 * (c - 1) + 1e-12
+        candidates = np.nonzero(np.where(sample.valid, gaps, -np.inf) >= (lilliefors_d - 2 * bound)[:, None])
+        z0 = _standardize(sample, mean, std0)
+    n = counts.astype(float)
+    index = candidates[1] + 1.0
+    count = n[candidates[0]]
+    phi = special.ndtr(z0[candidates])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        picked = np.maximum(index / count - phi, phi - (index - 1) / count)
+    ks = np.full(rows.n_rows, -np.inf)
+    np.maximum.at(ks, candidates[0], picked)
+    usable0 = (counts >= 2) & (std0 > 0)
+    ks = np.where(usable0, ks, np.nan)
+    w1 = np.where(usable0, _wasserstein_standardized(sample, z0), np.nan)
+    lilliefors_d = np.where((counts >= 4) & usable1, lilliefors_d, np.nan)
+    return NormalityStatistics(
+        ad_statistic=rows.unflatten(ad),
+        ad_pvalue=rows.unflatten(_anderson_darling_pvalue(ad, n)),
+        lilliefors_statistic=rows.unflatten(lilliefors_d),
+        lilliefors_pvalue=rows.unflatten(_lilliefors_pvalues(lilliefors_d, counts)),
+        ks_d=rows.unflatten(ks),
+        w1_normal=rows.unflatten(w1),
+        mean=rows.unflatten(mean),
+        std=rows.unflatten(std0),
+        n=rows.unflatten(counts),
+    )
 
 
 def ks_distance_normal(x, axis: Axis = -1, *, ddof: int = 0) -> np.ndarray:
@@ -258,11 +571,12 @@ def ks_distance_normal(x, axis: Axis = -1, *, ddof: int = 0) -> np.ndarray:
     >>> print(round(float(ks_distance_normal(np.array([-1.0, 0.0, 1.0]))), 4))
     0.223
     """
-    rows = as_rows(x, axis)
-    z, counts, _, std = _standardized_sorted(rows, ddof)
-    distance = _ks_distance(z, counts)
-    distance = np.where((counts >= 2) & (std > 0), distance, np.nan)
-    return rows.unflatten(distance)
+    sample = sort_sample(x, axis)
+    mean, squares = _mean_squares(sample)
+    std = _std(sample, squares, ddof)
+    distance = _ks_distance(sample, _standardize(sample, mean, std))
+    distance = np.where((sample.counts >= 2) & (std > 0), distance, np.nan)
+    return sample.rows.unflatten(distance)
 
 
 def _lilliefors_pvalues(statistic: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -321,9 +635,12 @@ def lilliefors(x, axis: Axis = -1) -> NormalityTestResult:
     >>> print(round(float(result.pvalue), 3))
     0.001
     """
-    rows = as_rows(x, axis)
-    z, counts, _, std = _standardized_sorted(rows, 1)
-    statistic = np.where((counts >= 4) & (std > 0), _ks_distance(z, counts), np.nan)
+    sample = sort_sample(x, axis)
+    rows, counts = sample.rows, sample.counts
+    mean, squares = _mean_squares(sample)
+    std = _std(sample, squares, 1)
+    cdf = _normal_cdf(_standardize(sample, mean, std))
+    statistic = np.where((counts >= 4) & (std > 0), sample.max(_ks_gaps(cdf, counts)), np.nan)
     pvalue = _lilliefors_pvalues(statistic, counts)
     return NormalityTestResult(
         statistic=rows.unflatten(statistic),
@@ -389,19 +706,12 @@ def anderson_darling(x, axis: Axis = -1) -> NormalityTestResult:
     >>> result.statistic.shape
     (4,)
     """
-    rows = as_rows(x, axis)
-    z, counts, _, std = _standardized_sorted(rows, 1)
-    width = z.shape[1]
-    n = counts[:, None].astype(float)
-    index = np.arange(width)[None, :]
-    valid = index < n
-    reverse = np.clip(counts[:, None] - 1 - index, 0, max(width - 1, 0))
-    log_cdf = special.log_ndtr(z)
-    log_sf = special.log_ndtr(-np.take_along_axis(z, reverse, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        terms = np.where(valid, (2 * index + 1) / n * (log_cdf + log_sf), 0.0)
-        a2 = -counts - terms.sum(axis=1)
-    a2 = np.where((counts >= 8) & (std > 0), a2, np.nan)
+    sample = sort_sample(x, axis)
+    rows, counts = sample.rows, sample.counts
+    mean, squares = _mean_squares(sample)
+    std = _std(sample, squares, 1)
+    _, log_cdf, log_sf = _normal_tails(_standardize(sample, mean, std))
+    a2 = np.where((counts >= 8) & (std > 0), _anderson_darling_statistic(sample, log_cdf, log_sf), np.nan)
     pvalue = _anderson_darling_pvalue(a2, counts.astype(float))
     return NormalityTestResult(
         statistic=rows.unflatten(a2),
@@ -452,7 +762,7 @@ def shapiro_wilk(
     >>> int(result.n_used), int(result.n)
     (5000, 20000)
     """
-    rows = as_rows(x, axis)
+    rows = x.rows if isinstance(x, SortedSample) else as_rows(x, axis)
 
     def test(values):
         subsample = deterministic_subsample(values, max_size, seed)
@@ -515,29 +825,14 @@ def wasserstein_normal(
     >>> print(round(float(wasserstein_normal(np.array([-1.0, 1.0]))), 4))
     0.5354
     """
-    rows = as_rows(x, axis)
-    z, counts, _, std = _standardized_sorted(rows, ddof)
-    n = counts[:, None].astype(float)
-    index = np.arange(z.shape[1])[None, :]
-    valid = index < n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        left_probability = index / n
-        right_probability = (index + 1) / n
-        left = special.ndtri(left_probability)
-        right = special.ndtri(right_probability)
-        clipped = np.clip(z, left, right)
-        density = lambda t: np.where(np.isfinite(t), np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi), 0.0)  # noqa: E731
-        pieces = (
-            z * (2 * special.ndtr(clipped) - left_probability - right_probability)
-            + 2 * density(clipped)
-            - density(left)
-            - density(right)
-        )
-        distance = np.where(valid, pieces, 0.0).sum(axis=1)
+    sample = sort_sample(x, axis)
+    mean, squares = _mean_squares(sample)
+    std = _std(sample, squares, ddof)
+    distance = _wasserstein_standardized(sample, _standardize(sample, mean, std))
     if not standardize:
         distance = distance * std
-    distance = np.where((counts >= 2) & (std > 0), distance, np.nan)
-    return rows.unflatten(distance)
+    distance = np.where((sample.counts >= 2) & (std > 0), distance, np.nan)
+    return sample.rows.unflatten(distance)
 
 
 def lilliefors_pvalue(statistic, n) -> np.ndarray:

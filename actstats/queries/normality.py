@@ -9,6 +9,7 @@ import xarray as xr
 
 from actstats import kernels
 from actstats.errors import ActstatsValueError
+from actstats.kernels.normality import normality_statistics, sort_sample
 from actstats.options import OPTIONS
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _chunk_values, _compute, _exists, _flat, _is_dask, _layout, _map_chunks,
@@ -52,22 +53,33 @@ _CDF_FIELDS = (
 _CDF_ERROR_FIELDS = ("ks_d_error", "w1_normal_error", "ad_statistic_error")
 
 
-def _normality_chunk(values, *, grid, n_reduce, layout, families, max_fit_size, shapiro_max_size, seed):
-    flat = _flat(values, n_reduce)
-    ad = kernels.anderson_darling(flat)
-    lilliefors = kernels.lilliefors(flat)
-    shapiro = kernels.shapiro_wilk(flat, max_size=shapiro_max_size, seed=seed)
-    fits = kernels.fit_families(flat, families=families, max_fit_size=max_fit_size, seed=seed)
+def _normality_chunk(values, *initial, grid, n_reduce, layout, families, max_fit_size, shapiro_max_size, seed,
+                     initial_epoch):
+    """Every per-group number of the exact path from one task a group: the CDF statistics
+    and fits from one sort, the moments, and the sums of ``distance_from_init`` (when the
+    store has an epoch 0, whose values come as ``initial``)."""
+    moments = kernels.moments(values, axis=_reduce_axes(values, n_reduce))
+    if initial:
+        distance = _distance_chunk(values, initial[0], grid=grid, n_reduce=n_reduce, layout=layout,
+                                   initial_epoch=initial_epoch)
+    else:
+        distance = dict.fromkeys(DISTANCE.fields.names[:-1], np.zeros(moments.shape[:-1]))
+    # one sort per group: every CDF statistic and the fits read the same sorted sample
+    sample = sort_sample(_flat(values, n_reduce))
+    statistics = normality_statistics(sample)
+    shapiro = kernels.shapiro_wilk(sample, max_size=shapiro_max_size, seed=seed)
+    fits = kernels.fit_families(sample, families=families, max_fit_size=max_fit_size, seed=seed, ks=False)
     values = (
-        ad.statistic, ad.pvalue, lilliefors.statistic, lilliefors.pvalue,
-        shapiro.statistic, shapiro.pvalue, shapiro.n_used,
-        kernels.ks_distance_normal(flat), kernels.wasserstein_normal(flat, standardize=True),
-        fits.best_family_index,
+        statistics.ad_statistic, statistics.ad_pvalue, statistics.lilliefors_statistic,
+        statistics.lilliefors_pvalue, shapiro.statistic, shapiro.pvalue, shapiro.n_used,
+        statistics.ks_d, statistics.w1_normal, fits.best_family_index,
     )
-    return dict(zip(_CDF_FIELDS, values))
+    return {**dict(zip(_CDF_FIELDS, values)), "moments": moments, **distance}
 
 
-NORMALITY = Reduction("normality", _normality_chunk, Fields(*_CDF_FIELDS), combine="whole")
+#: The exact path: whole groups, one task each (CDF fields, moments, distance sums).
+NORMALITY = Reduction("normality", _normality_chunk, Fields(*_CDF_FIELDS, ("moments", 5), *DISTANCE.fields.names[:-1]),
+                      combine="whole")
 
 
 def _histogram_cdf_fields(histogram: np.ndarray, n, families, template: xr.DataArray) -> dict[str, xr.DataArray]:
@@ -202,39 +214,41 @@ def weight_normality(
                 f"weight_normality: families {', '.join(unsupported)} need the values in memory; with "
                 f"groups of {group_size} values (method='histogram') choose among {', '.join(kernels.HISTOGRAM_FAMILIES)}"
             )
-    lazy = {"moments": _map_chunks(weight, MOMENTS, group, core, layout)}
-    if method == "exact":
-        lazy["cdf"] = _map_chunks(weight, NORMALITY, group, core, layout, families=families,
-                                  max_fit_size=max_fit_size, shapiro_max_size=shapiro_max_size, seed=seed)
     epochs = np.asarray(ds["epoch"].values, dtype=float)
     initial_epoch = int(np.flatnonzero(epochs == 0)[0]) if np.any(epochs == 0) else None
-    if initial_epoch is not None:
-        initial = _broadcast_epoch(weight, initial_epoch)
-        lazy["distance"] = _map_chunks(weight, DISTANCE, group, core, layout, others=[initial],
-                                       initial_epoch=initial_epoch)
-    if method == "histogram":  # the moments first: they standardise the histograms' values
-        computed = dict(zip(["moments"], _compute(lazy.pop("moments"))))
-    else:
+    others = [_broadcast_epoch(weight, initial_epoch)] if initial_epoch is not None else []
+    if method == "exact":  # one task a group computes everything
+        (cdf_blocks,) = _compute(_map_chunks(
+            weight, NORMALITY, group, core, layout, others=others, initial_epoch=initial_epoch, families=families,
+            max_fit_size=max_fit_size, shapiro_max_size=shapiro_max_size, seed=seed,
+        ))
+        single = NORMALITY.merge(cdf_blocks).transpose(*group, _FIELD)
+        merged = NORMALITY.get(single.values, "moments")
+        n_nonfinite = NORMALITY.get(single.values, "n_nonfinite")
+        sums = single.values
+    else:  # the moments first: they standardise the histograms' values
+        lazy = {"moments": _map_chunks(weight, MOMENTS, group, core, layout)}
+        if others:
+            lazy["distance"] = _map_chunks(weight, DISTANCE, group, core, layout, others=others,
+                                           initial_epoch=initial_epoch)
         computed = dict(zip(lazy, _compute(*lazy.values())))
-        lazy = {}
-
-    block_moments, chunk_axes = _chunk_values(computed["moments"], group, core)
-    merged = kernels.combine_moments(MOMENTS.get(block_moments, "moments"), axis=chunk_axes)
-    n_nonfinite = MOMENTS.get(block_moments, "n_nonfinite").sum(axis=chunk_axes)
+        block_moments, chunk_axes = _chunk_values(computed["moments"], group, core)
+        merged = kernels.combine_moments(MOMENTS.get(block_moments, "moments"), axis=chunk_axes)
+        n_nonfinite = MOMENTS.get(block_moments, "n_nonfinite").sum(axis=chunk_axes)
     statistics = kernels.moment_statistics(merged, ddof=1, bias=False)
     k2 = kernels.dagostino_pearson(merged)
     jb = kernels.jarque_bera(merged)
     if method == "histogram":
         with np.errstate(invalid="ignore", divide="ignore"):
             std0 = statistics.std * np.sqrt((statistics.n - 1) / statistics.n)
-        lazy["histogram"] = _standardized_histograms(weight, group, core, layout, statistics.mean, std0)
-        computed.update(zip(lazy, _compute(*lazy.values())))
-        histogram = computed["histogram"].transpose(*group, _FIELD)
+        histogram = _compute(_standardized_histograms(weight, group, core, layout, statistics.mean, std0))[0]
+        histogram = histogram.transpose(*group, _FIELD)
         template = _template(histogram)
         cdf = _histogram_cdf_fields(STANDARDIZED_HISTOGRAM.get(histogram.values, "histogram"), statistics.n,
                                     families, template)
+        if others:
+            sums = DISTANCE.merge(computed["distance"]).transpose(*group, _FIELD).values
     else:
-        single = NORMALITY.merge(computed["cdf"]).transpose(*group, _FIELD)
         template = _template(single)
         cdf = NORMALITY.fields.unpack(single)
     result = xr.Dataset(coords=template.coords)
@@ -255,9 +269,9 @@ def weight_normality(
     best = cdf["best_family_index"].fillna(-1).astype(int).values
     result["best_family"] = _like(template, names[best])
     if initial_epoch is not None:
-        sums = DISTANCE.merge(computed["distance"]).transpose(*group, _FIELD).values
-        ratio = np.sqrt(_divide(DISTANCE.get(sums, "sum_squared_change"), DISTANCE.get(sums, "sum_squared_initial")))
-        ratio = np.where(DISTANCE.get(sums, "count") > 0, ratio, np.nan)
+        fields = NORMALITY if method == "exact" else DISTANCE
+        ratio = np.sqrt(_divide(fields.get(sums, "sum_squared_change"), fields.get(sums, "sum_squared_initial")))
+        ratio = np.where(fields.get(sums, "count") > 0, ratio, np.nan)
     else:
         ratio = np.full(template.shape, np.nan)
     result["distance_from_init"] = _like(template, ratio)
