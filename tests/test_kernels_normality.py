@@ -165,3 +165,62 @@ def test_constant_group_gives_nan():
     assert np.isnan(kernels.wasserstein_normal(x)).all()
     assert np.isnan(kernels.lilliefors(x).statistic).all()
     assert np.isnan(kernels.shapiro_wilk(x).statistic).all()
+
+
+def test_normality_statistics_equal_the_single_statistics_bit_for_bit():
+    # kind 1: the same sorted sample, standardisation and formulas as the single kernels
+    rng = np.random.default_rng(21)
+    x = rng.standard_t(5, size=(5, 3000))
+    x[1, 2500:] = np.nan  # padding
+    x[3, 5:] = np.nan  # too few values for A2 and Lilliefors
+    x[4] = 2.0  # constant
+    for data in (x, x.astype(np.float32).astype(np.float64)):  # the float32 sort and the float64 one
+        result = kernels.normality.normality_statistics(data)
+        ad, lf = kernels.anderson_darling(data), kernels.lilliefors(data)
+        np.testing.assert_array_equal(result.ad_statistic, ad.statistic)
+        np.testing.assert_array_equal(result.ad_pvalue, ad.pvalue)
+        np.testing.assert_array_equal(result.lilliefors_statistic, lf.statistic)
+        np.testing.assert_array_equal(result.lilliefors_pvalue, lf.pvalue)
+        np.testing.assert_array_equal(result.ks_d, kernels.ks_distance_normal(data))
+        np.testing.assert_array_equal(result.w1_normal, kernels.wasserstein_normal(data, standardize=True))
+        assert result.n.tolist() == [3000, 2500, 3000, 5, 3000]
+        assert np.isnan(result.ks_d[4]) and np.isnan(result.ad_statistic[3]) and np.isfinite(result.ks_d[3])
+
+
+def test_sort_sample_float32_path_is_the_float64_sort():
+    rng = np.random.default_rng(22)
+    single = rng.normal(size=(3, 4000)).astype(np.float32).astype(np.float64)
+    single[0, :10] = np.nan
+    np.testing.assert_array_equal(kernels.normality.sort_sample(single).ordered, np.sort(single, axis=1))
+    double = single + 1e-12  # not float32 numbers: sorted as float64
+    np.testing.assert_array_equal(kernels.normality.sort_sample(double).ordered, np.sort(double, axis=1))
+
+
+def test_ks_distance_from_candidates_against_scipy_at_large_n():
+    # the KS distance to N(mean, std ddof=0) is evaluated at the Lilliefors gaps' candidates only:
+    # scipy's kstest evaluates Φ everywhere (the same ndtr at the same z: 1e-12 for the mean's order)
+    rng = np.random.default_rng(23)
+    for x in (rng.normal(size=200_000), rng.logistic(size=200_000), rng.uniform(size=50_000)):
+        expected = scipy.stats.kstest(x, "norm", args=(x.mean(), x.std())).statistic
+        assert kernels.normality.normality_statistics(x).ks_d == pytest.approx(expected, rel=1e-12)
+
+
+def test_wasserstein_against_exact_arithmetic():
+    # kind 3: the exact W1 of the same standardised values, summed in 40-digit arithmetic (mpmath:
+    # Φ⁻¹ by erfinv, each slice's closed form). float64 gives ~1e-16 per slice relative to W1/n, so
+    # the sum is within a few hundred ulps; the previous clip formula was 1e-13 off (cancellation).
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    rng = np.random.default_rng(24)
+    n = 1500
+    for x in (rng.normal(size=n), rng.laplace(size=n)):
+        z = np.sort((x - x.mean()) / x.std())
+        ours = float(kernels.normality._wasserstein_standardized(kernels.normality.sort_sample(z[None, :]), z[None, :])[0])
+        edges = [mp.mpf("-inf")] + [mp.sqrt(2) * mp.erfinv(2 * mp.mpf(k) / n - 1) for k in range(1, n)] + [mp.mpf("inf")]
+        total = mp.mpf(0)
+        for i in range(n):
+            value, left, right = mp.mpf(float(z[i])), edges[i], edges[i + 1]
+            clipped = min(max(value, left), right)
+            density = [mp.npdf(t) if mp.isfinite(t) else 0 for t in (left, right)]
+            total += value * (2 * mp.ncdf(clipped) - mp.mpf(2 * i + 1) / n) + 2 * mp.npdf(clipped) - sum(density)
+        assert ours == pytest.approx(float(total), rel=1e-13)

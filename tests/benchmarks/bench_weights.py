@@ -3,8 +3,8 @@
 Builds (or reuses) a synthetic store written by actstats.synthetic.write_synthetic_store with
 R runs x E epochs x 5 layers of 512 x 512 float32 weight matrices (1 MiB each; the default
 4 x 10 x 5 is 210 MB of weights; normal layers, with uniform and Laplace ones), then runs
-each variant in a fresh subprocess and reports its wall time, CPU time (user + system of
-the child, from os.wait4) and MB/s of weights:
+each variant in a fresh subprocess and reports its wall time and CPU time (all threads,
+time.process_time) after the imports, MB/s of weights, and the child's peak RSS (os.wait4):
 
   zarr read only        zarr.open_group(p)["weight"], one (run, epoch, layer) matrix at a time
   weight_normality      actstats.weight_normality(actstats.open_store(p)), dask threads, 2 workers
@@ -114,7 +114,14 @@ def scipy_loop(path: str, out: str) -> int:
 
 
 def child(variant: str, path: str, out: str, threads: int, report: str) -> None:
-    start = time.perf_counter()
+    """Time one variant after its imports: wall and CPU (every thread of this process)."""
+    import scipy.stats  # noqa: F401
+    import statsmodels.stats.diagnostic  # noqa: F401
+    import zarr  # noqa: F401
+
+    import actstats  # noqa: F401
+
+    start, cpu = time.perf_counter(), time.process_time()
     if variant == "zarr":
         nbytes = zarr_read(path, out)
     elif variant == "loop":
@@ -122,11 +129,11 @@ def child(variant: str, path: str, out: str, threads: int, report: str) -> None:
     else:
         nbytes = actstats_variant(path, out, threads)
     with open(report, "w") as handle:
-        json.dump({"wall": time.perf_counter() - start, "bytes": nbytes}, handle)
+        json.dump({"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "bytes": nbytes}, handle)
 
 
 def run(variant: str, path: str, out: str, threads: int, pythonpath: str | None = None) -> dict:
-    """The variant in a fresh process: its own wall time, and its CPU time from wait4."""
+    """The variant in a fresh process (its peak RSS from wait4)."""
     report = out + ".json"
     env = dict(os.environ)
     if pythonpath:
@@ -137,7 +144,7 @@ def run(variant: str, path: str, out: str, threads: int, pythonpath: str | None 
         raise SystemExit(f"variant {variant} failed (status {status})")
     with open(report) as handle:
         measured = json.load(handle)
-    measured["cpu"] = usage.ru_utime + usage.ru_stime
+    measured["peak_rss_mb"] = usage.ru_maxrss / 1024
     return measured
 
 
@@ -179,10 +186,11 @@ def main() -> None:
     reference = results[variants[-1][1]]
     print(f"\nstore: {args.runs} runs x {args.epochs} epochs x {LAYERS} layers of {args.units} x {args.units} "
           f"float32 weights ({nbytes / 1e6:.0f} MB)")
-    print(f"{'variant':75s} {'wall s':>8s} {'CPU s':>8s} {'MB/s':>8s} {'x loop':>8s}")
+    print(f"{'variant':75s} {'wall s':>8s} {'CPU s':>8s} {'MB/s':>8s} {'x loop':>8s} {'x loop CPU':>10s} {'RSS MB':>7s}")
     for label, measured in results.items():
         print(f"{label:75s} {measured['wall']:8.1f} {measured['cpu']:8.1f} {nbytes / 1e6 / measured['wall']:8.1f} "
-              f"{reference['wall'] / measured['wall']:8.1f}")
+              f"{reference['wall'] / measured['wall']:8.1f} {reference['cpu'] / measured['cpu']:10.1f} "
+              f"{measured['peak_rss_mb']:7.0f}")
     print("weight_normality against the loop, max relative difference: "
           + ", ".join(f"{name} {value:.1e}" for name, value in differences.items()))
 
