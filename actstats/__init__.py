@@ -24,6 +24,10 @@ _LAZY = {
     "select_runs": "actstats.selection",
 }
 
+#: Submodules imported on first use: ``actstats.plot`` (figures for notebooks; matplotlib
+#: only when a figure is drawn).
+_SUBMODULES = ("plot",)
+
 
 def __getattr__(name: str):
     # The queries load scipy.stats and statsmodels (about a second): only when first used.
@@ -31,11 +35,15 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"actstats.{name}")
     raise AttributeError(f"module 'actstats' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))
 
 
 __all__ = [

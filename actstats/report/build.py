@@ -99,9 +99,13 @@ def build_report(store: str, output: str, *, eps: float | None = None, progress:
 
 def _figures(ctx: Context, findings: Findings, directory: str, figures) -> tuple[dict, dict]:
     """Each claim's figures on runs of its own population (the representative run: the best
-    trained one); the captions say which runs."""
+    trained one), drawn by :mod:`actstats.plot`; the captions say which runs."""
+    from actstats import plot
+    from actstats.plot._saturation import _varying_factors
+
     by_id = {c.id: c for c in findings.claims}
     label = lambda r: figures.run_label(ctx.ds, r)  # noqa: E731
+    labels = lambda positions: ctx.labels[list(positions)].tolist()  # noqa: E731
 
     def population(claim_id):
         return by_id[claim_id].population.get("runs", []) if claim_id in by_id else []
@@ -115,42 +119,46 @@ def _figures(ctx: Context, findings: Findings, directory: str, figures) -> tuple
                 picks.append(pick)
         return picks
 
+    def save(axes, name):
+        return figures.save(axes, directory, name)
+
+    figures.pyplot()  # Agg and the report's style, before anything is drawn
     paths, shown = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         main = representative_run(ctx, population("C1"))
         if main is not None:
             strata = reps("C1")
-            paths["mean_std"] = figures.mean_std_over_training(ctx.ds, strata, directory)
+            paths["mean_std"] = save(plot.mean_std(ctx.ds, runs=labels(strata)), "mean_std_over_training.png")
             shown["mean_std"] = [label(r) for r in strata]
-            paths["histograms"] = figures.histograms(ctx.ds, main, directory)
-            paths["heatmap"] = figures.saturation_heatmap(ctx.saturation(), ctx.ds, [main], directory)
+            paths["histograms"] = save(plot.histograms(ctx.ds, runs=labels([main])), "histograms.png")
+            paths["heatmap"] = save(plot.saturation_heatmap(ctx.saturation(), runs=labels([main])),
+                                    "saturation_heatmap.png")
             shown["histograms"] = shown["heatmap"] = [label(main)]
         main2 = representative_run(ctx, population("C2"))
         if main2 is not None:
-            paths["trajectories"] = figures.trajectories(ctx.ds, main2, ctx.eps, directory)
+            paths["trajectories"] = save(plot.trajectories(ctx.ds, runs=labels([main2]), eps=ctx.eps),
+                                         "trajectories.png")
             shown["trajectories"] = [label(main2)]
         main3 = representative_run(ctx, population("C3"))
         if main3 is not None:
-            paths["qq"] = figures.weight_qq(ctx.ds, main3, directory)
+            paths["qq"] = save(plot.weight_qq(ctx.ds, runs=labels([main3])), "weights_qq.png")
             shown["qq"] = [label(main3)]
             strata = reps("C3")
-            paths["kurtosis"] = figures.weight_kurtosis(ctx.normality, ctx.ds, strata, directory)
+            paths["kurtosis"] = save(plot.weight_kurtosis(ctx.normality, runs=labels(strata)), "weights_kurtosis.png")
             shown["kurtosis"] = [label(r) for r in strata]
         strata = reps("C4")
         if strata and ctx.gradients is not None:
-            paths["gradients"] = figures.gradient_flow(ctx.gradients, ctx.ds, strata, directory)
+            paths["gradients"] = save(plot.gradient_flow(ctx.gradients, runs=labels(strata)), "gradient_flow.png")
             shown["gradients"] = [label(r) for r in strata]
         eligible = ctx.positions(np.asarray(ctx.labels)[ctx.runs.eligible()].tolist())
         if eligible.size:
-            fraction = np.full(ctx.labels.size, np.nan)
+            fraction = np.full(ctx.labels.size, np.nan)  # the runs that trained; the others not drawn
             fraction[eligible] = ctx.run_saturation()[eligible]
-            factors = {"init": ctx.ds["init"].values, "depth": ctx.ds["depth"].values,
-                       "optimizer": ctx.ds["optimizer"].values, "lr": ctx.ds["lr"].values,
-                       "batch_size": ctx.ds["batch_size"].values}
-            paths["sweep"] = figures.sweep_comparison(fraction, factors, directory)
-            paths["activation"] = figures.sweep_comparison(
-                fraction, {"activation_fn": ctx.activation}, directory, "activation_comparison.png")
+            for key, factors, name in (("sweep", plot.SWEEP_FACTORS, "sweep_comparison.png"),
+                                       ("activation", ("activation_fn",), "activation_comparison.png")):
+                if _varying_factors(ctx.ds, factors):
+                    paths[key] = save(plot.sweep_comparison(ctx.ds, factors=factors, values=fraction), name)
             shown["sweep"] = shown["activation"] = [f"the {eligible.size} runs that trained"]
     try:
         from actstats.report.training_figures import training_curves

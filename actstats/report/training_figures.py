@@ -9,39 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from actstats.report.figures import _epoch_axis, _save, pyplot, run_label
+from actstats import plot
+from actstats.plot import TRAINING_VARIABLES
+from actstats.report.figures import pyplot, run_label, save
 
 __all__ = ["training_curves", "training_table", "TRAINING_VARIABLES"]
 
-#: The store's training variables, (run, epoch), in the order of the figure's panels.
-TRAINING_VARIABLES = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
-
-_TITLES = {
-    "train_accuracy": "training accuracy",
-    "test_accuracy": "held-out accuracy",
-    "train_loss": "training loss",
-    "test_loss": "held-out loss",
-}
-
-#: Runs named in the legend at most; beyond, the title says how many runs are drawn.
-LEGEND_RUNS = 10
-
-
-def _label(ds, position: int) -> str:
-    """:func:`~actstats.report.figures.run_label` of the run at ``position``, named by its label
-    in the store (``run_label`` names it by position, which differs after a selection of runs)."""
-    position = int(position)
-    label = np.asarray(ds["run"].values)[position]
-    return run_label(ds, position).replace(f"run {position}:", f"run {label}:", 1)
-
-
-def _chance(ds) -> float | None:
-    n_classes = ds.sizes.get("class", 0)
-    return 1.0 / n_classes if n_classes else None
-
 
 def training_curves(ds, runs, directory, name: str = "training_curves.png") -> str | None:
-    """Training and held-out accuracy and loss against epoch, one line per run.
+    """Save :func:`actstats.plot.training_curves` of ``ds`` as ``directory/name``.
 
     Parameters
     ----------
@@ -49,8 +25,8 @@ def training_curves(ds, runs, directory, name: str = "training_curves.png") -> s
         A store (or a selection of its runs).
     runs : iterable of int
         Positions on ``ds``'s ``run`` dimension of the runs to draw, as the report's other
-        figure functions take them; the legend names each run by its label in the store
-        (which differs from its position after :func:`actstats.select_runs`).
+        figures take them; the legend names each run by its label in the store (which
+        differs from its position after :func:`actstats.select_runs`).
     directory : str
         Where the PNG is written.
     name : str
@@ -61,52 +37,12 @@ def training_curves(ds, runs, directory, name: str = "training_curves.png") -> s
     str or None
         The path of the figure; None when the store has none of ``train_accuracy``,
         ``test_accuracy``, ``train_loss``, ``test_loss``.
-
-    Each run's complete records only. The epoch axis is symmetric-log where the recorded
-    epochs span more than a factor 50 (fractions of the first epoch). The accuracy panels
-    show chance (1 / the number of classes) as a dashed line.
     """
-    present = [v for v in TRAINING_VARIABLES if v in ds.data_vars]
-    if not present:
+    if not any(v in ds.data_vars for v in TRAINING_VARIABLES):
         return None
-    runs = list(runs)
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(8.4, 5.8), squeeze=False)
-    epochs = np.asarray(ds["epoch"].values, dtype=float)
-    chance = _chance(ds)
-    labelled = len(runs) <= LEGEND_RUNS
-    drawn_epochs = []
-    for ax, variable in zip(axes.ravel(), TRAINING_VARIABLES):
-        ax.set_title(_TITLES[variable])
-        if variable not in ds.data_vars:
-            ax.text(0.5, 0.5, "not recorded in this store", ha="center", va="center", transform=ax.transAxes,
-                    fontsize=8, color="0.4")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            continue
-        values = ds[variable].transpose("run", "epoch")
-        for run in runs:
-            ok = np.asarray(ds["complete"].isel(run=int(run)).values, dtype=bool)
-            y = np.asarray(values.isel(run=int(run)).values, dtype=float)[ok]
-            ax.plot(epochs[ok], y, marker="o", ms=2.5, lw=1.2, label=_label(ds, run) if labelled else None)
-            drawn_epochs.append(epochs[ok])
-        if variable.endswith("accuracy"):
-            if chance is not None:
-                ax.axhline(chance, ls="--", lw=1, color="0.35", label=f"chance (1/{ds.sizes['class']})")
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_ylabel("accuracy")
-        else:
-            ax.set_ylabel("loss")
-        _epoch_axis(ax, np.concatenate(drawn_epochs) if drawn_epochs else epochs)
-    # the legend of the first drawn panel (an accuracy panel, with chance, when there is one)
-    handles, labels = dict(zip(TRAINING_VARIABLES, axes.ravel()))[present[0]].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=1 if labelled else 2, fontsize=7,
-                   bbox_to_anchor=(0.5, -0.02 - 0.028 * len(labels)))
-    shown = "" if labelled else f" ({len(runs)} runs)"
-    fig.suptitle(f"Did the networks learn? Accuracy and loss over training{shown}", fontsize=10)
-    fig.tight_layout()
-    return _save(fig, directory, name)
+    pyplot()
+    labels = np.asarray(ds["run"].values)[[int(r) for r in runs]].tolist()
+    return save(plot.training_curves(ds, runs=labels), directory, name)
 
 
 def _finite(value) -> float | None:
@@ -139,7 +75,7 @@ def training_table(ds) -> list[dict]:
         epoch = float(result["epoch_last"].values[i])
         rows.append({
             "run": run,
-            "label": _label(ds, i),
+            "label": run_label(ds, i),
             "activation_fn": str(ds["activation_fn"].values[i]),
             "init": str(ds["init"].values[i]),
             "optimizer": str(ds["optimizer"].values[i]),
