@@ -241,14 +241,14 @@ def test_ax_draws_into_the_axes_given_and_returns_them(store):
 
 
 @pytest.mark.parametrize("function, kwargs, message", [
-    ("mean_std", {"split": "validation"}, "mean_std: split: must be 'train', 'test' or 'all', got 'validation'"),
+    ("mean_std", {"split": "validation"}, "mean_std: split must be 'train', 'test' or 'all', got 'validation'"),
     ("mean_std", {"runs": [99]}, "mean_std: runs: no run 99 in the store"),
     ("histograms", {"n_epochs": 0}, "histograms: n_epochs: must be a positive integer, got 0"),
     ("histograms", {"layers": [7]}, "histograms: layers: no layer 7 in the store (layers: 1, 2, 3)"),
     ("trajectories", {"eps": 2}, "trajectories: eps must be between 0 and 0.5"),
     ("trajectories", {"layer": [1, 2]}, "trajectories: layer: one layer label"),
     ("weight_qq", {"epoch": 7}, "weight_qq: epoch: no epoch 7 in the store (epochs: 0, 0.25, 1, 2)"),
-    ("saturation_heatmap", {"split": "all"}, "saturation_heatmap: split: must be 'train' or 'test'"),
+    ("saturation_heatmap", {"split": "all"}, "saturation_heatmap: split must be 'train' or 'test'"),
     ("sweep_comparison", {"factors": ["colour"]}, "sweep_comparison: factors: unknown run coordinate 'colour'"),
     ("sweep_comparison", {"factors": ["init"]}, "sweep_comparison: factors: none of init takes more than one value"),
     ("sweep_comparison", {"values": [1, 2]}, "sweep_comparison: values: one number per run (8) expected"),

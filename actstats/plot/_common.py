@@ -42,6 +42,16 @@ def run_label(ds, run) -> str:
     )
 
 
+@contextmanager
+def named(function: str):
+    """The shared checks' errors (:mod:`actstats.validate`, :mod:`actstats.selection`) with the
+    figure's name in front: ``"mean_std: runs: no run 9 in the store (…)"``."""
+    try:
+        yield
+    except ActstatsValueError as error:
+        raise ActstatsValueError(f"{function}: {error}", argument=error.argument, problem=error.problem) from None
+
+
 def bad(function: str, argument: str, problem: str):
     """Raise the one-line ``"<function>: <argument>: <problem>"``."""
     raise ActstatsValueError(f"{function}: {argument}: {problem}", argument=argument, problem=problem)
@@ -58,14 +68,12 @@ def narrow(ds, function: str, *, runs=None, epochs=None, layers=None):
                                  f"(an xarray.Dataset), got {type(ds).__name__}", argument="ds")
     if isinstance(epochs, str) and epochs == "last" and "complete" not in ds.variables:
         bad(function, "epochs", "'last' needs the store's 'complete' (this is a query result: give epoch values)")
-    try:
+    with named(function):
         if runs is not None:
             ds = select_runs(ds, runs=runs)
             ds = ds.isel(run=_in_order(ds, runs))
         if epochs is not None or layers is not None:
             ds = select_records(ds, epochs=epochs, layers=layers)
-    except ActstatsValueError as error:
-        raise ActstatsValueError(f"{function}: {error}", argument=error.argument, problem=error.problem) from None
     return ds
 
 
@@ -78,10 +86,10 @@ def _in_order(ds, runs) -> list[int]:
 
 
 def choice(function: str, argument: str, value, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        bad(function, argument, f"must be {', '.join(repr(c) for c in choices[:-1])} or {choices[-1]!r}, "
-                                f"got {shorten(value)}")
-    return value
+    from actstats.validate import validate_choice
+
+    with named(function):
+        return validate_choice(argument, value, choices)
 
 
 def positive_int(function: str, argument: str, value) -> int:
@@ -93,10 +101,8 @@ def positive_int(function: str, argument: str, value) -> int:
 def eps_value(function: str, eps) -> float:
     from actstats.validate import validate_eps
 
-    try:
+    with named(function):
         return validate_eps(eps)
-    except ActstatsValueError as error:
-        raise ActstatsValueError(f"{function}: {error}", argument="eps", problem=error.problem) from None
 
 
 def require(ds, names, function: str, what: str) -> None:
