@@ -22,6 +22,7 @@ _LAZY = {
     **_HELPERS,
     **{name: "actstats.store" for name in ("SCHEMA", "open_store", "verify_store", "write_store")},
     "select_runs": "actstats.selection",
+    "select_records": "actstats.selection",
 }
 
 #: Submodules imported on first use: ``actstats.plot`` (figures for notebooks; matplotlib
@@ -55,6 +56,7 @@ __all__ = [
     "IntegrityError",
     "StoreFormatError",
     "open_store",
+    "select_records",
     "select_runs",
     "set_options",
     "verify_store",
