@@ -16,7 +16,7 @@ import numpy as np
 from scipy import special, stats
 
 from ._rows import DEFAULT_SEED, Axis, deterministic_subsample
-from .normality import sort_sample
+from .normality import _scratch, sort_sample
 
 __all__ = ["FAMILIES", "FamilyFits", "SLOW_FIT_MAX_SIZE", "fit_families", "ks_from_cdf", "logit_grid_cdfs"]
 
@@ -127,10 +127,13 @@ def _logistic_newton(x, mu, sc, max_steps=100):
     """
     n = float(x.size)
     previous = np.inf
+    u, t, ut = _scratch(x.shape, 3)
     for _ in range(max_steps):
-        u = (x - mu) / sc
-        t = np.tanh(0.5 * u)
-        ut = u * t
+        np.subtract(x, mu, out=u)
+        np.divide(u, sc, out=u)
+        np.multiply(u, 0.5, out=t)
+        np.tanh(t, out=t)
+        np.multiply(u, t, out=ut)
         st, stt, su, sut = t.sum(), _dot(t, t), u.sum(), ut.sum()
         sutt, suu, sutut = _dot(ut, t), _dot(u, u), _dot(ut, ut)
         g1, g2 = st, sut - n
@@ -166,10 +169,14 @@ def _logistic_mle(sample, usable):
     scale = np.full(n_rows, np.nan)
     for i in np.flatnonzero(usable):
         x = ordered[i, : counts[i]]
-        mu, sc = float(np.median(x)), x.std() * np.sqrt(3) / np.pi
         stride = x.size // _LOGISTIC_WARM_START_SIZE
+        summary = x[stride // 2::stride] if stride > 1 else x
+        # the median and the moments' scale (of the summary of a large group) start it
+        middle = summary.size // 2
+        median = summary[middle] if summary.size % 2 else 0.5 * (summary[middle - 1] + summary[middle])
+        mu, sc = float(median), summary.std() * np.sqrt(3) / np.pi
         if stride > 1:
-            start_mu, start_sc, converged = _logistic_newton(x[stride // 2::stride], mu, sc)
+            start_mu, start_sc, converged = _logistic_newton(summary, mu, sc)
             if converged:
                 mu, sc = start_mu, start_sc
         mu, sc, converged = _logistic_newton(x, mu, sc)
@@ -191,11 +198,12 @@ def _closed_form(family, sample):
     """
     ordered, counts = sample.ordered, sample.counts
     n = counts.astype(float)
+    work, square = _scratch(ordered.shape, 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         if family == "normal":
             mean = sample.sum(ordered) / n
-            deviation = ordered - mean[:, None]
-            squares = sample.sum(deviation * deviation)
+            deviation = np.subtract(ordered, mean[:, None], out=work)
+            squares = sample.sum(np.multiply(deviation, deviation, out=square))
             scale = np.sqrt(squares / n)
             return mean, scale, -0.5 * squares / scale**2 - n * np.log(scale) - 0.5 * n * np.log(2 * np.pi)
         if family == "laplace":
@@ -203,7 +211,7 @@ def _closed_form(family, sample):
             low = np.take_along_axis(ordered, (last // 2)[:, None], axis=1)[:, 0]
             high = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)[:, 0]
             median = np.where(counts % 2 == 1, low, 0.5 * (low + high))
-            absolute = sample.sum(np.abs(ordered - median[:, None]))
+            absolute = sample.sum(np.abs(np.subtract(ordered, median[:, None], out=work), out=work))
             scale = absolute / n
             return median, scale, -absolute / scale - n * np.log(2 * scale)
         if family == "uniform":
@@ -220,9 +228,17 @@ def _logistic_log_likelihood(sample, loc, scale):
     ``log(1 + e)`` for ``e = e^{-|u|}`` in (0, 1] is within about one ulp of ``log1p(e)``
     in absolute terms (the rounding of ``1 + e`` is at most 1.1e-16 relative), so the sum
     is within ~n·1e-16 of scipy's, the order of the rounding of the sum itself."""
+    magnitude, terms = _scratch(sample.ordered.shape, 2)
     with np.errstate(all="ignore"):
-        magnitude = np.abs((sample.ordered - loc[:, None]) / scale[:, None])
-        terms = -magnitude - 2 * np.log(1.0 + np.exp(-magnitude))
+        np.subtract(sample.ordered, loc[:, None], out=magnitude)
+        np.divide(magnitude, scale[:, None], out=magnitude)
+        np.abs(magnitude, out=magnitude)
+        np.negative(magnitude, out=terms)
+        np.exp(terms, out=terms)
+        np.add(terms, 1.0, out=terms)
+        np.log(terms, out=terms)
+        np.multiply(terms, -2.0, out=terms)
+        np.subtract(terms, magnitude, out=terms)
         return sample.sum(terms) - sample.counts * np.log(scale)
 
 

@@ -65,14 +65,18 @@ def moments(x, axis: Axis = -1) -> np.ndarray:
     values = rows.values
     valid = rows.valid
     count = rows.counts.astype(np.float64)
+    full = bool(valid.all())  # no padding: the same sums without the masked copies
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = rows.zeroed().sum(axis=1) / count
-        deviation = np.where(valid, values - mean[:, None], 0.0)
+        mean = (values if full else rows.zeroed()).sum(axis=1) / count
+        deviation = values - mean[:, None]
+        if not full:
+            deviation[~valid] = 0.0
         shift = deviation.sum(axis=1) / count
         square = deviation * deviation
         m2 = square.sum(axis=1)
-        m3 = (square * deviation).sum(axis=1)
-        m4 = (square * square).sum(axis=1)
+        product = np.multiply(square, deviation)
+        m3 = product.sum(axis=1)
+        m4 = np.multiply(square, square, out=product).sum(axis=1)
         empty = count == 0
         shift = np.where(empty, 0.0, shift)
         # exact re-centring on the corrected mean (removes the mean's round-off)

@@ -11,6 +11,8 @@ of it is docstrings with the references each test is verified against.
 from __future__ import annotations
 
 import functools
+import math
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -290,13 +292,37 @@ def sort_sample(x, axis: Axis = -1) -> SortedSample:
     return SortedSample(ordered, counts, bool((counts == values.shape[1]).all()), rows)
 
 
-def _mean_squares(sample: SortedSample):
+_LOCAL = threading.local()
+#: Work arrays kept per thread between calls, at most this many bytes: a fresh array of a
+#: large group costs its page faults every call (~1 ms per 2 MB on some VMs), a kept one once.
+_SCRATCH_BYTES = 64 * 2**20
+
+
+def _scratch(shape: tuple[int, ...], count: int) -> list[np.ndarray]:
+    """``count`` float64 work arrays of ``shape``, kept per thread (new ones beyond the limit).
+
+    Only for values that do not outlive the call that takes them: the next call in the same
+    thread gets the same arrays."""
+    size = math.prod(shape)
+    if size * 8 * count > _SCRATCH_BYTES:
+        return [np.empty(shape) for _ in range(count)]
+    kept = getattr(_LOCAL, "arrays", [])
+    if len(kept) < count or kept[0].size < size:
+        kept = [np.empty(max(size, kept[0].size if kept else 0)) for _ in range(max(count, len(kept)))]
+        _LOCAL.arrays = kept
+    return [a[:size].reshape(shape) for a in kept[:count]]
+
+
+def _mean_squares(sample: SortedSample, out=None):
     """Mean and sum of squared deviations of each group (two passes; NaN for empty groups)."""
     n = sample.counts.astype(float)
     ordered = sample.ordered
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sample.sum(ordered) / n
-        deviation = ordered - mean[:, None]
+        deviation = np.subtract(ordered, mean[:, None], out=out)
+        if out is not None and sample.full:  # numpy's pairwise sum (einsum's would add in sequence)
+            (square,) = _scratch(ordered.shape, 7)[6:]
+            return mean, np.multiply(deviation, deviation, out=square).sum(axis=1)
         return mean, sample.sum(deviation * deviation)
 
 
@@ -310,12 +336,33 @@ def _standardize(sample: SortedSample, mean, std) -> np.ndarray:
         return (sample.ordered - mean[:, None]) / std[:, None]
 
 
-def _ks_gaps(cdf, counts):
-    """``max(i/n - F_i, F_i - (i-1)/n)`` for each sorted value (NaN in the padding)."""
-    n = counts[:, None].astype(float)
-    index = np.arange(1, cdf.shape[1] + 1)[None, :]
+@functools.lru_cache(maxsize=4)
+def _probabilities(n: int):
+    """``(i-1)/n``, ``i/n`` and ``2i - 1`` for i = 1..n (read-only)."""
+    index = np.arange(n + 1, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.maximum(index / n - cdf, cdf - (index - 1) / n)
+        edges = index / n
+    odd = 2 * index[1:] - 1
+    for a in (edges, odd):
+        a.setflags(write=False)
+    return edges[:-1], edges[1:], odd
+
+
+def _ks_gaps(cdf, counts, out=None):
+    """``max(i/n - F_i, F_i - (i-1)/n)`` for each sorted value (NaN in the padding)."""
+    above, below = out if out is not None else (None, None)
+    width = cdf.shape[1]
+    if np.all(counts == width):
+        left, right = (p[None, :] for p in _probabilities(width)[:2])
+    else:
+        n = counts[:, None].astype(float)
+        index = np.arange(1, width + 1)[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            left, right = (index - 1) / n, index / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        above = np.subtract(right, cdf, out=above)
+        below = np.subtract(cdf, left, out=below)
+        return np.maximum(above, below, out=above)
 
 
 def _ks_distance(sample: SortedSample, z):
@@ -332,7 +379,7 @@ def _normal_cdf(z):
         return np.where(z < 0, tail, 1.0 - tail)
 
 
-def _normal_tails(z):
+def _normal_tails(z, out=None):
     """``Φ(z)``, ``log Φ(z)`` and ``log(1 - Φ(z))`` from one evaluation of the smaller tail.
 
     ``tail = Φ(-|z|)`` is accurate to a few ulps relative in both tails; Φ and 1 - Φ are
@@ -342,30 +389,45 @@ def _normal_tails(z):
     These are the values ``scipy.special.log_ndtr(±z)`` gives (it computes ``log(ndtr)``
     for -20 < z ≤ 6 and ``-ndtr(-z)`` above) to about 1e-16 absolute.
     """
+    # in place, in four work arrays (``out``, or new ones)
+    tail, log_tail, cdf, log_body = out if out is not None else [np.empty_like(z) for _ in range(4)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        magnitude = np.abs(z)
-        tail = special.ndtr(-magnitude)
-        log_tail = np.log(tail)
-        far = np.nonzero(magnitude > 20)
-        if far[0].size:
-            log_tail[far] = special.log_ndtr(-magnitude[far])
-        log_body = np.log(1.0 - tail)
+        np.abs(z, out=tail)
+        far = np.nonzero(tail > 20) if (tail > 20).any() else None
+        np.negative(tail, out=tail)
+        special.ndtr(tail, out=tail)
+        np.log(tail, out=log_tail)
+        if far is not None:
+            log_tail[far] = special.log_ndtr(-np.abs(z[far]))
+        np.subtract(1.0, tail, out=cdf)
+        np.log(cdf, out=log_body)
         negative = z < 0
-        cdf = np.where(negative, tail, 1.0 - tail)
-        return cdf, np.where(negative, log_tail, log_body), np.where(negative, log_body, log_tail)
+        np.copyto(cdf, tail, where=negative)
+        log_cdf = tail  # the tail is no longer needed
+        np.copyto(log_cdf, log_body)
+        np.copyto(log_cdf, log_tail, where=negative)
+        np.copyto(log_tail, log_body, where=negative)  # now log(1 - Φ)
+        return cdf, log_cdf, log_tail
 
 
 def _anderson_darling_statistic(sample: SortedSample, log_cdf, log_sf):
     """A² from log Φ and log(1 - Φ) at the sorted standardised values.
 
     ``Σ (2i-1)/n [log Φ(z_(i)) + log(1 - Φ(z_(n+1-i)))]`` regrouped by value:
-    ``Σ [(2i-1) log Φ(z_(i)) + (2n-2i+1) log(1 - Φ(z_(i)))] / n``.
+    ``Σ [(2i-1) log Φ(z_(i)) + (2n-2i+1) log(1 - Φ(z_(i)))] / n``. Overwrites its
+    inputs (work arrays) when no group is padded.
     """
-    n = sample.counts[:, None].astype(float)
-    index = np.arange(1, sample.ordered.shape[1] + 1)[None, :]
+    n = sample.counts.astype(float)
+    width = sample.ordered.shape[1]
+    weights = _probabilities(width)[2]  # 2i - 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        terms = ((2 * index - 1) * log_cdf + (2 * n - 2 * index + 1) * log_sf) / n
-        return -sample.counts - sample.sum(terms)
+        if sample.full:  # 2n - 2i + 1 is 2i - 1 reversed; pairwise sums in place
+            total = np.multiply(log_cdf, weights, out=log_cdf).sum(axis=1)
+            total += np.multiply(log_sf, weights[::-1], out=log_sf).sum(axis=1)
+        else:
+            reverse = 2 * n[:, None] - weights[None, :]
+            total = sample.sum(weights * log_cdf + reverse * log_sf)
+        return -sample.counts - total / n
 
 
 @functools.lru_cache(maxsize=4)
@@ -401,7 +463,7 @@ def _slices_for(counts, width):
     return out
 
 
-def _wasserstein_standardized(sample: SortedSample, z):
+def _wasserstein_standardized(sample: SortedSample, z, out=None):
     """W1 between each sorted standardised row and N(0, 1).
 
     On the slice of ``u`` where the empirical quantile is ``z_(i)``, the distance is
@@ -413,7 +475,9 @@ def _wasserstein_standardized(sample: SortedSample, z):
     left, right, density_left, density_right, mean = _slices_for(sample.counts, z.shape[1])
     n = sample.counts[:, None].astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        outside = np.abs(z - mean) / n
+        outside = np.subtract(z, mean, out=out)
+        np.abs(outside, out=outside)
+        np.divide(outside, n, out=outside)
         distance = sample.sum(outside)
         inside = np.nonzero((z > left) & (z < right))
         if inside[0].size:
@@ -503,20 +567,26 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     """
     sample = sort_sample(x, axis)
     rows, counts = sample.rows, sample.counts
-    mean, squares = _mean_squares(sample)
+    z, *work = _scratch(sample.ordered.shape, 6)
+    mean, squares = _mean_squares(sample, out=z)
     std0, std1 = _std(sample, squares, 0), _std(sample, squares, 1)
-    z = _standardize(sample, mean, std1)
-    cdf, log_cdf, log_sf = _normal_tails(z)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.subtract(sample.ordered, mean[:, None], out=z)
+        np.divide(z, std1[:, None], out=z)
+    cdf, log_cdf, log_sf = _normal_tails(z, out=work[:4])
     usable1 = std1 > 0
     ad = np.where((counts >= 8) & usable1, _anderson_darling_statistic(sample, log_cdf, log_sf), np.nan)
-    gaps = _ks_gaps(cdf, counts)
+    gaps = _ks_gaps(cdf, counts, out=(log_cdf, log_sf))
     lilliefors_d = sample.max(gaps)
     # the KS distance to N(mean, std0): the same gaps at (x - mean)/std0, evaluated where they can be largest
     with np.errstate(invalid="ignore", divide="ignore"):
         c = std1 / std0
         bound = 0.25 * (c - 1) + 1e-12
-        candidates = np.nonzero(np.where(sample.valid, gaps, -np.inf) >= (lilliefors_d - 2 * bound)[:, None])
-        z0 = _standardize(sample, mean, std0)
+        if not sample.full:
+            gaps[~sample.valid] = -np.inf
+        candidates = np.nonzero(gaps >= (lilliefors_d - 2 * bound)[:, None])
+        z0 = np.subtract(sample.ordered, mean[:, None], out=z)
+        np.divide(z0, std0[:, None], out=z0)
     n = counts.astype(float)
     index = candidates[1] + 1.0
     count = n[candidates[0]]
@@ -527,7 +597,7 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     np.maximum.at(ks, candidates[0], picked)
     usable0 = (counts >= 2) & (std0 > 0)
     ks = np.where(usable0, ks, np.nan)
-    w1 = np.where(usable0, _wasserstein_standardized(sample, z0), np.nan)
+    w1 = np.where(usable0, _wasserstein_standardized(sample, z0, out=work[4]), np.nan)
     lilliefors_d = np.where((counts >= 4) & usable1, lilliefors_d, np.nan)
     return NormalityStatistics(
         ad_statistic=rows.unflatten(ad),

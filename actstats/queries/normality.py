@@ -29,15 +29,18 @@ GAUSSIAN_THRESHOLDS = OPTIONS["gaussian_thresholds"]
 
 def _distance_chunk(values, initial, *, grid, n_reduce, layout, initial_epoch):
     """Σ(W_e − W_0)², Σ W_0² and the count, over values present at both epochs."""
-    initial = np.asarray(initial, dtype=np.float64)
     exists = _exists(layout, grid, epoch=np.full_like(grid["epoch"], initial_epoch))
-    initial = np.where(exists & np.isfinite(initial), initial, np.nan)
-    both = ~np.isnan(values) & ~np.isnan(initial)
     axis = _reduce_axes(values, n_reduce)
-    difference = np.where(both, values - initial, 0.0)
-    base = np.where(both, initial, 0.0)
-    return {"sum_squared_change": (difference**2).sum(axis=axis), "sum_squared_initial": (base**2).sum(axis=axis),
-            "count": both.sum(axis=axis)}
+    with np.errstate(invalid="ignore"):
+        both = exists & np.isfinite(initial) & ~np.isnan(values)
+    difference = np.subtract(values, initial, dtype=np.float64)
+    base = np.multiply(initial, initial, dtype=np.float64)
+    if not both.all():  # the values present at both epochs only (none of the copies when all are)
+        both = np.broadcast_to(both, values.shape)
+        difference[~both] = 0.0
+        base[~both] = 0.0
+    return {"sum_squared_change": np.multiply(difference, difference, out=difference).sum(axis=axis),
+            "sum_squared_initial": base.sum(axis=axis), "count": both.sum(axis=axis)}
 
 
 #: ``distance_from_init``: sums of squares against epoch 0, summed over chunks.
