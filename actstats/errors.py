@@ -10,7 +10,7 @@ class ActstatsError(Exception):
 
 
 class StoreFormatError(ActstatsError):
-    """A store that does not follow the actstats.store/1 format."""
+    """A store that does not follow the actstats.store format (/2, or the older /1 it still reads)."""
 
 
 class IntegrityError(ActstatsError):

@@ -1,7 +1,7 @@
 """Small in-memory datasets laid out like a store, for examples, tests and trying queries.
 
 :func:`synthetic_store` returns an ``xarray.Dataset`` with the variables, dimensions and
-coordinates of the "actstats.store/1" format (docs/store-format.md), filled by a forward
+coordinates of the "actstats.store/2" format (docs/store-format.md), filled by a forward
 pass of random networks, or with activations and weights drawn from given distributions.
 Nothing is trained and nothing is written to disk.
 

@@ -390,9 +390,9 @@ DAMAGE = {
                     "variable 'activation' has data type float16, expected float32",
                     2, "variable 'activation' has data type float16, expected float32"),
     "other schema version": (
-        lambda s: _edit_json(os.path.join(s, "zarr.json"), lambda m: m["attributes"].update(schema="actstats.store/2")),
-        "schema 'actstats.store/2' is not supported (expected 'actstats.store/1')",
-        2, "schema 'actstats.store/2' is not supported"),
+        lambda s: _edit_json(os.path.join(s, "zarr.json"), lambda m: m["attributes"].update(schema="actstats.store/9")),
+        "schema 'actstats.store/9' is not supported (expected 'actstats.store/2' or 'actstats.store/1')",
+        2, "schema 'actstats.store/9' is not supported"),
     "missing variable": (lambda s: _delete_variable(s, "activation"),
                          "required variable 'activation' is missing", 2, "required variable 'activation' is missing"),
     # optional since stores may hold outputs only; gone from a store whose manifest lists it is damage

@@ -35,8 +35,11 @@ PLAIN_READER = textwrap.dedent(
         "var_dims": {k: list(v.dims) for k, v in ds.variables.items()},
         "attrs": sorted(ds.attrs),
         "zarr_attrs": sorted(group.attrs),
-        "split": [str(s) for s in ds["split"].values],
-        "activation_fn": [str(s) for s in ds["activation_fn"].values],
+        # text coordinates are integer codes; the labels say what each code means
+        "split": [ds["split"].attrs["labels"][c] for c in ds["split"].values],
+        "split_codes": sorted(set(ds["split"].values.tolist())),
+        "split_flags": [ds["split"].attrs["flag_values"], ds["split"].attrs["flag_meanings"]],
+        "activation_fn": [group["activation_fn"].attrs["labels"][c] for c in group["activation_fn"][...]],
         "dimension_names": list(group["activation"].metadata.dimension_names),
         "codecs": [c.to_dict()["name"] for c in group["activation"].metadata.codecs],
         "complete": ds["complete"].values.tolist(),
@@ -78,6 +81,7 @@ def test_plain_xarray_and_zarr_read_the_store_without_actstats(small_store, tmp_
     expected_attrs = {"schema", "created_at", "creation_library", "creation_library_version", "torch_version", "sweep"}
     assert expected_attrs <= set(out["attrs"]) and expected_attrs <= set(out["zarr_attrs"])
     assert out["split"] == ["train"] * 40 + ["test"] * 24
+    assert out["split_codes"] == [0, 1] and out["split_flags"] == [[0, 1], "train test"]
     assert set(out["activation_fn"]) == {"sigmoid", "tanh"}
     assert out["dimension_names"] == ["run", "epoch", "layer", "sample", "unit"]
     assert "crc32c" in out["codecs"]
@@ -97,7 +101,7 @@ def test_every_array_has_a_checksum_and_dimension_names(small_store):
 
 def test_root_attributes(small_store):
     ds = actstats.open_store(small_store)
-    assert ds.attrs["schema"] == "actstats.store/1"
+    assert ds.attrs["schema"] == actstats.SCHEMA == "actstats.store/2"
     assert ds.attrs["creation_library"] == "actstats"
     sweep = json.loads(ds.attrs["sweep"])
     assert sweep["sweep"]["model.depth"] == [1, 3]
@@ -248,6 +252,93 @@ def test_open_store_names_what_is_wrong(small_store, tmp_path, damage, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert zarr  # imported for the store layout
+
+
+def _edit_array_json(path, name, edit) -> None:
+    """Apply `edit` to array `name`'s metadata in both copies: its zarr.json and the root's
+    consolidated metadata (as a writer that got it wrong would have written both)."""
+    own = os.path.join(path, name, "zarr.json")
+    meta = json.load(open(own))
+    edit(meta)
+    json.dump(meta, open(own, "w"))
+    root = os.path.join(path, "zarr.json")
+    meta = json.load(open(root))
+    edit(meta["consolidated_metadata"]["metadata"][name])
+    json.dump(meta, open(root, "w"))
+
+
+def _set_attributes(name, **changes):
+    def edit(meta):
+        for key, value in changes.items():
+            if value is None:
+                meta["attributes"].pop(key, None)
+            else:
+                meta["attributes"][key] = value
+    return lambda path: _edit_array_json(path, name, edit)
+
+
+def _write_code(path, value=7, at=3):
+    """A code without a label, written with plain zarr (its chunk's checksum is valid)."""
+    import zarr
+
+    zarr.open_group(path, mode="r+")["split"][at] = value
+
+
+def _schema(value):
+    def damage(path):
+        meta = json.load(open(os.path.join(path, "zarr.json")))
+        meta["attributes"]["schema"] = value
+        json.dump(meta, open(os.path.join(path, "zarr.json"), "w"))
+    return damage
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_write_code, "variable 'split' holds code 7 at sample 3, but has 2 labels (codes 0 … 1)"),
+    (lambda p: _write_code(p, value=-1, at=0), "variable 'split' holds code -1 at sample 0, but has 2 labels"),
+    (_set_attributes("split", labels="train test"),
+     "variable 'split' holds codes, but its attribute 'labels' is not a list of strings (the text of each code)"),
+    (_set_attributes("activation_fn", labels=[0, 1]),
+     "variable 'activation_fn' holds codes, but its attribute 'labels' is not a list of strings"),
+    (_set_attributes("config", labels=None),
+     "variable 'config' holds codes but has no attribute 'labels' (the text of each code)"),
+    (_set_attributes("split", labels=["train", "train"], flag_meanings="train train"),
+     "variable 'split' holds codes, but its attribute 'labels' holds 'train' twice (two codes for one text)"),
+    (_set_attributes("split", flag_meanings="test train"),
+     "variable 'split' holds codes, but its attribute 'flag_meanings' is not its labels joined by blanks"),
+    (_set_attributes("split", flag_values=[1, 2]),
+     "variable 'split' holds codes, but its attribute 'flag_values' is not 0 … 1, the codes of its 2 labels"),
+    (_schema("actstats.store/1"),  # the old format's text is strings: codes there are not read as text
+     "variable 'split' has data type int32, expected str (actstats.store/1 stores text as strings)"),
+])
+def test_text_coordinates_that_cannot_be_decoded_are_a_format_error(small_store, tmp_path, capsys, damage, message):
+    """A text coordinate is integer codes with their labels (docs/store-format.md, "Text"):
+    labels that are not a list of distinct strings, CF attributes that disagree with them, or
+    a code without a label are a one-line format error for open_store, `info` and verify."""
+    from conftest import run_main
+
+    path = _copy(small_store, tmp_path)
+    damage(path)
+    with pytest.raises(StoreFormatError) as error:
+        actstats.open_store(path)
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+    code, _, err = run_main(capsys, "info", path)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert f"damaged: {message}" in "\n".join(actstats.verify_store(path, progress=False).lines())
+    code, out, _ = run_main(capsys, "verify", path)
+    assert code == 3 and message in out
+
+
+def test_labels_that_differ_between_the_two_copies_of_the_metadata_are_reported(small_store, tmp_path):
+    """The labels say what the codes mean, so they are bound like the data type: an array's
+    own zarr.json and the consolidated copy must agree (verify), as readers may use either."""
+    path = _copy(small_store, tmp_path)
+    own = os.path.join(path, "split", "zarr.json")
+    meta = json.load(open(own))
+    meta["attributes"]["labels"] = ["test", "train"]
+    json.dump(meta, open(own, "w"))
+    lines = actstats.verify_store(path, progress=False).lines()
+    assert "damaged: coordinate 'split': its zarr.json says labels = [\"test\", \"train\"], the consolidated " \
+           "metadata in the root zarr.json says [\"train\", \"test\"]" in lines, lines
 
 
 def test_not_a_store(tmp_path):

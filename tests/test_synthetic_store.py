@@ -81,7 +81,7 @@ def test_same_seed_same_store(store, tmp_path):
 def test_saturation_equals_numpy(store):
     result = actstats.saturation(actstats.open_store(store), by=("run", "epoch", "layer", "split"))
     act = _arrays(store)["activation"].astype(np.float64)
-    split = np.asarray(zarr.open_group(store, mode="r")["split"][...], dtype=object).astype(str)
+    split = np.asarray(actstats.open_store(store)["split"].values).astype(str)
     bounds = {0: (0.0, 1.0), 1: (-1.0, 1.0)}
     fractions = {"fraction": [], "fraction_low": [], "fraction_high": []}
     for r in range(2):

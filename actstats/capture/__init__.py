@@ -1,7 +1,7 @@
 """capture: train feed-forward networks with PyTorch and record their layers into a store, or
 record a user's own model from the user's own training loop (:class:`Recorder`).
 
-Writes the actstats.store/1 format whose schema lives in :mod:`actstats.store`.
+Writes the actstats.store/2 format whose schema lives in :mod:`actstats.store`.
 """
 
 from actstats.capture.attach import Recorder

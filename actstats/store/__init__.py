@@ -1,4 +1,4 @@
-"""The store format "actstats.store/1", end to end.
+"""The store format "actstats.store/2" (and the older "actstats.store/1", still read), end to end.
 
 The schema lives here, in actstats: capture writes stores through :func:`prepare_store` /
 :func:`create_store` and :class:`~actstats.store.chunks.ChunkFiles`, and :func:`open_store`
@@ -16,36 +16,47 @@ docs/store-format.md describes the format for readers and writers in other langu
 - :mod:`~actstats.store.verify`: :func:`verify_store`.
 - :mod:`~actstats.store.write`: :func:`write_store` (a store from a Dataset or named arrays).
 - :mod:`~actstats.store.paths`: local paths and URLs.
+- :mod:`~actstats.store.text`: text coordinates as integer codes with their labels.
+- :mod:`~actstats.store.backend`: ``xr.open_dataset(path, engine="actstats")``.
 """
 
-from actstats.store.create import (
-    ABANDONED_AFTER_SECONDS,
-    StoreContents,
-    create_store,
-    StoreWriter,
-    hold_directory_lock,
-    hold_store_for_writing,
-    prepare_store,
-    tidy_beside,
-)
-from actstats.store.filestore import open_group_read_only, refuse_special_files
-from actstats.store.open import open_store
-from actstats.store.paths import is_local, local_path
-from actstats.store.schema import (
-    CHUNK_TARGET_BYTES,
-    COORDINATES,
-    OPTIONAL_COORDINATES,
-    RECORD_DIMS,
-    RECORD_VARIABLES,
-    ROOT_ATTRIBUTES,
-    SCHEMA,
-    VARIABLES,
-    StoreLayout,
-    canonical_json,
-    scheduled_records,
-)
-from actstats.store.verify import VerifyReport, verify_store
-from actstats.store.write import write_store
+#: The package's names and the module each comes from. Imported when first used, so that
+#: importing one module of the package (``actstats.store.text``, or the xarray back end
+#: :mod:`actstats.store.backend` that xarray imports whenever it lists its engines) does not
+#: load zarr and every other module.
+_NAMES = {
+    "actstats.store.create": ("ABANDONED_AFTER_SECONDS", "StoreContents", "create_store", "StoreWriter",
+                              "hold_directory_lock", "hold_store_for_writing", "prepare_store", "tidy_beside"),
+    "actstats.store.filestore": ("open_group_read_only", "refuse_special_files"),
+    "actstats.store.open": ("open_store",),
+    "actstats.store.paths": ("is_local", "local_path"),
+    "actstats.store.schema": ("CHUNK_TARGET_BYTES", "COORDINATES", "OPTIONAL_COORDINATES", "RECORD_DIMS",
+                              "RECORD_VARIABLES", "ROOT_ATTRIBUTES", "SCHEMA", "SCHEMA_1", "VARIABLES",
+                              "StoreLayout", "canonical_json", "scheduled_records"),
+    "actstats.store.verify": ("VerifyReport", "verify_store"),
+    "actstats.store.write": ("write_store",),
+}
+_LAZY = {name: module for module, names in _NAMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # once
+        return value
+    try:  # a module of the package (actstats.store.schema, ...)
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = [
     "open_group_read_only",
@@ -58,6 +69,7 @@ __all__ = [
     "RECORD_VARIABLES",
     "ROOT_ATTRIBUTES",
     "SCHEMA",
+    "SCHEMA_1",
     "VARIABLES",
     "StoreContents",
     "StoreLayout",

@@ -37,6 +37,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 
 from actstats.errors import ActstatsError
+from actstats.store import text
 from actstats.store.paths import local_path
 from actstats.store.manifest import MANIFEST_GROUP, write_store_manifest
 from actstats.store.schema import (
@@ -55,7 +56,7 @@ def _codecs(kind: str):
 
 
 def _numpy_dtype(kind: str):
-    return {"int": "int64", "float": "float64", "str": str, "float32": "float32", "bool": "bool"}[kind]
+    return {"int": "int64", "float": "float64", "str": text.CODE_DTYPE, "float32": "float32", "bool": "bool"}[kind]
 
 
 def create_store(
@@ -71,6 +72,8 @@ def create_store(
     store at `path` is either absent or fully laid out, whatever moment a capture is killed.
     If another process put a store at `path` first, raises FileExistsError and leaves it.
     Record variables start as missing chunks (read as NaN/False) until capture fills them.
+    Text coordinates (kind ``"str"``) are given as text and written as integer codes with
+    their labels in the array's attributes (:mod:`actstats.store.text`).
     """
     import zarr
 
@@ -100,6 +103,9 @@ def create_store(
             shape = tuple(sizes[d] for d in dims)
             if values.shape != shape:
                 raise ValueError(f"coordinate {name!r} has shape {values.shape}, expected {shape}")
+            attrs = {}
+            if kind == "str":  # integer codes, their labels in the attributes: any Zarr 3 reader reads them
+                values, attrs = text.encode(values)
             dtype = _numpy_dtype(kind)
             array = group.create_array(
                 name,
@@ -108,10 +114,11 @@ def create_store(
                 dtype=dtype,
                 compressors=_codecs(kind),
                 dimension_names=list(dims),
-                fill_value="" if kind == "str" else 0,
+                fill_value=text.CODE_FILL if kind == "str" else 0,
+                attributes=attrs,
                 config={"write_empty_chunks": True},  # every chunk on disk, even all-zero: a missing one is damage
             )
-            array[...] = values.astype(dtype) if kind != "str" else values.astype(str)
+            array[...] = values.astype(dtype)
         for name in layout.variables():
             dims, dtype, _ = VARIABLES[name]
             shape = tuple(sizes[d] for d in dims)

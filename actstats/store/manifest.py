@@ -124,10 +124,11 @@ def stored_checksum(array, key: str) -> int | None:
 
 # -- coordinates: present in full -------------------------------------------------------
 
-#: Coordinates whose values may all equal the fill value (0) in a valid store, so that a
-#: writer that skips all-fill chunks (zarr-python's default) may leave their chunk out; only
-#: matters for stores without a manifest. Index coordinates (0 ... n-1) and `epoch` can be all
-#: zero only with one element.
+#: Coordinates whose values may all equal the fill value (0, or "" for the strings of
+#: actstats.store/1) in a valid store, so that a writer that skips all-fill chunks
+#: (zarr-python's default) may leave their chunk out; only matters for stores without a
+#: manifest. Index coordinates (0 ... n-1) and `epoch` can be all zero only with one element.
+#: Text stored as codes (actstats.store/2) never equals its fill value (-1: no label).
 _MAY_BE_ALL_FILL = {"step", "label", "seed", "lr", "source_index", "dataset", "config"}
 _ALL_FILL_IF_ONE = {"run", "epoch", "unit", "fan_in", "class", "feature", "sample"}
 
@@ -151,9 +152,18 @@ def missing_coordinate_chunks(arrays: Mapping, manifest: "Manifest | None") -> l
                 if f"{name}/{key}" in manifest.created:
                     out.append(f"{kind} {name!r} chunk {index} is missing although the manifest lists it "
                                f"(written when the store was created)")
-            elif not (name in _MAY_BE_ALL_FILL or (name in _ALL_FILL_IF_ONE and array.size <= 1)):
+            elif not ((name in _MAY_BE_ALL_FILL and not _codes(name, array))
+                      or (name in _ALL_FILL_IF_ONE and array.size <= 1)):
                 out.append(f"{kind} {name!r} chunk {index} is missing (it would read as fill values: wrong labels)")
     return out
+
+
+def _codes(name: str, array) -> bool:
+    """Whether `array` is a text coordinate stored as integer codes (actstats.store/2)."""
+    from actstats.store.text import is_code_type
+
+    spec = COORDINATES.get(name) or OPTIONAL_COORDINATES.get(name)
+    return spec is not None and spec[1] == "str" and is_code_type(array.dtype)
 
 
 # -- the manifest ------------------------------------------------------------------------

@@ -20,7 +20,10 @@ from actstats.store.chunks import ChunkFiles, DamagedChunkError
 from actstats.store.manifest import ExpectedChunks, chunk_exists, missing_coordinate_chunks, read_manifest
 from actstats.store.padding import describe_beyond, fan_in_widths, values_beyond_width
 from actstats.store.paths import is_local, local_path
-from actstats.store.schema import COORDINATES, OPTIONAL_COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
+from actstats.store import text
+from actstats.store.schema import (
+    COORDINATES, OPTIONAL_COORDINATES, ROOT_ATTRIBUTES, SCHEMA, SCHEMA_1, TEXT_ENCODING, VARIABLES,
+)
 
 
 def _covered_chunks(key, shape, chunks) -> list[tuple[int, ...]] | None:
@@ -251,22 +254,17 @@ def _open_group(path):
 
 def _url_problem(url: str, exc: Exception) -> str | None:
     """Why a URL could not be opened, when the reason is the URL rather than its content:
-    no fsspec back end for its protocol (or the back end is not installed), or nothing there."""
-    if isinstance(exc, ImportError) or (isinstance(exc, ValueError) and "protocol" in str(exc).lower()):
-        return f"cannot open this URL ({exc})"
-    try:
-        import fsspec
+    no fsspec back end for its protocol (or the back end is not installed), no credentials,
+    no such bucket, or nothing there (:func:`actstats.store.remote.url_problem`)."""
+    from actstats.store.remote import url_problem
 
-        fs, root = fsspec.core.url_to_fs(url)
-        if not fs.exists(root):
-            return "no such store"
-    except Exception:  # the original error says more
-        return None
-    return None
+    return url_problem(url, exc)
 
 
-def _array_problem(name, array, expected_dims, expected_dtype) -> str | None:
-    """What is wrong with one array's metadata (dimension names, checksum codec, data type)."""
+def _array_problem(name, array, expected_dims, expected_dtype, text_encoding=None) -> str | None:
+    """What is wrong with one array's metadata (dimension names, checksum codec, data type,
+    and a text coordinate's labels). `text_encoding`: how the store's schema stores text,
+    "codes" or "strings" (:data:`~actstats.store.schema.TEXT_ENCODING`); None: either."""
     from zarr.codecs import Crc32cCodec
 
     dims = tuple(array.metadata.dimension_names or ())
@@ -275,6 +273,8 @@ def _array_problem(name, array, expected_dims, expected_dtype) -> str | None:
     codecs = getattr(array.metadata, "codecs", ())
     if not any(isinstance(c, Crc32cCodec) for c in codecs):
         return f"variable {name!r} has no crc32c checksum codec"
+    if expected_dtype == "str":
+        return _text_problem(name, array, text_encoding)
     if expected_dtype is not None:
         kind = np.dtype(array.dtype).kind if not _is_string(array.dtype) else "U"
         ok = {
@@ -282,11 +282,29 @@ def _array_problem(name, array, expected_dims, expected_dtype) -> str | None:
             "bool": kind == "b",
             "int": kind in "iu",
             "float": kind == "f",
-            "str": kind in "UTO",
         }[expected_dtype]
         if not ok:
             return f"variable {name!r} has data type {array.dtype}, expected {expected_dtype}"
     return None
+
+
+def _text_problem(name, array, text_encoding) -> str | None:
+    """A text coordinate: integer codes with valid labels (actstats.store/2), or strings
+    (actstats.store/1)."""
+    coded = text.is_code_type(array.dtype)
+    if coded and text_encoding != "strings":
+        return text.label_problem(name, array.attrs)
+    if not coded and _is_string(array.dtype) and text_encoding != "codes":
+        return None
+    expected = {"codes": f"integer codes with their labels (text in {SCHEMA}, docs/store-format.md)",
+                "strings": f"str ({SCHEMA_1} stores text as strings)"}.get(text_encoding, "integer codes or str")
+    return f"variable {name!r} has data type {array.dtype}, expected {expected}"
+
+
+def _text_encoding(attrs: dict) -> str | None:
+    """How the store's schema stores text ("codes", "strings"); None for an unknown schema
+    (reported by itself: then either is taken)."""
+    return TEXT_ENCODING.get(attrs.get("schema")) if isinstance(attrs.get("schema"), str) else None
 
 
 def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
@@ -297,8 +315,9 @@ def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
     schema = attrs.get("schema")
     if schema is None:
         problems.append("root attribute 'schema' is missing (not an actstats store)")
-    elif schema != SCHEMA:
-        problems.append(f"schema {schema!r} is not supported (expected {SCHEMA!r})")
+    elif not isinstance(schema, str) or schema not in TEXT_ENCODING:
+        problems.append(f"schema {schema!r} is not supported (expected {SCHEMA!r} or {SCHEMA_1!r})")
+    text_encoding = _text_encoding(attrs)
     for key in ROOT_ATTRIBUTES:
         if key != "schema" and key not in attrs:
             problems.append(f"root attribute {key!r} is missing")
@@ -312,7 +331,7 @@ def _format_problems(attrs: dict, arrays: dict) -> tuple[list[str], set[str]]:
             if if_absent:
                 problems.append(if_absent)
             continue
-        problem = _array_problem(name, arrays[name], dims, kind)
+        problem = _array_problem(name, arrays[name], dims, kind, text_encoding)
         if problem:
             problems.append(problem)
             bad.add(name)
@@ -351,7 +370,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     Parameters
     ----------
     path
-        A local path or an fsspec URL of a Zarr v3 group in the actstats.store/1 format.
+        A local path or an fsspec URL of a Zarr v3 group in the actstats.store/2 format (or
+        the older actstats.store/1).
     chunks
         "zarr" (default): one dask chunk per Zarr chunk.
 
@@ -366,7 +386,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     Raises
     ------
     StoreFormatError
-        With a message naming what is missing or wrong.
+        With a message naming what is missing or wrong (in a text coordinate: labels that
+        are not a list of distinct strings, a code without a label).
     IntegrityError
         When a coordinate or ``complete`` cannot be read, or a chunk of a coordinate is
         missing (it would read as fill values: wrong labels), or, in a store with a manifest
@@ -402,7 +423,12 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
             values = arrays[name][...]
         except Exception as exc:
             raise IntegrityError(f"{location}: coordinate {name!r} is damaged ({type(exc).__name__}: {exc})") from None
-        if kind == "str":
+        if kind == "str" and text.is_code_type(arrays[name].dtype):  # actstats.store/2: codes and labels
+            try:
+                values = text.decode(name, dims, values, arrays[name].attrs)
+            except text.CodeError as exc:
+                raise StoreFormatError(f"{location}: {exc}") from None
+        elif kind == "str":  # actstats.store/1: strings
             values = np.asarray(values, dtype=object).astype(str)
         coords[name] = (dims, values)
     try:

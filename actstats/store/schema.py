@@ -1,4 +1,4 @@
-"""The tables of the format "actstats.store/1": variables, coordinates, root attributes, and
+"""The tables of the format "actstats.store/2": variables, coordinates, root attributes, and
 the chunk layout of a store of given sizes.
 
 These tables are the schema: :func:`~actstats.store.create_store` lays a store out from
@@ -13,7 +13,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA = "actstats.store/1"
+#: The format actstats writes: text coordinates as integer codes with their labels in the
+#: array's attributes (:mod:`actstats.store.text`), which every Zarr 3 reader can read.
+SCHEMA = "actstats.store/2"
+#: The first format: text coordinates as Zarr 3 ``string`` arrays (``vlen-utf8``), which
+#: zarr-python reads but TensorStore does not. Still read (opened, queried, verified,
+#: resumed) as before; no longer written.
+SCHEMA_1 = "actstats.store/1"
+#: The formats a reader accepts, and how each stores text coordinates ("codes", "strings").
+TEXT_ENCODING = {SCHEMA: "codes", SCHEMA_1: "strings"}
 
 RECORD_DIMS = ("run", "epoch")
 
@@ -39,7 +47,8 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, bool]] = {
     "input": (("sample", "feature"), "float32", True),
 }
 
-#: Coordinates: name -> (dims, kind). kind: "int", "float" or "str".
+#: Coordinates: name -> (dims, kind). kind: "int", "float" or "str" (text: integer codes with
+#: their labels in actstats.store/2, :mod:`actstats.store.text`; strings in actstats.store/1).
 COORDINATES: dict[str, tuple[tuple[str, ...], str]] = {
     "run": (("run",), "int"),
     "epoch": (("epoch",), "float"),

@@ -25,6 +25,7 @@ from actstats.store.manifest import (
 )
 from actstats.store.open import PADDED_VARIABLES, _format_problems, _open_group
 from actstats.store.padding import describe_beyond, fan_in_widths, values_beyond_width
+from actstats.store import text
 from actstats.store.schema import COORDINATES, RECORD_DIMS, VARIABLES, scheduled_records
 from actstats.store.schema import OPTIONAL_COORDINATES
 
@@ -90,6 +91,8 @@ def _variables_gone(manifest, arrays, complete) -> list[str]:
 
 #: The metadata fields that decide how an array's bytes are read.
 _LAYOUT_FIELDS = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "codecs", "fill_value", "dimension_names")
+#: A text coordinate's attributes that say what its codes mean (actstats.store.text).
+_TEXT_ATTRIBUTES = (text.LABELS, "flag_values", "flag_meanings")
 
 
 def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
@@ -100,8 +103,9 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     missing variable, another data type or shape than the other variables say) or when an
     array's own ``zarr.json`` disagrees with the consolidated copy in the root ``zarr.json``
     (readers that use one or the other would read different data). A chunk is damaged when
-    it fails to decode (checksum mismatch, truncation). A chunk is missing when a (run, epoch)
-    is marked complete but a chunk that should hold its data (a layer the run has) is absent.
+    it fails to decode (checksum mismatch, truncation), or when it is a text coordinate's and
+    holds a code without a label (:mod:`actstats.store.text`). A chunk is missing when a (run,
+    epoch) is marked complete but a chunk that should hold its data (a layer the run has) is absent.
     A record is incomplete when its step is scheduled (step >= 0) but `complete` is false,
     unless it comes after a complete record marked ``stopped`` (capture's ``train.until``
     ended that run there: :func:`~actstats.store.schema.scheduled_records`).
@@ -162,6 +166,9 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
     names = [n for n in list(VARIABLES) + list(COORDINATES) if n in arrays and n not in bad]
     padding = _padding_check(arrays, read, complete, width, epochs)
     total = sum(int(np.prod(arrays[n].cdata_shape)) for n in names)
+    # text coordinates stored as codes (actstats.store/2), with their labels checked: name -> labels
+    coded = {n: len(arrays[n].attrs[text.LABELS]) for n in names
+             if n in COORDINATES and COORDINATES[n][1] == "str" and text.is_code_type(arrays[n].dtype)}
     with progress_bar(total=total, desc="verify", unit="chunk", progress=progress) as bar:
         for name in names:
             array = arrays[name]
@@ -180,6 +187,11 @@ def verify_store(path, *, progress: bool | None = None) -> VerifyReport:
                             problem = padding(name, dims, block, index, tuple(array.chunks))
                             if problem:
                                 report.damaged.append(f"{problem} (chunk {index})")
+                        if name in coded:  # a text coordinate's codes: each has a label
+                            origin = tuple(i * c for i, c in zip(index, array.chunks))
+                            problem = text.code_problem(name, dims, block, coded[name], origin)
+                            if problem:
+                                report.damaged.append(problem)
                 except Exception as exc:
                     report.damaged.append(f"{kind} {name!r} chunk {index}: {type(exc).__name__}: {exc}")
                     continue
@@ -330,6 +342,14 @@ def _metadata_mismatches(group, arrays: dict) -> list[str]:
                 f"{what}: its zarr.json says {k} = {_brief(own.get(k))}, the consolidated metadata "
                 f"in the root zarr.json says {_brief(listed.get(k))}"
             )
+            continue
+        # a text coordinate's labels say what its codes mean: both copies must say the same
+        own_attrs, listed_attrs = own.get("attributes") or {}, listed.get("attributes") or {}
+        for k in _TEXT_ATTRIBUTES:
+            if name in COORDINATES and COORDINATES[name][1] == "str" and own_attrs.get(k) != listed_attrs.get(k):
+                out.append(f"{what}: its zarr.json says {k} = {_brief(own_attrs.get(k))}, the consolidated metadata "
+                           f"in the root zarr.json says {_brief(listed_attrs.get(k))}")
+                break
     return out
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from actstats.activations import ACTIVATIONS
 from actstats.errors import ActstatsError, ActstatsValueError, shorten
+from actstats.store import text
 from actstats.store.schema import (
     COORDINATES, OPTIONAL_COORDINATES, RECORD_DIMS, VARIABLES, StoreLayout, canonical_json,
 )
@@ -56,13 +57,13 @@ def _entries(data) -> dict[str, tuple[tuple[str, ...], Any]]:
     except ImportError:  # pragma: no cover - xarray is a dependency
         xr = None
     if xr is not None and isinstance(data, xr.Dataset):
-        return {str(name): (tuple(map(str, v.dims)), v.data) for name, v in data.variables.items()}
+        return {str(name): (tuple(map(str, v.dims)), _text_of(str(name), v)) for name, v in data.variables.items()}
     if not isinstance(data, Mapping):
         raise _fail(f"expected an xarray.Dataset or a mapping of names to (dims, array), got {type(data).__name__}")
     out = {}
     for name, value in data.items():
         if xr is not None and isinstance(value, (xr.DataArray, xr.Variable)):
-            out[str(name)] = (tuple(map(str, value.dims)), value.data)
+            out[str(name)] = (tuple(map(str, value.dims)), _text_of(str(name), value))
             continue
         if not (isinstance(value, tuple) and len(value) == 2):
             raise _fail(f"{shorten(name)}: expected (dims, array), e.g. (('sample', 'feature'), x), "
@@ -73,6 +74,18 @@ def _entries(data) -> dict[str, tuple[tuple[str, ...], Any]]:
             raise _fail(f"{shorten(name)}: dims must be names, got {shorten(dims)}")
         out[str(name)] = (dims, array)
     return out
+
+
+def _text_of(name: str, variable):
+    """A variable's data; a text coordinate read as codes with their labels (a store of
+    actstats.store/2 opened by plain xarray) as its text."""
+    spec = COORDINATES.get(name) or OPTIONAL_COORDINATES.get(name)
+    if spec is None or spec[1] != "str" or text.LABELS not in variable.attrs or not text.is_code_type(variable.dtype):
+        return variable.data
+    try:
+        return text.decode(name, variable.dims, np.asarray(variable.values), variable.attrs)
+    except text.CodeError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _kind_of(name: str) -> tuple[str, tuple[str, ...], str]:
@@ -274,7 +287,10 @@ def write_store(
         (numpy or dask arrays, dims named as the format names them, in any order) or to
         DataArrays. Required: ``activation``, ``weight``, ``bias``, ``input`` (``preactivation``
         is optional: for dumps of outputs only), and the coordinates ``epoch``, ``split`` and ``activation_fn`` (or
-        ``layer_activation_fn``). Every other variable of the format may be given. Coordinates
+        ``layer_activation_fn``). Every other variable of the format may be given. Text
+        coordinates are given as text (they are written as codes with their labels,
+        :mod:`actstats.store.text`), or as integer codes whose DataArray carries their
+        ``labels`` attribute (a store opened by plain ``xr.open_zarr``). Coordinates
         not given take a default: ``complete`` is true where a record has any activation
         that is not NaN, ``width`` the units holding a value in ``activation``, ``depth`` the
         layers with a width, ``step`` each epoch's position (−1 where the record is not

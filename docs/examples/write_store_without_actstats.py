@@ -1,4 +1,4 @@
-"""Write a valid actstats.store/1 store with plain zarr-python, without actstats.
+"""Write a valid actstats.store/2 store with plain zarr-python, without actstats.
 
 The format spelled out by hand, for a program that cannot import actstats (and as a model for
 writers in other languages): it follows docs/store-format.md; tests/test_store.py runs it with
@@ -25,7 +25,7 @@ width = np.array([[8, 6], [8, 0]])  # run 0's layer 2 has 6 units: units 6, 7 ar
 
 root = zarr.open_group(path, mode="w-", zarr_format=3)
 root.attrs.update({
-    "schema": "actstats.store/1",
+    "schema": "actstats.store/2",
     "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     "creation_library": "my-trainer",
     "creation_library_version": "1.0",
@@ -34,15 +34,26 @@ root.attrs.update({
 })
 
 
-def array(name, dims, values, dtype, coordinates=""):
+def array(name, dims, values, dtype, coordinates="", attributes=None):
     values = np.asarray(values)
     a = root.create_array(
         name, shape=values.shape, chunks=values.shape, dtype=dtype,
         compressors=[Crc32cCodec()], dimension_names=list(dims),
-        fill_value="" if dtype is str else (False if dtype == "bool" else 0),
-        attributes={"coordinates": coordinates} if coordinates else {},
+        fill_value=-1 if attributes else (False if dtype == "bool" else 0),
+        attributes={**({"coordinates": coordinates} if coordinates else {}), **(attributes or {})},
     )
     a[...] = values
+
+
+def text(name, dims, values):
+    """A text coordinate: int32 codes, code k meaning labels[k] (fill value -1: no label), and
+    CF's flag_values / flag_meanings where every label is one word."""
+    labels = list(dict.fromkeys(values))  # in order of first appearance
+    codes = np.array([labels.index(v) for v in values], dtype="int32")
+    attributes = {"labels": labels}
+    if all(label and all(c.isalnum() or c in "_-.+@" for c in label) for label in labels):
+        attributes.update(flag_values=list(range(len(labels))), flag_meanings=" ".join(labels))
+    array(name, dims, codes, "int32", attributes=attributes)
 
 
 # Hidden activations of a sigmoid network: z from a forward pass, h = sigmoid(z)
@@ -76,7 +87,7 @@ for name, n in {"run": R, "layer": L, "unit": U, "fan_in": F, "class": C, "featu
     array(name, (name,), np.arange(n) + (1 if name == "layer" else 0), "int64")
 array("epoch", ("epoch",), [0.0, 1.0, 2.0], "float64")
 array("step", ("run", "epoch"), [[0, 10, 20], [0, 10, 20]], "int64")
-array("split", ("sample",), np.array(["train"] * 20 + ["test"] * 10), str)
+text("split", ("sample",), ["train"] * 20 + ["test"] * 10)
 array("label", ("sample",), rng.integers(0, C, S), "int64")
 array("source_index", ("sample",), np.arange(S), "int64")
 array("width", ("run", "layer"), width, "int64")
@@ -84,7 +95,7 @@ array("depth", ("run",), depth, "int64")
 for name, values in {"activation_fn": ["sigmoid", "sigmoid"], "init": ["normal", "normal"],
                      "optimizer": ["sgd", "sgd"], "dataset": ["synthetic", "synthetic"],
                      "config": ["{}", "{}"]}.items():
-    array(name, ("run",), np.array(values), str)
+    text(name, ("run",), values)
 array("lr", ("run",), [0.1, 0.1], "float64")
 array("batch_size", ("run",), [10, 10], "int64")
 array("seed", ("run",), [0, 1], "int64")
