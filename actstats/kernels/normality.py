@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from ._rows import DEFAULT_SEED, Axis, Rows, as_rows, deterministic_subsample, map_rows
+from ._rows import DEFAULT_SEED, Axis, Rows, as_rows, map_rows
 from .moments import _standardized_moments, moments
 
 __all__ = [
@@ -796,6 +796,17 @@ def anderson_darling(x, axis: Axis = -1) -> NormalityTestResult:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _subsample_positions(n: int, max_size: int | None, seed: int) -> np.ndarray | None:
+    """The positions :func:`actstats.kernels.deterministic_subsample` takes (None: all),
+    kept for the next group of the same size (drawing them costs a pass over n)."""
+    if max_size is None or n <= max_size:
+        return None
+    positions = np.sort(np.random.default_rng(seed).choice(n, size=max_size, replace=False))
+    positions.setflags(write=False)
+    return positions
+
+
 def shapiro_wilk(
     x, axis: Axis = -1, *, max_size: int = SHAPIRO_MAX_SIZE, seed: int = DEFAULT_SEED
 ) -> NormalityTestResult:
@@ -839,7 +850,8 @@ def shapiro_wilk(
     rows = x.rows if isinstance(x, SortedSample) else as_rows(x, axis)
 
     def test(values):
-        subsample = deterministic_subsample(values, max_size, seed)
+        positions = _subsample_positions(values.shape[0], max_size, seed)
+        subsample = values if positions is None else values[positions]
         if np.ptp(subsample) == 0:
             return np.nan, np.nan, subsample.size
         with warnings.catch_warnings():

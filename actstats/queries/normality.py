@@ -181,7 +181,8 @@ def weight_normality(
     (:func:`actstats.kernels.moments`) that :func:`~actstats.kernels.combine_moments`
     merges exactly, so ``mean`` … ``jb_pvalue`` work on stores larger than memory. The
     CDF-based statistics (Anderson–Darling, Lilliefors, Shapiro–Wilk, KS, W1) and the
-    fits load one group at a time.
+    fits load one group at a time, in one task with its moments and distance sums, and
+    sort it once (:func:`actstats.kernels.normality.normality_statistics`).
 
     Verification: every field equals scipy/statsmodels applied in a plain loop over
     groups (``scipy.stats.skew/kurtosis(bias=False)``, ``normaltest``, ``jarque_bera``,
