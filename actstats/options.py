@@ -142,10 +142,25 @@ def progress_bar(*, total: int, desc: str, unit: str, progress: bool | None = No
 
     if progress_enabled(progress):
         return tqdm(total=total, desc=desc, unit=unit)
-    interval = OPTIONS["progress_log"]
-    if interval is not None and progress is None and OPTIONS["progress"] is None:
-        return ProgressLog(total=total, desc=desc, unit=unit, interval=float(interval))
+    if progress_shown(progress):
+        return ProgressLog(total=total, desc=desc, unit=unit, interval=float(OPTIONS["progress_log"]))
     return tqdm(total=total, desc=desc, unit=unit, disable=True)
+
+
+def progress_shown(progress: bool | None = None) -> bool:
+    """Whether :func:`progress_bar` shows anything: a bar (:func:`progress_enabled`) or the
+    periodic one-line log (``OPTIONS["progress_log"]`` set and progress not switched off).
+    Work that says something before its bar (capture's estimate) says it only then.
+
+    Examples
+    --------
+    >>> with set_options(progress=False, progress_log=60):
+    ...     progress_shown()
+    False
+    """
+    if progress_enabled(progress):
+        return True
+    return OPTIONS["progress_log"] is not None and progress is None and OPTIONS["progress"] is None
 
 
 class ProgressLog:
@@ -172,6 +187,8 @@ class ProgressLog:
         self._start = self._last = self._clock()
         self._postfix = ""
         self._wrote = False
+        self._work = None  # (done, total) units of work, when set_work gives them
+        self._first_work = None  # (time, done) at the first work reported: rates count from there
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -180,6 +197,16 @@ class ProgressLog:
 
     def set_postfix_str(self, text: str) -> None:
         self._postfix = text
+
+    def set_work(self, done: float, total: float) -> None:
+        """Take the time left from `done` of `total` units of work rather than from the items
+        counted (capture counts records, which crowd into the first epochs while training
+        fills the later ones), at the rate since the first work was reported (the start-up
+        before it, e.g. worker processes importing torch, is not work done slowly);
+        ``update(0)`` then writes a line if one is due."""
+        if self._first_work is None and done > 0:
+            self._first_work = (self._clock(), done)
+        self._work = (done, total)
 
     def refresh(self) -> None:
         pass
@@ -199,8 +226,13 @@ class ProgressLog:
         elapsed = now - self._start
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         line = f"{self.desc}: {self.n}/{self.total} {self.unit}s{share}, {elapsed / 60:.1f} min elapsed"
-        if 0 < self.n < self.total:
-            line += f", about {elapsed / self.n * (self.total - self.n) / 60:.1f} min left"
+        if self._work is None:
+            if 0 < self.n < self.total:
+                line += f", about {elapsed / self.n * (self.total - self.n) / 60:.1f} min left"
+        elif self._first_work is not None:
+            (since, before), (done, total) = self._first_work, self._work
+            if before < done < total and now > since:
+                line += f", about {(now - since) / (done - before) * (total - done) / 60:.1f} min left"
         if self._postfix:
             line += f" ({self._postfix})"
         print(line, file=self.file or sys.stderr, flush=True)

@@ -43,6 +43,7 @@ import math
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -66,6 +67,9 @@ EVAL_BATCH = 4096
 #: fsync every chunk and checkpoint before its rename, so that `complete` never vouches for
 #: data still in the page cache (power loss). Costs ~8 ms per chunk here (docs/benchmarks.md).
 FSYNC = True
+
+#: Seconds between reports of training steps to a run's `on_steps` (the progress bar).
+STEPS_REPORT_SECONDS = 0.25
 
 #: Records waiting for the writer thread. Recording moments cluster early in training
 #: ("log:N": half of them fall in the first epoch), so records queue while the writer
@@ -312,6 +316,10 @@ class RunTrainer:
         self.until_epoch = -1
         self.record_options = run["record"]
         self.config_json = canonical_json(run)
+        # Progress: called with the number of optimizer steps taken since its last call, at
+        # most every STEPS_REPORT_SECONDS and when train_until returns (None: not reported).
+        self.on_steps: Callable[[int], None] | None = None
+        self._steps_reported = 0
 
     # -- state ------------------------------------------------------------------------
     def checkpoint(self, epoch_index: int) -> dict:
@@ -328,7 +336,7 @@ class RunTrainer:
     def restore(self, checkpoint: dict) -> None:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.step = int(checkpoint["step"])
+        self.step = self._steps_reported = int(checkpoint["step"])
         self.until_epoch = int(checkpoint.get("until_epoch", -1))
 
     # -- train.until ------------------------------------------------------------------
@@ -372,6 +380,8 @@ class RunTrainer:
     def train_until(self, step: int) -> None:
         n = len(self.x_train)
         model, optimizer, loss_fn = self.model, self.optimizer, self.loss
+        on_steps = self.on_steps
+        reported_at = time.monotonic()
         while self.step < step:
             epoch, position = divmod(self.step, self.spe)
             if epoch != self._permutation_epoch:
@@ -390,6 +400,16 @@ class RunTrainer:
             self.step += 1
             if self.until is not None and self.until_epoch < 0 and self.step % self.spe == 0:
                 self._check_until()
+            if on_steps is not None and time.monotonic() - reported_at >= STEPS_REPORT_SECONDS:
+                reported_at = time.monotonic()
+                self._report_steps()
+        if on_steps is not None:
+            self._report_steps()
+
+    def _report_steps(self) -> None:
+        if self.step > self._steps_reported:
+            self.on_steps(self.step - self._steps_reported)
+            self._steps_reported = self.step
 
     # -- recording --------------------------------------------------------------------
     def snapshot(self) -> FeedForward:
@@ -503,6 +523,7 @@ def capture_run(
     *,
     wait: bool = True,
     identity: tuple[int, int] | None = None,
+    on_steps: Callable[[int], None] | None = None,
 ) -> int | None:
     """Train run `run_index` and write every record that is not complete yet.
 
@@ -515,6 +536,10 @@ def capture_run(
     `identity` is the store directory's identity as the capture's parent process found it
     (a store moved or replaced since is an ActstatsError, and so is one moved or replaced
     while the run is captured).
+
+    `on_record` is called after each record is marked complete (on the writer's thread),
+    `on_steps` with each batch of optimizer steps trained (on this thread, every
+    :data:`STEPS_REPORT_SECONDS` or so): the capture's progress bar counts both.
     """
     with hold_store_for_writing(store_path, identity) as store, run_lock(store_path, run_index, blocking=wait) as held:
         if not held:
@@ -522,7 +547,7 @@ def capture_run(
         complete = read_complete(store_path, run_index)
         stopped = read_stopped(store_path, run_index)
         return _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete,
-                            on_record, asynchronous, store.check, stopped=stopped)
+                            on_record, asynchronous, store.check, stopped=stopped, on_steps=on_steps)
 
 
 def read_stopped(store_path: str, run: int) -> np.ndarray | None:
@@ -538,7 +563,7 @@ def read_stopped(store_path: str, run: int) -> np.ndarray | None:
 
 
 def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices, complete, on_record, asynchronous,
-                 check=None, *, stopped=None):
+                 check=None, *, stopped=None, on_steps=None):
     torch.set_num_threads(1)
     if stopped is not None and (stopped & complete).any():
         return 0  # train.until ended this run: the records after its stop are never written
@@ -555,6 +580,7 @@ def _capture_run(store_path, run_index, run, data, probes, sizes, epoch_indices,
         and int(checkpoint["step"]) <= pending[0][0]
     ):
         trainer.restore(checkpoint)
+    trainer.on_steps = on_steps
     writer = Writer(store_path, asynchronous=asynchronous, check=check)
     if check is not None:
         check()
