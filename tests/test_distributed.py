@@ -105,6 +105,7 @@ def test_queries_on_the_cluster_give_the_numbers_of_the_local_scheduler(small_st
         _assert_same(local[name], remote[name], name)
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_streamed_bimodality_and_fit_on_the_cluster_equal_the_local_scheduler(small_store, cluster):
     """The histogram path (groups pooled over runs, epochs, samples and units): the summed
     histograms are counts, equal exactly; the fits from sums merged in another order agree

@@ -406,6 +406,7 @@ def _check_damaged_store(store: str, changes) -> None:
         return opened, verified
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_randomly_damaged_stores_raise_only_actstats_errors(micro_store):
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
     @given(changes=damage())

@@ -330,7 +330,7 @@ def test_strings_in_a_store_of_the_new_format_are_a_format_error(written_store, 
     assert any(re.search(message, line) for line in actstats.verify_store(path, progress=False).lines())
 
 
-@pytest.mark.slow
+@pytest.mark.long  # 6-14 s: a capture, killed and resumed (make test-long)
 def test_a_capture_of_the_old_format_resumes_as_before(tmp_path):
     """A capture killed part-way, its store turned into the old format, then --resume: the
     store stays actstats.store/1 and ends as an uninterrupted capture's (read by actstats)."""

@@ -110,6 +110,7 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(small_store):
     assert process.returncode == cli.EXIT_PIPE
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_without_a_terminal_long_work_reports_in_one_line_a_period(tmp_path):
     """stderr a log (not a terminal): capture and verify write one-line progress reports at
     most every $ACTSTATS_PROGRESS_LOG seconds (0: at each step here), and nothing with
@@ -229,6 +230,7 @@ def test_a_bad_selection_exits_2_with_one_line(small_store, capsys, option, expe
         assert text in err
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_a_bad_where_key_in_a_real_process_exits_2_without_traceback(small_store, tmp_path):
     for command in (["compare", small_store], ["report", small_store, "-o", tmp_path / "report"]):
         result = run_cli(*command, "--where", "nonsense=1", "--no-progress")

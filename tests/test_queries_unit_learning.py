@@ -182,6 +182,7 @@ def test_planted_answer_saturated_units_learn_less():
     assert "fewer than 2 units" in result.attrs["rule"] and "saturated" in result.attrs["rule"]
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_spearman_permutation_pvalue_agrees_with_scipy_within_monte_carlo_error():
     rng = np.random.default_rng(4)
     for strength in (0.0, 0.3, 0.6):

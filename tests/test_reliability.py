@@ -568,6 +568,7 @@ def test_stress_four_workers_write_the_same_store(tiny_config, tiny_reference, t
     assert_stores_identical(tiny_reference, str(tmp_path / "w.zarr"))
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_queries_during_a_capture_see_only_complete_records(tiny_config, tiny_reference, tmp_path):
     """open_store and saturation while a capture appends: each record either counts exactly
     as in the finished store, or (not complete when the store was opened) not at all."""

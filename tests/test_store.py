@@ -187,6 +187,7 @@ def _copy(store, tmp_path, name="copy.zarr"):
     return str(target)
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_corrupted_chunk_names_the_variable(small_store, tmp_path):
     path = _copy(small_store, tmp_path)
     chunk = os.path.join(path, "activation", "c", "1", "2", "0", "0", "0")

@@ -248,6 +248,7 @@ def test_npz_labels_with_gaps_accepted(tmp_path):
 SUBPROCESS_CASES = ["negative train.seed", "TOML nested 100,000 deep", "npz label 10**9"]
 
 
+@pytest.mark.long  # over 10 s in make test's profile: run by make test-long
 def test_refused_by_the_command(tmp_path):
     for i, case in enumerate(SUBPROCESS_CASES + ["/dev/zero"]):
         directory = tmp_path / str(i)
