@@ -187,7 +187,12 @@ def capture(
     `store_path` is a local path (or a ``file://`` URL): capture does not write to other
     fsspec URLs; capture locally and copy the store there.
 
-    Returns a summary: runs, records written, records already complete.
+    Where progress is shown (a bar, or the one-line log), one line on stderr first names the
+    work left and the time it should take (:func:`estimate_capture`), and the progress counts
+    training steps, a record as the steps it costs.
+
+    Returns a summary: runs, records written, records already complete, and the estimate's
+    seconds (``estimated_seconds``; None when none was made).
     """
     with _stop_on_sigterm():
         return _capture(config_path, store_path, resume=resume, overwrite=overwrite, workers=workers,
@@ -541,7 +546,7 @@ class CaptureEstimate:
     processes: int
     cores: int
     cluster: bool
-    load: float  # runnable tasks of others the machine had (load average, share measured)
+    load: float  # the machine's runnable tasks besides this process (load average, share measured)
     step_seconds: float  # CPU, the work-weighted mean of the shapes measured
     record_seconds: float  # CPU, computing one record (its writes are not counted here)
     record_steps: int  # what the progress bar counts a record as, in training steps
@@ -561,7 +566,7 @@ class CaptureEstimate:
             f"{most}{self.steps:,} training steps{sooner}) to write; about {_duration(self.seconds)} {how} "
             f"(measured here: {self.step_seconds * 1e3:.2g} ms of CPU a training step, "
             f"{self.record_seconds * 1e3:.2g} ms a record; {self.cores} core{'s' if self.cores != 1 else ''}, "
-            f"load {self.load:.1f})"
+            f"load {self.load:.1f} besides this process)"
         )
 
 
@@ -683,8 +688,9 @@ def estimate_capture(config: CaptureConfig, store_path: str, jobs: list, work: l
                      asynchronous: bool = True) -> CaptureEstimate:
     """How long the runs of `jobs` (with `work` left each) should take, from a calibration on
     this machine: a throwaway copy of each network shape (a fraction of a second in all,
-    :data:`CALIBRATION_SECONDS`) trained for a few steps and recorded once, and two files
-    written and fsync'd in the store's ``resume/`` directory (removed at once).
+    :data:`CALIBRATION_SECONDS`) trained for a few steps and recorded once, and
+    :data:`CALIBRATION_FILES` files written and fsync'd in the store's ``resume/`` directory
+    (removed at once).
 
     The model of the time: each of `processes` processes captures its runs one after the
     other; a run computes (set-up, training steps, records: CPU time measured) as if on one
@@ -693,17 +699,20 @@ def estimate_capture(config: CaptureConfig, store_path: str, jobs: list, work: l
     which wait for the disk, overlap training (asynchronous). Each process gets an equal
     share of the cores among all runnable tasks, at most a core: the machine's other work
     counts (the load average, or the share of a core the calibration had, whichever says
-    busier; on a shared two-core machine at load 7.7 this predicted 2 workers' throughput
-    to within 20%, where the wall time of the calibration alone predicted it 3x too fast). Worker processes first
-    import torch and its compiler stack: counted as twice this process's one-time cost of its
-    first network (the two imports take about as long, measured here), not measured apart.
+    busier). On a shared two-core machine at load 7.7 the default sweep with 2 workers took
+    2.7 min where the calibration's wall time alone had predicted 47 s; this model, measured
+    at load 4-5, said 1.6-2.0 min, 2.7-3.3 min once scaled to that load.
+
+    Worker processes first import torch and its compiler stack: counted as twice this
+    process's one-time cost of its first network (the two imports take about as long,
+    measured here), not measured apart; two workers starting at once on a loaded machine
+    took longer (12 s where 3 s were counted). Not counted either: a slower machine or disk
+    later on.
 
     Nothing the capture trains is touched: the copies are made with torch's random state
     saved and restored (``torch.random.fork_rng``) and the thread count put back, and the
     capture makes its own networks from the config's seeds (tests/test_capture_estimate.py
-    checks the store is bit-identical with and without the estimate). Not counted: the
-    loading of the data set by each worker process beyond one measurement, and a slower
-    machine or disk later on.
+    checks the store is bit-identical with and without the estimate).
     """
     import torch
 
