@@ -580,7 +580,18 @@ def _duration(seconds: float) -> str:
 
 def run_work(run: dict, indices: list[int], complete: np.ndarray, n_train: int) -> RunWork:
     """The records and optimizer steps left in `run` (its record `indices` into the store's
-    epochs, `complete` its row of the store's flags), as :func:`capture_run` will train them."""
+    epochs, `complete` its row of the store's flags), as :func:`capture_run` will train them.
+
+    Examples
+    --------
+    1438 training rows in batches of 32 are 45 steps an epoch; records at epochs 0, 0.25, 1
+    and 2 fall at steps 0, 11, 45 and 90. With the first two complete, training resumes from
+    the checkpoint of step 11:
+
+    >>> run = {"train": {"batch_size": 32, "epochs": 2}, "record": {"epochs": [0, 0.25, 1, 2]}}
+    >>> run_work(run, [0, 1, 2, 3], np.array([True, True, False, False]), 1438)
+    RunWork(records=2, steps=79, epochs=1.7555555555555555, until=False)
+    """
     spe = steps_per_epoch(n_train, int(run["train"]["batch_size"]))
     schedule = sorted(zip(record_steps(run, n_train), indices))
     pending = [step for step, e in schedule if not complete[e]]
