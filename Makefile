@@ -51,6 +51,7 @@ bench: venv
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
 	$(PY) tests/benchmarks/bench_queries.py
+	$(PY) tests/benchmarks/bench_weights.py
 	$(PY) tests/benchmarks/bench_recorder.py
 
 bench-scale: venv
