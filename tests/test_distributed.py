@@ -243,11 +243,11 @@ def test_a_capture_sweep_on_the_cluster_writes_the_store_of_a_local_capture(clus
     before = _tasks_done(cluster)
     with actstats.set_options(scheduler=cluster.scheduler_address):
         summary = capture(config, remote, progress=False)
-        assert summary == {"runs": 2, "written": 4, "already_complete": 0}
+        assert summary == {"runs": 2, "written": 4, "already_complete": 0, "estimated_seconds": None}  # no progress: no estimate
         assert _tasks_done(cluster) > before, "the runs were not trained on the cluster"
         # complete runs are skipped: nothing is submitted, nothing written
         again = capture(config, remote, resume=True, progress=False)
-        assert again == {"runs": 2, "written": 0, "already_complete": 4}
+        assert again == {"runs": 2, "written": 0, "already_complete": 4, "estimated_seconds": None}
     _assert_same_store(remote, local)
     assert actstats.verify_store(remote, progress=False).ok
     _assert_no_client_left(cluster)
