@@ -28,9 +28,8 @@ from actstats.queries._results import _take
 _FIELD = "statistic_field"
 
 #: ``saturation`` and ``compare_splits`` keep per-sample counts of at most about this many
-#: (run, epoch, layer, sample) cells per batch (~140 bytes of peak memory each, measured; two
-#: batches are in flight at once), computing larger stores a batch of runs at a time when runs
-#: are kept apart.
+#: (run, epoch, layer, sample) cells in memory at once (~140 bytes of peak memory each,
+#: measured), computing larger stores a batch of runs at a time when runs are kept apart.
 SATURATION_CELL_BATCH = 2**18
 
 #: The Beta mixture inside the queries runs EM on a deterministic subsample of at most
@@ -474,27 +473,11 @@ def _runs_per_batch(ds: xr.Dataset) -> int:
 
 
 def _in_run_batches(ds: xr.Dataset, query) -> xr.Dataset:
-    """``query`` on batches of runs, concatenated along run (the caller warns once for the whole).
-
-    Two batches are in flight at once: while one batch's per-sample bootstrap runs (numpy, on
-    the calling thread), the next batch's chunks are read and counted, so neither core waits
-    for the other stage. Each batch's numbers depend on its own cells and the seed only, so
-    the result is the same as one batch after the other. One progress bar counts batches.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from actstats.options import progress_bar, set_options
-
+    """``query`` on batches of runs, concatenated along run (the caller warns once for the whole)."""
     batch = _runs_per_batch(ds)
-    pieces = [ds.isel(run=slice(start, start + batch)) for start in range(0, ds.sizes["run"], batch)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ActstatsWarning)
-        with progress_bar(total=len(pieces), desc="batches of runs", unit="batch") as bar, \
-                set_options(progress=False), ThreadPoolExecutor(max_workers=2) as pool:
-            parts = []
-            for part in pool.map(query, pieces):  # in order; the pool keeps two batches going
-                parts.append(part)
-                bar.update(1)
+        parts = [query(ds.isel(run=slice(start, start + batch))) for start in range(0, ds.sizes["run"], batch)]
     return xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
                      join="outer", combine_attrs="override")
 
