@@ -22,13 +22,13 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 import actstats
 from actstats.errors import StoreFormatError
 from conftest import ROOT, run_main, write_config
+from reliability_tools import MICRO_CONFIG
 
 import boto3  # noqa: E402,F401  (dev dependencies: a missing one fails here, never skips)
 import moto.server as moto_server  # noqa: E402
@@ -44,30 +44,7 @@ STORE = f"s3://{BUCKET}/sweep/small.zarr"
 #: Two runs (depth 1 and 2: NaN padding, whose reads look up chunks on the server), two
 #: records each, no deltas or weight gradients: ~110 objects, so that a read of the whole
 #: store through the server (two requests an object: s3fs heads before it gets) is short.
-CONFIG = textwrap.dedent(
-    """
-    [dataset]
-    name = "digits"
-    probe_train = 8
-    probe_test = 4
-
-    [model]
-    depth = 2
-    width = 4
-
-    [train]
-    epochs = 1
-    batch_size = 64
-
-    [record]
-    epochs = [0, 1]
-    delta = false
-    weight_grad = false
-
-    [sweep]
-    "model.depth" = [1, 2]
-    """
-)
+CONFIG = MICRO_CONFIG + 'delta = false\nweight_grad = false\n\n[sweep]\n"model.depth" = [1, 2]\n'
 
 #: The environment of every process in this module: fake credentials, moto as the server,
 #: no configuration files and no instance metadata lookups (which hang off EC2).

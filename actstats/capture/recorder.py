@@ -1,5 +1,8 @@
 """Train one run and record it into its region of the store.
 
+(One module of ~620 lines: the order of writes below is kept by code that must be read
+together — the training loop, the writer thread and the checkpoint — so it stays whole.)
+
 Crash safety rests on one order of writes per (run, epoch) record, kept by a single writer
 thread: every record variable -> the run's checkpoint (resume/run-NNNNN.pt, replaced
 atomically) -> `complete[run, epoch] = True`. Each chunk and checkpoint is replaced
