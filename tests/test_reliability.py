@@ -510,11 +510,22 @@ def test_diverged_training_is_recorded_as_it_is_and_excluded_with_a_count(tmp_pa
         "(inf, or NaN where a unit exists, e.g. from a diverged run) were excluded; see n_nonfinite\n"
     records = json.loads(out)  # strict JSON: NaN became null
     assert sum(r["n_nonfinite"] for r in records) == bad.sum()
-    # in its own process: once in a full parallel run this in-process call printed no warning
-    # (state left by an earlier test of the same worker; not found), while every separate run warned
+    # the weights command warns with the count of non-finite weights where a unit and its input
+    # exist, computed here from the store; in two parallel runs of the whole suite (never alone)
+    # no weight was excluded and none warned, so the expected count is read, not assumed
+    weight_exists = np.zeros(weight.shape, dtype=bool)
+    for r in range(2):
+        for layer, inputs in enumerate([ds.sizes["feature"], width[r, 0]]):
+            weight_exists[r, :, layer, : width[r, layer], :inputs] = True
+    bad_weights = int((weight_exists & ~np.isfinite(weight)).sum())
     weights = run_cli("weights", store, "--format", "json", "--no-progress")
     code, err = weights.returncode, weights.stderr
-    assert code == 0 and "non-finite values of 'weight'" in err and err.count("\n") == 1, err
+    assert code == 0, err
+    if bad_weights:
+        assert f"weight_normality: {bad_weights} non-finite values of 'weight'" in err and err.count("\n") == 1, err
+    else:
+        assert "non-finite" not in err, err
+    assert sum(r["n_nonfinite"] for r in json.loads(weights.stdout)) == bad_weights
     assert cli("verify", store, "--no-progress")[0] == 0  # diverged is not damaged
 
 
