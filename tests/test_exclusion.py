@@ -40,12 +40,14 @@ def reference(configs, tmp_path_factory) -> str:
     return path
 
 
-def _paused_capture(config, store, flag, record: int, *extra):
-    """A capture in a new session, paused before its `record`-th record (in each process)."""
+def _paused_capture(config, store, flag, record: int, *extra, processes: int = 1):
+    """A capture in a new session, paused before its `record`-th record (in each process);
+    returns once `processes` of its processes are paused there (each writes FLAG.paused.PID)."""
     process = capture_process(config, store, "--no-progress", *extra, env={
         "ACTSTATS_FAULT_PAUSE_BEFORE_RECORD": str(record), "ACTSTATS_FAULT_PAUSE_FILE": str(flag)})
     deadline = time.monotonic() + 300
-    while not os.path.exists(f"{flag}.paused"):
+    directory, prefix = os.path.dirname(str(flag)), os.path.basename(str(flag)) + ".paused."
+    while sum(name.startswith(prefix) for name in os.listdir(directory)) < processes:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -180,7 +182,9 @@ def test_a_signal_stops_capture_and_its_workers_quietly_then_resume_is_identical
     uninterrupted capture."""
     tiny, _ = configs
     store, flag = tmp_path / "s.zarr", tmp_path / "go"
-    process = _paused_capture(tiny, store, flag, 2, "--workers", 2)
+    # both workers paused: the signal finds each past its start (a worker still importing would
+    # meet it before it ignores SIGINT)
+    process = _paused_capture(tiny, store, flag, 2, "--workers", 2, processes=2)
     (os.killpg if to_group else os.kill)(process.pid, signum)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signum, err

@@ -67,6 +67,8 @@ def before_record() -> None:
     if _records == _PAUSE_BEFORE_RECORD:
         with open(_PAUSE_FILE + ".paused", "w"):
             pass
+        with open(f"{_PAUSE_FILE}.paused.{os.getpid()}", "w"):  # which processes are paused
+            pass
         while not os.path.exists(_PAUSE_FILE):
             time.sleep(0.01)
 
