@@ -40,11 +40,20 @@ def reference(configs, tmp_path_factory) -> str:
     return path
 
 
+def _interruptible() -> None:
+    """In the capture's process before it starts: SIGINT as a terminal's foreground job has it.
+    pytest-xdist's workers ignore SIGINT and a child inherits that (Python then keeps it
+    ignored, as a background job must), so under `make test` a Ctrl-C trial never reached
+    the capture: it waited on, paused, until the test's timeout."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _paused_capture(config, store, flag, record: int, *extra, processes: int = 1):
     """A capture in a new session, paused before its `record`-th record (in each process);
     returns once `processes` of its processes are paused there (each writes FLAG.paused.PID)."""
     process = capture_process(config, store, "--no-progress", *extra, env={
-        "ACTSTATS_FAULT_PAUSE_BEFORE_RECORD": str(record), "ACTSTATS_FAULT_PAUSE_FILE": str(flag)})
+        "ACTSTATS_FAULT_PAUSE_BEFORE_RECORD": str(record), "ACTSTATS_FAULT_PAUSE_FILE": str(flag)},
+        preexec_fn=_interruptible)
     deadline = time.monotonic() + 300
     directory, prefix = os.path.dirname(str(flag)), os.path.basename(str(flag)) + ".paused."
     while sum(name.startswith(prefix) for name in os.listdir(directory)) < processes:
