@@ -70,6 +70,7 @@ def test_resume_with_a_different_config_is_refused(small_store, tmp_path):
     assert "train.lr: store has 0.05, config has 0.06" in result.stderr
 
 
+@pytest.mark.long  # 11-13 s in make test's profile: run by make test-long
 def test_overwrite_replaces_the_store(small_config, tmp_path):
     target = tmp_path / "o.zarr"
     cfg = write_config(tmp_path, small_config_text(**{'"model.width" = [12, 8]': '"model.width" = [5]'}), "one.toml")
@@ -105,6 +106,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, small_config, args, message)
     assert not (tmp_path / "x.zarr").exists()
 
 
+@pytest.mark.long  # 11-13 s in make test's profile: run by make test-long
 def test_global_options_before_or_after_the_subcommand(small_store):
     for args in (("--no-progress", "info", small_store), ("info", small_store, "--no-progress")):
         result = run_cli(*args)

@@ -89,6 +89,7 @@ def _free_port() -> int:
 # ----------------------------------------------------------------------------- queries
 
 
+@pytest.mark.long  # 11-13 s in make test's profile: run by make test-long
 def test_queries_on_the_cluster_give_the_numbers_of_the_local_scheduler(small_store, cluster):
     """On the first and the last run of the small store (depth 1 and 3, sigmoid and tanh),
     to keep the time down; the command-line test below compares the whole store."""

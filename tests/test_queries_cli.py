@@ -240,6 +240,7 @@ def test_a_bad_where_key_in_a_real_process_exits_2_without_traceback(small_store
         assert "--where nonsense=1" in lines[0] and "'nonsense'" in lines[0] and "activation_fn" in lines[0]
 
 
+@pytest.mark.long  # 11-13 s in make test's profile: run by make test-long
 def test_report_on_the_runs_selected(small_store, tmp_path):
     output = tmp_path / "report"
     result = run_cli("report", small_store, "-o", output, "--where", "activation_fn=sigmoid", "--runs", "0,2,4,5",
