@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("xarray", "pandas", "zarr", "dask", "scipy", "statsmodels", "matplotlib", "torch", "numcodecs")
+HEAVY = ("xarray", "pandas", "zarr", "dask", "scipy", "statsmodels", "matplotlib", "torch", "numcodecs", "numba")
 
 
 def _loaded_after(code: str) -> dict:

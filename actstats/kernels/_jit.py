@@ -1,0 +1,58 @@
+"""Compiled kernels: ``numba.njit`` applied on first call, so that importing a kernel module
+imports no numba (``import numba`` costs ~0.3 s; ``tests/test_imports.py``).
+
+Every compiled kernel is ``nogil`` (dask's threads run it side by side), cached on disk
+(``cache=True``: the first process compiles, later ones load the machine code in
+milliseconds; numba keeps the cache beside the module, or in its user cache directory when
+that is not writable) and not ``fastmath``: the compiled loop does the float operations in
+the order its source says, so a kernel's result can be compared with a numpy expression
+of the same order bit for bit, and with any other order within the rounding its docstring
+states. No ``parallel=True``: the engine already runs one task per chunk on each core.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+_COMPILE_LOCK = threading.Lock()
+
+
+class _Lazy:
+    """A function that is compiled by numba on its first call."""
+
+    def __init__(self, func, options):
+        self._func = func
+        self._options = options
+        self._compiled = None
+        functools.update_wrapper(self, func)
+
+    def _compile(self):
+        with _COMPILE_LOCK:
+            if self._compiled is None:
+                import numba
+
+                self._compiled = numba.njit(cache=True, nogil=True, **self._options)(self._func)
+        return self._compiled
+
+    def __call__(self, *args):
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compile()
+        return compiled(*args)
+
+    @property
+    def py_func(self):
+        """The plain Python function (for tests that check the compiled one against it)."""
+        return self._func
+
+
+def jit(func=None, **options):
+    """Decorator: ``numba.njit(cache=True, nogil=True, **options)``, applied at the first call.
+
+    A kernel cannot call another lazy kernel from compiled code: keep each one
+    self-contained (one loop, one pass over the data).
+    """
+    if func is None:
+        return lambda f: _Lazy(f, options)
+    return _Lazy(func, options)
