@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from actstats import kernels
+from actstats.kernels import band_thresholds, saturation_counts
 
 
 @pytest.mark.parametrize("lower, upper, eps", [(0.0, 1.0, 0.05), (-1.0, 1.0, 0.1), (0.0, 1.0, 0.3)])
@@ -107,3 +108,33 @@ def test_bimodality_fields_always_equal_the_bimodality_kernel():
     np.testing.assert_array_equal(fields["dip"], expected.dip)
     np.testing.assert_array_equal(fields["mixture_bic"], expected.mixture.bic)
     np.testing.assert_array_equal(fields["bimodal_at_bounds_unadjusted"], expected.bimodal_at_bounds)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode, lower, upper", [("bounds", 0.0, 1.0), ("bounds", -1.0, 1.0), ("lower_bound", -1.0, 0.0),
+                                                ("dead_at_zero", 0.0, np.inf), ("none", np.nan, np.nan)])
+def test_band_counts_is_saturation_counts_of_the_finite_values_plus_the_rest(dtype, mode, lower, upper):
+    """The compiled one-pass kernel of the saturation query against the numpy definition:
+    values next to both band edges (nextafter steps), exact zeros, NaN and ±inf, on a strided
+    slab (units cut short, as for a layer narrower than the chunk)."""
+    from actstats.kernels import band_counts
+
+    rng = np.random.default_rng(3)
+    span = 2.0 if np.isnan(lower) else (upper - lower if np.isfinite(upper) else 4.0)
+    base = (0.0 if np.isnan(lower) else lower) + rng.random((40, 70)) * span
+    x = base.astype(dtype)
+    if mode in ("bounds", "lower_bound"):
+        low_t, high_t = band_thresholds(lower, upper, 0.05, x.dtype)
+        for k, edge in enumerate((low_t, high_t)):
+            steps = [edge, np.nextafter(edge, dtype(np.inf)), np.nextafter(edge, dtype(-np.inf))]
+            x[k, :3] = steps
+    x[2, 5:8] = [np.nan, np.inf, -np.inf]
+    x[3, 10:14] = 0.0
+    slab = x[:, :61]  # not contiguous
+    out = np.full((40, 4), -1.0)
+    thresholds = band_thresholds(lower, upper, 0.05, x.dtype) if mode in ("bounds", "lower_bound") else (0.0, 0.0)
+    band_counts(slab, *thresholds, mode, out)
+    finite = np.isfinite(slab)
+    expected = saturation_counts(np.where(finite, slab, np.nan), lower, upper, 0.05, mode=mode)
+    np.testing.assert_array_equal(out[:, :3], expected)
+    np.testing.assert_array_equal(out[:, 3], (~finite).sum(axis=1))

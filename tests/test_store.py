@@ -357,7 +357,27 @@ def test_open_store_is_lazy_and_dask_backed(small_store):
 
     ds = actstats.open_store(small_store)
     assert isinstance(ds["activation"].data, da.Array)
-    assert ds["activation"].data.chunksize == (1, 1, 1, 64, 12)
+    # default: whole Zarr chunks grouped into dask chunks of about DASK_CHUNK_BYTES (this small
+    # store: one); chunks="zarr": one dask chunk a Zarr chunk
+    assert ds["activation"].data.chunksize == ds["activation"].shape
+    assert actstats.open_store(small_store, chunks="zarr")["activation"].data.chunksize == (1, 1, 1, 64, 12)
+    import xarray as xr
+
+    xr.testing.assert_identical(ds.load(), actstats.open_store(small_store, chunks="zarr").load())
+
+
+def test_dask_chunks_are_whole_zarr_chunks_up_to_the_target():
+    from actstats.store.open import dask_chunks
+
+    # the layer axis grows once sample and unit are whole: 2 x 4 MiB chunks of samples, 2 layers
+    assert dask_chunks((9, 12, 5, 2000, 1000), (1, 1, 1, 1048, 1000), 4, target=16 * 2**20) == (1, 1, 2, 2000, 1000)
+    # an axis stops growing below its length: the axes before it keep their Zarr chunk
+    assert dask_chunks((9, 12, 5, 4000, 1000), (1, 1, 1, 1000, 1000), 4, target=8 * 10**6) == (1, 1, 1, 2000, 1000)
+    # a target below one chunk: the Zarr chunks themselves
+    assert dask_chunks((3, 4, 100), (1, 2, 50), 8, target=1) == (1, 2, 50)
+    assert dask_chunks((0, 4), (1, 4), 8) == (1, 4)
+    with pytest.raises(ValueError, match="chunks must be"):
+        actstats.open_store("x.zarr", chunks=64)
 
 
 def test_weight_grad_and_losses_match_autograd_on_the_recorded_network(small_store):

@@ -42,9 +42,10 @@ def _count_chunk(values, *, grid, n_reduce, layout, eps):
 def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None,
                  variable=None):
     """The block function of :data:`CELL_COUNTS`: activation blocks (run, epoch, layer, sample,
-    unit) counted one (run, epoch, layer) slab at a time in their own dtype by
-    :func:`actstats.kernels.saturation_counts` (the hot loop of the biggest queries), with
-    what does not exist skipped and what is not finite counted apart, as :func:`_block` does."""
+    unit) counted one (run, epoch, layer) slab at a time in their own dtype, in one compiled
+    pass a slab (:func:`actstats.kernels.band_counts`: low, high, finite and not finite per
+    sample; the hot loop of the biggest queries), with what does not exist skipped and a value
+    beyond a layer's width refused, as :func:`_block` does."""
     if location is None:
         location = block_info[0]["array-location"]
     values = np.asarray(block)
@@ -53,6 +54,7 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
     eps = options["eps"]
     (r0, _), (e0, _), (l0, _), _, (u0, u1) = location
     out = np.zeros(values.shape[:4] + (1, _COUNTS.size))
+    thresholds = {}
     for i, j, k in np.ndindex(*values.shape[:3]):
         run, epoch, layer = r0 + i, e0 + j, l0 + k
         if not layout.complete[run, epoch]:
@@ -65,21 +67,18 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
                                  layout, variable)
         if units <= 0:
             continue
-        slab = values[i, j, k, :, :units]
-        with np.errstate(over="ignore", invalid="ignore"):
-            clean = bool(np.isfinite(slab.sum()))  # no NaN or inf (one cheap pass)
-        if clean:
-            nonfinite = np.zeros(slab.shape[0], dtype=np.int64)
-        else:
-            finite = np.isfinite(slab)
-            nonfinite = slab.shape[1] - kernels.count_true(finite)
-            slab = np.where(finite, slab, np.nan)
-        counts = kernels.saturation_counts(slab, layout.layer_lower[run, layer], layout.layer_band_upper[run, layer], eps,
-                                           mode=layout.layer_saturation[run, layer], no_nan=clean)
-        cell = out[i, j, k, :, 0]
-        for name in ("low", "high", "total"):
-            cell[:, _COUNTS.slices[name]] = counts[:, kernels.SATURATION_FIELDS.index(name)]
-        cell[:, _COUNTS.slices["n_nonfinite"]] = nonfinite
+        mode = layout.layer_saturation[run, layer]
+        lower, band_upper = layout.layer_lower[run, layer], layout.layer_band_upper[run, layer]
+        key = (mode, float(lower), float(band_upper))
+        if key not in thresholds:
+            if mode in ("bounds", "lower_bound"):
+                # saturation_counts' checks: a bad eps or bound is an error, not a count
+                kernels.saturation_counts(np.zeros((1, 1), values.dtype), lower, band_upper, eps, mode=mode)
+                thresholds[key] = kernels.band_thresholds(lower, band_upper, eps, values.dtype)
+            else:
+                thresholds[key] = (0.0, 0.0)
+        # fields low, high, total, n_nonfinite: the kernel's own order
+        kernels.band_counts(values[i, j, k, :, :units], *thresholds[key], mode, out[i, j, k, :, 0])
     return out
 
 

@@ -106,7 +106,7 @@ class _CheckedArray:
     def _read(self, key):
         if self._files is not None:
             values = self._read_whole_chunk(key)
-            if values is not None:  # else: not one whole chunk, or absent: zarr decides
+            if values is not None:  # else: not whole chunks: zarr decides
                 return values
         try:
             values = self.array[key]
@@ -134,38 +134,56 @@ class _CheckedArray:
             self._present.add(index)
 
     def _read_whole_chunk(self, key):
-        """`key` read with :class:`ChunkFiles` if it selects one whole chunk (clipped at the
-        array's edge) that exists; else None, and zarr decides. Plain file reads: zarr-python's
-        read path does the same work in Python under the GIL at ~1 GB/s, this reaches the file
-        system's speed and lets dask's threads overlap (docs/benchmarks.md, "Scale")."""
+        """`key` read with :class:`ChunkFiles` if it selects whole chunks (one or several,
+        clipped at the array's edge; an integer picks one position of a chunk); else None, and
+        zarr decides. Plain file reads straight into the block: zarr-python's read path does
+        the same work in Python under the GIL at ~1 GB/s, this reaches the file system's speed
+        and lets dask's threads overlap (docs/benchmarks.md, "Scale"). An absent chunk is the
+        fill value unless it must exist (:class:`ExpectedChunks`): then IntegrityError, as zarr's
+        read followed by :meth:`_check_present` says."""
         files = self._files
         if not isinstance(key, tuple) or len(key) != len(files.shape):
             return None
-        index, region = [], []
+        axes = []  # per axis: (first chunk, number of chunks, start inside the first chunk, int or slice)
         for k, size, n in zip(key, files.chunks, files.shape):
-            if isinstance(k, (int, np.integer)) and -n <= k < n:  # one index of a chunk (a dim selected away)
-                index.append((int(k) % n) // size)
-                region.append((int(k) % n) % size)
+            if isinstance(k, (int, np.integer)) and -n <= k < n:  # one position (a dim selected away)
+                position = int(k) % n
+                axes.append((position // size, 1, position % size, None))
                 continue
             if not isinstance(k, slice) or k.step not in (None, 1):
                 return None
             start, stop, _ = k.indices(n)
-            if start % size or stop != min(start + size, n):
+            if start % size or stop <= start or (stop % size and stop != n):
                 return None
-            index.append(start // size)
-            region.append(slice(0, stop - start))
-        index = tuple(index)
-        try:
-            values = files.read(index)
-        except DamagedChunkError as exc:
-            raise IntegrityError(f"{self.location}: variable {self.name!r} chunk {index} is damaged ({exc})") from None
-        except OSError as exc:
-            raise IntegrityError(
-                f"{self.location}: variable {self.name!r} chunk {index} cannot be read ({exc.strerror})"
-            ) from None
-        if values is None:
-            return None
-        return values[tuple(region)].astype(files.dtype.newbyteorder("="), copy=False)
+            axes.append((start // size, -(-(stop - start) // size), 0, stop - start))
+        shape = tuple(extent for _, _, _, extent in axes if extent is not None)
+        out = np.empty(shape, dtype=files.dtype.newbyteorder("="))
+        for offset in itertools.product(*(range(count) for _, count, _, _ in axes)):
+            index = tuple(first + o for (first, _, _, _), o in zip(axes, offset))
+            region, target = [], []
+            for (first, _, inside, extent), o, size, n, i in zip(axes, offset, files.chunks, files.shape, index):
+                if extent is None:
+                    region.append(inside)
+                    continue
+                length = min(size, n - i * size)
+                region.append(slice(0, length))
+                target.append(slice(o * size, o * size + length))
+            part = out[(*target, Ellipsis)]  # a view, also of a 0-d block
+            try:
+                found = files.read_region(index, tuple(region), part)
+            except DamagedChunkError as exc:
+                raise IntegrityError(f"{self.location}: variable {self.name!r} chunk {index} is damaged ({exc})") from None
+            except OSError as exc:
+                raise IntegrityError(
+                    f"{self.location}: variable {self.name!r} chunk {index} cannot be read ({exc.strerror})"
+                ) from None
+            if not found:
+                reason = self.expected.reason(self.dims, files.chunks, index) if self.expected is not None else None
+                if reason is not None:
+                    raise IntegrityError(
+                        f"{self.location}: variable {self.name!r} chunk {index} is missing although {reason}")
+                part[...] = files.fill_value
+        return out
 
 
 def _chunk_files(array, name: str, location: str) -> ChunkFiles | None:
@@ -364,7 +382,42 @@ def _is_string(dtype) -> bool:
         return True
 
 
-def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
+#: ``open_store(chunks="auto")`` groups whole Zarr chunks into dask chunks of about this many
+#: bytes. One dask task costs ~1 ms of scheduling on the calling thread, against ~0.5 ms to
+#: read and check a 4 MiB chunk: a task of a few chunks keeps the scheduler off the critical
+#: path, and 16 MiB keeps what a task holds (a float64 copy and masks in the generic chunk
+#: function) small beside the ~160 MB the imports take (docs/benchmarks.md, "third round").
+DASK_CHUNK_BYTES = 16 * 2**20
+
+
+def dask_chunks(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int,
+                target: int = DASK_CHUNK_BYTES) -> tuple[int, ...]:
+    """Dask chunk sizes made of whole Zarr `chunks`: from the last axis inward, an axis grows
+    by whole chunks until the block reaches `target` bytes; an axis grows only once every
+    axis after it is whole (a block is then a run of consecutive chunks in C order).
+
+    Examples
+    --------
+    >>> dask_chunks((9, 12, 5, 2000, 1000), (1, 1, 1, 1048, 1000), 4)
+    (1, 1, 2, 2000, 1000)
+    >>> dask_chunks((2, 3, 4, 10), (1, 1, 1, 10), 8, target=400)
+    (1, 1, 4, 10)
+    """
+    out = list(chunks)
+    for axis in range(len(shape) - 1, -1, -1):
+        c, n = chunks[axis], shape[axis]
+        if c <= 0 or n <= c:
+            out[axis] = max(c, 0) if n > 0 else c
+            continue
+        block = itemsize * int(np.prod(out, dtype=np.int64))
+        factor = min(-(-n // c), max(1, target // max(block, 1)))
+        out[axis] = min(c * factor, n) if factor * c >= n else c * factor
+        if out[axis] < n:
+            break
+    return tuple(int(v) for v in out)
+
+
+def open_store(path: str | os.PathLike, *, chunks: str | None = "auto"):
     """Open a store lazily as an xarray Dataset (dask-backed), after checking its format.
 
     Parameters
@@ -373,7 +426,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
         A local path or an fsspec URL of a Zarr v3 group in the actstats.store/2 format (or
         the older actstats.store/1).
     chunks
-        "zarr" (default): one dask chunk per Zarr chunk.
+        "auto" (default): dask chunks of whole Zarr chunks, about :data:`DASK_CHUNK_BYTES`
+        each (:func:`dask_chunks`); "zarr": one dask chunk per Zarr chunk.
 
     Returns
     -------
@@ -405,6 +459,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
     import dask.array as da
     import xarray as xr
 
+    if chunks not in ("auto", "zarr"):
+        raise ValueError(f"chunks must be 'auto' or 'zarr', got {chunks!r}")
     location, group, attrs, arrays = _open_group(path)
     problems, _ = _format_problems(attrs, arrays)
     if problems:
@@ -455,7 +511,8 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "zarr"):
                                     padding if name in PADDED_VARIABLES else None)
             data = da.from_array(
                 checked,
-                chunks=array.chunks,
+                chunks=array.chunks if chunks == "zarr" else dask_chunks(array.shape, array.chunks,
+                                                                          np.dtype(array.dtype).itemsize),
                 asarray=False,
                 lock=False,
                 meta=np.empty((0,) * array.ndim, dtype=array.dtype),
