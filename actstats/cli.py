@@ -253,9 +253,43 @@ def _number(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _training_info(ds) -> dict | None:
-    """Each run's accuracy and loss at its last complete record, its status and whether it sits
-    at chance (:func:`actstats.training`); None when the store has none of the four variables."""
+def _store_summary(store: str) -> dict:
+    """What ``info`` shows (:func:`actstats.store.summary.store_summary`): read from the store's
+    metadata and small arrays without xarray, zarr or dask when that reader serves the store (a
+    local actstats.store/2 store, intact); else (a URL, actstats.store/1, no consolidated
+    metadata, any damage) through :func:`actstats.open_store`, which says what is wrong."""
+    from actstats.store.summary import NotServed, store_summary
+
+    try:
+        return store_summary(store)
+    except NotServed:
+        pass
+    from actstats.store import open_store
+
+    return _summary_of_dataset(open_store(store))
+
+
+def _summary_of_dataset(ds) -> dict:
+    """:func:`actstats.store.summary.store_summary`'s dict, from a store opened with xarray."""
+    complete = ds["complete"].values
+    summary = {
+        "schema": ds.attrs["schema"],
+        "created_at": ds.attrs["created_at"],
+        "dims": {k: int(v) for k, v in ds.sizes.items()},
+        "variables": {name: f"{'x'.join(str(s) for s in var.shape)} {var.dtype}" for name, var in ds.data_vars.items()},
+        "complete": complete,
+        "stopped": ds["stopped"].values if "stopped" in ds.data_vars else None,
+        **{name: ds[name].values for name in ("run", "epoch", "step", "depth", "width", "activation_fn", "init",
+                                               "optimizer", "lr", "seed")},
+    }
+    summary["training"] = _training_of_dataset(ds)
+    return summary
+
+
+def _training_of_dataset(ds) -> dict | None:
+    """Each run's status and training numbers (:func:`actstats.training`), as
+    :func:`actstats.store.summary.store_summary` gives them; None when the store has none of
+    the four variables, or when they cannot be read (a warning says why)."""
     if not any(name in ds.data_vars for name in _TRAINING_FIELDS):
         return None
     from actstats.errors import IntegrityError
@@ -266,58 +300,71 @@ def _training_info(ds) -> dict | None:
     except IntegrityError as exc:  # info still describes the store; verify says more
         print(f"actstats info: warning: training numbers not shown: {_one_line(exc)}", file=sys.stderr)
         return None
-    present = [name for name in _TRAINING_FIELDS if name in ds.data_vars]
+    return {
+        "fields": [name for name in _TRAINING_FIELDS if name in ds.data_vars],
+        "min_accuracy": result.attrs["min_accuracy"],
+        "rule": result.attrs["rule"],
+        **{name: result[name].values for name in (*_TRAINING_FIELDS, "status", "chance_accuracy", "at_chance")},
+    }
+
+
+def _training_info(training: dict | None, n_runs: int) -> dict | None:
+    """Each run's accuracy and loss at its last complete record, its status and whether it sits
+    at chance (:func:`actstats.training`), from a summary's ``training``."""
+    if training is None:
+        return None
+    present = training["fields"]
     runs = [
-        {"status": str(result["status"].values[i]), **{name: _number(result[name].values[i]) for name in present}}
-        for i in range(ds.sizes["run"])
+        {"status": str(training["status"][i]), **{name: _number(training[name][i]) for name in present}}
+        for i in range(n_runs)
     ]
-    chance = _number(result["chance_accuracy"].values[0]) if ds.sizes["run"] else None
+    chance = _number(training["chance_accuracy"][0]) if n_runs else None
     return {
         "fields": present,
         "runs": runs,
         "chance_accuracy": chance,
-        "runs_at_chance": int(result["at_chance"].values.sum()),
-        "rule": result.attrs["rule"],
-        "min_accuracy": result.attrs["min_accuracy"],
+        "runs_at_chance": int(training["at_chance"].sum()),
+        "rule": training["rule"],
+        "min_accuracy": training["min_accuracy"],
     }
 
 
 def _cmd_info(args) -> int:
-    from actstats.store import open_store, scheduled_records
+    from actstats.store.schema import scheduled_records
 
-    ds = open_store(args.store)
-    complete = ds["complete"].values
+    summary = _store_summary(args.store)
+    complete = summary["complete"]
     # records after a run's train.until stop are never written: not scheduled
-    stopped = ds["stopped"].values & complete if "stopped" in ds.data_vars else None
-    scheduled = scheduled_records(ds["step"].values, complete, stopped)
+    stopped = summary["stopped"] & complete if summary["stopped"] is not None else None
+    scheduled = scheduled_records(summary["step"], complete, stopped)
     info = {
         "store": args.store,
-        "schema": ds.attrs["schema"],
-        "created_at": ds.attrs["created_at"],
-        "dims": {k: int(v) for k, v in ds.sizes.items()},
-        "variables": {name: f"{'x'.join(str(s) for s in var.shape)} {var.dtype}" for name, var in ds.data_vars.items()},
+        "schema": summary["schema"],
+        "created_at": summary["created_at"],
+        "dims": summary["dims"],
+        "variables": summary["variables"],
         "records_complete": int((complete & scheduled).sum()),
         "records_scheduled": int(scheduled.sum()),
         "runs": [
             {
                 "run": int(r),
-                "depth": int(ds["depth"].values[i]),
-                "width": [int(w) for w in ds["width"].values[i] if w > 0],
-                "activation_fn": str(ds["activation_fn"].values[i]),
-                "init": str(ds["init"].values[i]),
-                "optimizer": str(ds["optimizer"].values[i]),
-                "lr": float(ds["lr"].values[i]),
-                "seed": int(ds["seed"].values[i]),
+                "depth": int(summary["depth"][i]),
+                "width": [int(w) for w in summary["width"][i] if w > 0],
+                "activation_fn": str(summary["activation_fn"][i]),
+                "init": str(summary["init"][i]),
+                "optimizer": str(summary["optimizer"][i]),
+                "lr": float(summary["lr"][i]),
+                "seed": int(summary["seed"][i]),
                 "complete": f"{int((complete[i] & scheduled[i]).sum())}/{int(scheduled[i].sum())}",
             }
-            for i, r in enumerate(ds["run"].values)
+            for i, r in enumerate(summary["run"])
         ],
     }
     if stopped is not None:  # the epoch at which train.until ended each run (None: it did not)
-        epochs = ds["epoch"].values
+        epochs = summary["epoch"]
         for run, row in zip(info["runs"], stopped):
             run["stopped_at"] = float(epochs[np.argmax(row)]) if row.any() else None
-    learned = _training_info(ds)
+    learned = _training_info(summary["training"], len(info["runs"]))
     if learned is not None:  # at each run's last complete record
         for run, numbers in zip(info["runs"], learned["runs"]):
             run.update(numbers)

@@ -5,17 +5,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from actstats.errors import ActstatsError, ActstatsValueError
-from actstats.options import OPTIONS
+from actstats.errors import ActstatsError
 from actstats.queries._results import _describe
-
-#: The values of the ``status`` variable, in the order the rule decides them.
-STATUSES = ("no complete record", "diverged", "not known", "trained", "not trained")
-
-#: A run is ``at_chance`` when its training accuracy is at most chance plus this.
-CHANCE_MARGIN = 0.05
-
-_METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
+from actstats.store.summary import (  # the rule itself, in numpy: shared with `actstats info`
+    CHANCE_MARGIN, STATUSES, TRAINING_METRICS as _METRICS, last_complete_positions, training_rule, training_status,
+    validate_min_accuracy,
+)
 
 
 def last_complete(ds) -> np.ndarray:
@@ -28,23 +23,7 @@ def last_complete(ds) -> np.ndarray:
     >>> last_complete(ds).tolist()
     [1, -1]
     """
-    complete = np.asarray(ds["complete"].transpose("run", "epoch").values, dtype=bool)
-    return np.where(complete.any(axis=1), complete.shape[1] - 1 - np.argmax(complete[:, ::-1], axis=1), -1)
-
-
-def validate_min_accuracy(min_accuracy=None) -> float:
-    """``min_accuracy`` as a float in (0, 1]; ``None``: ``OPTIONS["trained_accuracy"]`` (read now)."""
-    if min_accuracy is None:
-        min_accuracy = OPTIONS["trained_accuracy"]
-    try:
-        value = float(min_accuracy)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if isinstance(min_accuracy, bool) or not 0 < value <= 1:
-        problem = "must be a training accuracy greater than 0 and at most 1"
-        raise ActstatsValueError(f"min_accuracy {problem}, got {min_accuracy!r}", argument="min_accuracy",
-                                 problem=problem)
-    return value
+    return last_complete_positions(ds["complete"].transpose("run", "epoch").values)
 
 
 def training(ds: xr.Dataset, *, min_accuracy: float | None = None) -> xr.Dataset:
@@ -107,57 +86,21 @@ def training(ds: xr.Dataset, *, min_accuracy: float | None = None) -> xr.Dataset
     min_accuracy = validate_min_accuracy(min_accuracy)
     if "complete" not in ds.variables:
         raise ActstatsError("training needs 'complete', which this dataset does not have")
-    runs = ds.sizes["run"]
-    last = last_complete(ds)
-    has_record = last >= 0
-    at_last = xr.DataArray(np.maximum(last, 0), dims="run")
-    complete = np.asarray(ds["complete"].transpose("run", "epoch").values, dtype=bool)
 
-    values = {}
-    for name in _METRICS:
-        if name in ds.data_vars:
-            value = np.asarray(ds[name].transpose("run", "epoch").isel(epoch=at_last).values, dtype=np.float64)
-            values[name] = np.where(has_record, value, np.nan)
-        else:
-            values[name] = np.full(runs, np.nan)
-    epochs = np.asarray(ds["epoch"].values, dtype=np.float64)
-    epoch_last = np.where(has_record, epochs[np.maximum(last, 0)], np.nan)
+    def values(name):
+        return ds[name].transpose("run", "epoch").values
 
-    n_classes = ds.sizes.get("class", 0)
-    chance = 1.0 / n_classes if n_classes > 0 else np.nan
-
-    diverged = np.zeros(runs, dtype=bool)
-    if "diverged" in ds.data_vars:
-        flags = np.asarray(ds["diverged"].transpose("run", "epoch").values, dtype=bool)
-        diverged |= (flags & complete).any(axis=1)
-    if "train_loss" in ds.data_vars:
-        loss = np.asarray(ds["train_loss"].transpose("run", "epoch").values, dtype=np.float64)
-        diverged |= (~np.isfinite(loss) & complete).any(axis=1)
-
-    accuracy = values["train_accuracy"]
-    known = ~np.isnan(accuracy)
-    # compared in the store's precision: an accuracy of exactly 0.9 written as float32
-    # (0.899999976) reaches a cut of 0.9, as its writer meant
-    precision = ds["train_accuracy"].dtype if "train_accuracy" in ds.data_vars else np.dtype(np.float64)
-    precision = precision if precision.kind == "f" else np.dtype(np.float64)
-    stored = accuracy.astype(precision)
-    with np.errstate(invalid="ignore"):
-        reached = known & (stored >= precision.type(min_accuracy))
-        at_chance = known & (stored <= precision.type(chance + CHANCE_MARGIN))
-    status = np.where(~has_record, STATUSES[0],
-                      np.where(diverged, STATUSES[1],
-                               np.where(~known, STATUSES[2], np.where(reached, STATUSES[3], STATUSES[4]))))
+    # the rule (actstats.store.summary.training_status, which `actstats info` calls too)
+    status = training_status(
+        values("complete"), ds["epoch"].values, ds.sizes.get("class", 0),
+        {name: values(name) for name in _METRICS if name in ds.data_vars},
+        values("diverged") if "diverged" in ds.data_vars else None, min_accuracy=min_accuracy,
+    )
 
     coords = {name: c.variable for name, c in ds.coords.items() if c.dims == ("run",)}
     result = xr.Dataset(coords=coords)
-    result["epoch_last"] = ("run", epoch_last)
-    for name in _METRICS:
-        result[name] = ("run", values[name])
-    result["chance_accuracy"] = ("run", np.full(runs, chance))
-    result["diverged"] = ("run", diverged)
-    result["status"] = ("run", status.astype(str))
-    result["trained"] = ("run", status == STATUSES[3])
-    result["at_chance"] = ("run", at_chance)
+    for name in ("epoch_last", *_METRICS, "chance_accuracy", "diverged", "status", "trained", "at_chance"):
+        result[name] = ("run", status[name])
     _describe(result, {
         "epoch_last": "epoch of the run's last complete record (NaN: none)",
         "train_accuracy": "accuracy on the full training split at the last complete record",
@@ -173,12 +116,7 @@ def training(ds: xr.Dataset, *, min_accuracy: float | None = None) -> xr.Dataset
     result.attrs = {
         "query": "training",
         "min_accuracy": min_accuracy,
-        "rule": (
-            f"a run is trained when it has a complete record, did not diverge (no diverged flag and a finite "
-            f"train_loss at every complete record) and its training accuracy at its last complete record is at "
-            f"least {min_accuracy:g} (option trained_accuracy or min_accuracy=); without train_accuracy its "
-            f"status is 'not known'; at_chance: training accuracy at most chance (1/classes) + {CHANCE_MARGIN:g}"
-        ),
+        "rule": training_rule(min_accuracy),
         "missing_variables": ",".join(n for n in (*_METRICS, "diverged") if n not in ds.data_vars),
     }
     return result
