@@ -7,6 +7,7 @@ its units near the bounds), and the bootstrap resamples samples.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,31 @@ def _resampling_weights(rng, size: int, n_resamples: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=n_resamples * size).reshape(n_resamples, size).astype(np.float64)
 
 
+#: Resampling counts of at most this many entries (n_resamples x units; 16 MB at the default
+#: 2000 resamples of 1000 samples) are kept for the next call with the same seed, size and
+#: resamples: ``saturation`` on a store computed a batch of runs at a time draws the same
+#: matrix for every batch and split (same seed, same result: common random numbers).
+_KEPT_WEIGHTS_MAX_SIZE = 2**22
+_kept_weights: dict = {}
+_kept_weights_lock = threading.Lock()
+
+
+def _shared_resampling_weights(seed, size: int, n_resamples: int) -> np.ndarray:
+    """:func:`_resampling_weights` of ``default_rng(seed)``, read-only, kept when small."""
+    key = (seed, size, n_resamples)
+    with _kept_weights_lock:
+        kept = _kept_weights.get(key)
+    if kept is not None:
+        return kept
+    weights = _resampling_weights(np.random.default_rng(seed), size, n_resamples)
+    weights.flags.writeable = False
+    if weights.size <= _KEPT_WEIGHTS_MAX_SIZE and isinstance(seed, (int, np.integer)):
+        with _kept_weights_lock:
+            _kept_weights.clear()  # one matrix at a time: the next batch's
+            _kept_weights[key] = weights
+    return weights
+
+
 def _bootstrap_means(values, counts, n_resamples, seed):
     """Bootstrap means of each row's non-NaN values, rows resampled independently.
 
@@ -115,7 +141,7 @@ def _bootstrap_means(values, counts, n_resamples, seed):
     means = np.full((n_rows, n_resamples), np.nan)
     full = counts == width
     if width > 0 and full.any():
-        weights = _resampling_weights(np.random.default_rng(seed), width, n_resamples)
+        weights = _shared_resampling_weights(seed, width, n_resamples)
         means[full] = values[full] @ weights.T / width
     for i in np.flatnonzero(~full & (counts > 0)):
         row = values[i][~np.isnan(values[i])]

@@ -10,7 +10,8 @@ from actstats import kernels
 from actstats.activations import ACTIVATIONS, describe_saturation
 from actstats.errors import ActstatsValueError
 from actstats.queries._engine import (
-    Fields, Reduction, _Layout, _cells_by, _compute, _grid, _in_run_batches, _layout, _map_chunks, _pool_axes,
+    Fields, Reduction, _Layout, _cells_by, _compute, _grid, _in_run_batches, _is_dask, _layout, _map_chunks,
+    _pool_axes,
     _reduce_axes, _refuse_beyond_width, _runs_per_batch, _template,
 )
 from actstats.queries._results import (
@@ -185,7 +186,8 @@ def saturation(
     labels = [label for label, _ in subsets]
     per_unit = "unit" in by
 
-    if "run" in by and not per_unit and _runs_per_batch(ds) < ds.sizes["run"]:
+    batched = "run" in by and not per_unit and _runs_per_batch(ds) < ds.sizes["run"]
+    if batched and not _is_dask(ds["activation"]):
         # Groups never span runs: a batch of runs at a time keeps the per-sample cell counts
         # (the bootstrap's input) bounded whatever the number of runs. Same numbers: each
         # group's bootstrap depends on its own cells and the seed only.
@@ -194,7 +196,12 @@ def saturation(
         _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
         return result
 
-    if per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
+    if batched:  # the same batches, each reduced to its numbers by a task of one graph
+        parts = _batched_in_graph(_cell_counts(ds, layout, eps), _runs_per_batch(ds), by, group, pool, subsets,
+                                  confidence_level, n_resamples, seed)
+        result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
+                           join="outer", combine_attrs="override").transpose(*by, ...)
+    elif per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
         lazy = [
             _map_chunks(_take(ds["activation"], index), COUNTS, ["run", "epoch", "layer", "unit"], ["sample"], layout,
                         eps=eps)
@@ -208,7 +215,8 @@ def saturation(
             _sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
             for _, index in subsets
         ]
-    result = _concat_splits(parts, labels).transpose(*by, ...)
+    if not batched:
+        result = _concat_splits(parts, labels).transpose(*by, ...)
     _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
 
     with_interval = "sample" not in by and not per_unit
@@ -246,6 +254,38 @@ def saturation(
         independent_unit=unit,
     )
     return result
+
+
+def _batched_in_graph(counts: xr.DataArray, batch: int, by, group, pool, subsets, confidence_level, n_resamples,
+                      seed) -> list[xr.Dataset]:
+    """Saturation of each batch of `batch` runs from lazy cell counts, in one computation: a
+    task of the graph turns each batch's counts into its groups' numbers (the bootstrap
+    included), so the intervals of one batch are computed on one core while the other reads
+    and counts chunks, the graph is built and ordered once, and no more than a few batches'
+    cells are in memory. Same numbers as one batch at a time (each group's bootstrap depends
+    on its own cells and the seed only)."""
+    import dask
+
+    labels = [label for label, _ in subsets]
+    coords = {name: (c.dims, c.values) for name, c in counts.coords.items()}
+    tasks = []
+    for start in range(0, counts.sizes["run"], batch):
+        part = counts.isel(run=slice(start, start + batch))
+        part_coords = {name: (dims, values[start:start + batch] if dims[:1] == ("run",) else values)
+                       for name, (dims, values) in coords.items()}
+        tasks.append(dask.delayed(_batch_saturation, pure=True)(
+            part.data, part.dims, part_coords, by, group, pool, subsets, labels, confidence_level, n_resamples, seed))
+    return list(_compute(*tasks))
+
+
+def _batch_saturation(values, dims, coords, by, group, pool, subsets, labels, confidence_level, n_resamples,
+                      seed) -> xr.Dataset:
+    """One batch's saturation per group and split from its computed cell counts."""
+    counts = xr.DataArray(values, dims=dims, coords={name: xr.Variable(*spec) for name, spec in coords.items()})
+    cells = _cells_by(CELL_COUNTS.merge(counts), by)
+    parts = [_sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
+             for _, index in subsets]
+    return _concat_splits(parts, labels)
 
 
 def _functions_present(layout) -> tuple[list[str], str | None]:
