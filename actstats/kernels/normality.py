@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from ._jit import jit
 from ._rows import DEFAULT_SEED, Axis, Rows, as_rows, map_rows
 from .moments import _standardized_moments, moments
 
@@ -256,6 +257,11 @@ class SortedSample:
         return np.where(self.valid, a, -np.inf).max(axis=1, initial=-np.inf)
 
 
+#: Groups of at least this many values are checked for float32 numbers and then sorted as
+#: float32 (a smaller sort is quick either way, and needs no compiled check).
+_FLOAT32_SORT_SIZE = 2**16
+
+
 def sort_sample(x, axis: Axis = -1) -> SortedSample:
     """Sort each group once (NaN last), for the statistics that need order statistics.
 
@@ -273,7 +279,8 @@ def sort_sample(x, axis: Axis = -1) -> SortedSample:
     Notes
     -----
     Values that are all float32 numbers (a store's weights, even when handed over as
-    float64) are sorted as float32 and converted afterwards: the conversion is exact and
+    float64; checked by a compiled pass when there are at least 2**16 of them) are sorted
+    as float32 and converted afterwards: the conversion is exact and
     monotone, so the result is the float64 sort's bit for bit, at about half its cost.
 
     Examples
@@ -287,10 +294,8 @@ def sort_sample(x, axis: Axis = -1) -> SortedSample:
         return x
     rows = as_rows(x, axis)
     values = rows.values
-    single = values.astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        exact = bool(np.array_equal(single, values, equal_nan=True))
-    if exact:
+    if values.size >= _FLOAT32_SORT_SIZE and _float32_exact(values):  # one compiled pass, early exit
+        single = values.astype(np.float32)
         single.sort(axis=1)  # in place: a copy of a large group costs its page faults
         ordered = single.astype(np.float64)
     else:
@@ -502,6 +507,116 @@ def _wasserstein_standardized(sample: SortedSample, z, out=None):
     return distance
 
 
+#: ``1/√2`` and ``log √(2π)`` as the compiled kernels use them.
+_SQRT_HALF = 0.7071067811865476
+_LOG_SQRT_2PI = 0.9189385332046728
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+@jit
+def _row_tail(x, mean, std, tail):
+    """The normal tail ``Φ(-|z|)`` of each ``z = (x - mean)/std`` into ``tail``.
+
+    It is ``erfc(|z|/√2)/2`` from the C library's ``erfc``: within 1e-15 absolute and 1e-13
+    relative of ``scipy.special.ndtr(-|z|)`` down to z = -37, where both underflow
+    (``tests/test_kernels_normality_compiled.py``).
+    """
+    for i in range(x.size):
+        tail[i] = 0.5 * math.erfc(abs((x[i] - mean) / std) * _SQRT_HALF)
+
+
+@jit
+def _row_cdf_statistics(x, mean, std1, std0, tail, log_tail, log_body, below, above, left, right, density_left,
+                        density_right, slice_mean):
+    """A², Lilliefors, KS and W1 of one sorted row ``x`` (no NaN, ``std1 > 0``).
+
+    ``tail`` is :func:`_row_tail` at the ddof=1 ``z``, ``log_tail = log(tail)`` and
+    ``log_body = log(1 - tail)`` (numpy's vectorised log), ``below``/``above`` are
+    ``(i-1)/n`` and ``i/n`` (:func:`_probabilities`), the rest the row's
+    :func:`_normal_quantile_slices`. Beyond |z| = 20 the log of the tail is its asymptotic
+    series (12 terms: relative error below 1e-18 there), as ``scipy.special.log_ndtr``
+    computes it. The sums of A² and W1 are compensated (Neumaier): within about an ulp of
+    the exact sum of their terms. Returns ``(a2, lilliefors_d, ks_d, w1)``.
+    """
+    n = x.size
+    nf = float(n)
+    # A², the Lilliefors gaps (z with the ddof=1 std) and W1 of (x - mean)/std0, value by value
+    total = 0.0
+    carry = 0.0
+    w1_total = 0.0
+    w1_carry = 0.0
+    lilliefors_d = -np.inf
+    for i in range(n):
+        deviation = x[i] - mean
+        small = tail[i]
+        far = log_tail[i]
+        if small < 2.8e-89:  # |z| > 20
+            a = abs(deviation / std1)
+            if a > 20.0:
+                r = 1.0 / (a * a)
+                term = 1.0
+                series = 1.0
+                for k in range(1, 13):
+                    term *= -(2 * k - 1) * r
+                    series += term
+                far = -0.5 * a * a - math.log(a) - _LOG_SQRT_2PI + math.log(series)
+        if deviation < 0:
+            cdf = small
+            value = (2.0 * i + 1.0) * far + (2.0 * (nf - i) - 1.0) * log_body[i]
+        else:
+            cdf = 1.0 - small
+            value = (2.0 * i + 1.0) * log_body[i] + (2.0 * (nf - i) - 1.0) * far
+        following = total + value
+        if abs(total) >= abs(value):
+            carry += (total - following) + value
+        else:
+            carry += (value - following) + total
+        total = following
+        gap = max(above[i] - cdf, cdf - below[i])
+        if gap > lilliefors_d:
+            lilliefors_d = gap
+        # W1 summed as n times each slice's integral (divided by n once at the end)
+        z = deviation / std0
+        if left[i] < z < right[i]:
+            small = 0.5 * math.erfc(abs(z) * _SQRT_HALF)
+            cdf = small if z < 0 else 1.0 - small
+            value = nf * (z * (2.0 * cdf - below[i] - above[i]) + 2.0 * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+                          - density_left[i] - density_right[i])
+        else:
+            value = abs(z - slice_mean[i])
+        following = w1_total + value
+        if abs(w1_total) >= abs(value):
+            w1_carry += (w1_total - following) + value
+        else:
+            w1_carry += (value - following) + w1_total
+        w1_total = following
+    a2 = -nf - (total + carry) / nf
+    # the KS distance to N(mean, std0), where the Lilliefors gaps say it can be largest
+    threshold = lilliefors_d - 2.0 * (0.25 * (std1 / std0 - 1.0) + 1e-12)
+    ks_d = -np.inf
+    for i in range(n):
+        cdf = tail[i] if x[i] < mean else 1.0 - tail[i]
+        if max(above[i] - cdf, cdf - below[i]) >= threshold:
+            z = (x[i] - mean) / std0
+            small = 0.5 * math.erfc(abs(z) * _SQRT_HALF)
+            cdf = small if z < 0 else 1.0 - small
+            gap = max(above[i] - cdf, cdf - below[i])
+            if gap > ks_d:
+                ks_d = gap
+    return a2, lilliefors_d, ks_d, (w1_total + w1_carry) / nf
+
+
+@jit
+def _float32_exact(values):
+    """Whether every value of a float64 array is a float32 number (NaN and ±inf are)."""
+    flat = values.ravel()
+    for i in range(flat.size):
+        value = flat[i]
+        if value == value and np.float64(np.float32(value)) != value:
+            return False
+    return True
+
+
 def _broadcast_pick(a, index):
     rows, columns = index
     return a[0, columns] if a.shape[0] == 1 else a[rows, columns]
@@ -552,17 +667,27 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     Notes
     -----
     Every statistic is a function of the sorted standardised sample, so the group is
-    sorted once and the normal's CDF is evaluated once (``z`` with the ddof=1 std, for
-    A² and Lilliefors). The KS distance to the ddof=0 normal differs from the Lilliefors
-    statistic's gaps by at most ``sup|t φ(t)| (c - 1) ≈ 0.242 (c - 1)`` at every value,
-    ``c = std(ddof=1)/std(ddof=0)``, so its maximum lies among the values whose
-    Lilliefors gap is within twice that of the maximum; Φ is evaluated there only and
-    the maximum is the one a full evaluation gives, bit for bit. W1 needs Φ only where a
-    value falls inside its own quantile slice (:func:`wasserstein_normal`).
+    sorted once; the mean and std are numpy's (as the single kernels'), then two compiled
+    kernels (nogil) read each sorted row: :func:`_row_tail` the normal tail at ``z``
+    (ddof=1 std), then, after numpy's vectorised logs of the tail and of its complement,
+    :func:`_row_cdf_statistics` A², the Lilliefors gaps and W1 in one pass, and the KS
+    distance to the ddof=0 normal. That KS distance differs from the Lilliefors statistic's gaps by at most
+    ``sup|t φ(t)| (c - 1) ≈ 0.242 (c - 1)`` at every value, ``c = std(ddof=1)/std(ddof=0)``,
+    so its maximum lies among the values whose Lilliefors gap is within twice that of the
+    maximum; Φ is evaluated there only. W1 needs Φ only where a value falls inside its own
+    quantile slice (:func:`wasserstein_normal`).
 
-    Verification: equal to :func:`anderson_darling`, :func:`lilliefors`,
+    The kernel's Φ comes from the C library's ``erfc`` and its sums are compensated, where
+    the single kernels use ``scipy.special.ndtr`` and numpy's pairwise sums: KS and
+    Lilliefors agree with them to 1e-15, A² to 1e-10 relative (its sum of n terms of size
+    ~1 cancels to ~1), W1 to 1e-13 relative, and each is at least as close to exact
+    arithmetic (``tests/test_kernels_normality_compiled.py``).
+
+    Verification: within those bounds of :func:`anderson_darling`, :func:`lilliefors`,
     :func:`ks_distance_normal` and :func:`wasserstein_normal`, which are checked against
-    scipy, statsmodels and quadrature (``tests/test_kernels_normality.py``).
+    scipy, statsmodels and quadrature (``tests/test_kernels_normality.py``); A² within
+    4e-10 relative of ``scipy.stats.anderson``, KS and Lilliefors within 1e-13 of
+    ``scipy.stats.kstest`` and statsmodels.
 
     Examples
     --------
@@ -574,38 +699,28 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     """
     sample = sort_sample(x, axis)
     rows, counts = sample.rows, sample.counts
-    z, *work = _scratch(sample.ordered.shape, 6)
+    n_rows, width = sample.ordered.shape
+    z, *tails = _scratch(sample.ordered.shape, 4)
     mean, squares = _mean_squares(sample, out=z)
     std0, std1 = _std(sample, squares, 0), _std(sample, squares, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        np.subtract(sample.ordered, mean[:, None], out=z)
-        np.divide(z, std1[:, None], out=z)
-    cdf, log_cdf, log_sf = _normal_tails(z, out=work[:4])
-    usable1 = std1 > 0
-    ad = np.where((counts >= 8) & usable1, _anderson_darling_statistic(sample, log_cdf, log_sf), np.nan)
-    gaps = _ks_gaps(cdf, counts, out=(log_cdf, log_sf))
-    lilliefors_d = sample.max(gaps)
-    # the KS distance to N(mean, std0): the same gaps at (x - mean)/std0, evaluated where they can be largest
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = std1 / std0
-        bound = 0.25 * (c - 1) + 1e-12
-        if not sample.full:
-            gaps[~sample.valid] = -np.inf
-        candidates = np.nonzero(gaps >= (lilliefors_d - 2 * bound)[:, None])
-        z0 = np.subtract(sample.ordered, mean[:, None], out=z)
-        np.divide(z0, std0[:, None], out=z0)
-    n = counts.astype(float)
-    index = candidates[1] + 1.0
-    count = n[candidates[0]]
-    phi = special.ndtr(z0[candidates])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        picked = np.maximum(index / count - phi, phi - (index - 1) / count)
-    ks = np.full(rows.n_rows, -np.inf)
-    np.maximum.at(ks, candidates[0], picked)
-    usable0 = (counts >= 2) & (std0 > 0)
-    ks = np.where(usable0, ks, np.nan)
-    w1 = np.where(usable0, _wasserstein_standardized(sample, z0, out=work[4]), np.nan)
+    out = np.full((n_rows, 4), np.nan)
+    for i in np.flatnonzero((counts >= 2) & (std1 > 0) & np.isfinite(std1)):
+        count = int(counts[i])
+        row = sample.ordered[i, :count]
+        tail, log_tail, log_body = (a[i, :count] for a in tails)
+        _row_tail(row, mean[i], std1[i], tail)
+        with np.errstate(divide="ignore"):  # a tail that underflows: its log comes from a series
+            np.log(tail, out=log_tail)
+            np.log(np.subtract(1.0, tail, out=log_body), out=log_body)
+        out[i] = _row_cdf_statistics(row, mean[i], std1[i], std0[i], tail, log_tail, log_body,
+                                     *_probabilities(count)[:2], *_normal_quantile_slices(count))
+    ad, lilliefors_d, ks, w1 = out.T
+    usable0, usable1 = (counts >= 2) & (std0 > 0), std1 > 0
+    ad = np.where((counts >= 8) & usable1, ad, np.nan)
     lilliefors_d = np.where((counts >= 4) & usable1, lilliefors_d, np.nan)
+    ks = np.where(usable0, ks, np.nan)
+    w1 = np.where(usable0, w1, np.nan)
+    n = counts.astype(float)
     return NormalityStatistics(
         ad_statistic=rows.unflatten(ad),
         ad_pvalue=rows.unflatten(_anderson_darling_pvalue(ad, n)),

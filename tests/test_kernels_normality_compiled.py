@@ -1,0 +1,99 @@
+"""The compiled kernels of ``normality_statistics`` and ``sort_sample`` against scipy,
+statsmodels, exact arithmetic and their own Python source."""
+
+import numpy as np
+import pytest
+import scipy.stats
+from scipy import special
+from statsmodels.stats.diagnostic import lilliefors as statsmodels_lilliefors
+
+from actstats.kernels import normality
+from actstats.kernels.normality import _float32_exact, _row_cdf_statistics, _row_tail, normality_statistics
+
+
+def test_normal_tail_from_erfc_against_scipy_ndtr():
+    z = np.concatenate([np.linspace(-38.5, 38.5, 200_001), [0.0, -0.0, 1e-300, -1e-20, 0.7071, -0.7072]])
+    tail = np.empty_like(z)
+    _row_tail(z, 0.0, 1.0, tail)
+    expected = special.ndtr(-np.abs(z))
+    np.testing.assert_allclose(tail, expected, rtol=0, atol=1e-15)
+    where = expected > 1e-300
+    np.testing.assert_allclose(tail[where], expected[where], rtol=1e-13)
+    assert (tail[np.abs(z) > 38.5] == 0).all()
+
+
+def test_far_tail_log_series_against_log_ndtr():
+    # values beyond 20 std: the log of the tail from its asymptotic series (the numpy kernel: log_ndtr)
+    rng = np.random.default_rng(31)
+    for outlier in (45.0, 160.0, 1e4):
+        x = np.sort(np.concatenate([rng.normal(size=4000), [outlier, -outlier / 2]]))
+        result = normality_statistics(x).ad_statistic
+        assert np.isfinite(result)
+        assert result == pytest.approx(float(normality.anderson_darling(x).statistic), rel=1e-12)
+    a = np.array([20.000001, 25.0, 37.0, 40.0, 100.0, 1e3, 1e6])
+    terms = np.array([(-1) ** k * np.prod(np.arange(1, 2 * k, 2)) / a ** (2 * k) for k in range(13)]).sum(axis=0)
+    series = -0.5 * a * a - np.log(a) - 0.5 * np.log(2 * np.pi) + np.log(terms)
+    np.testing.assert_allclose(series, special.log_ndtr(-a), rtol=1e-15)
+
+
+@pytest.mark.parametrize("draw", ["normal", "laplace", "uniform"])
+def test_large_group_against_scipy_and_statsmodels(draw):
+    rng = np.random.default_rng(32)
+    x = getattr(rng, draw)(size=150_000).astype(np.float32).astype(np.float64)
+    result = normality_statistics(x)
+    assert result.ad_statistic == pytest.approx(scipy.stats.anderson(x, method="interpolate").statistic, rel=4e-10)
+    d, p = statsmodels_lilliefors(x, pvalmethod="table")
+    assert result.lilliefors_statistic == pytest.approx(d, rel=0, abs=1e-13)
+    assert result.lilliefors_pvalue == pytest.approx(p, rel=1e-12)
+    expected = scipy.stats.kstest(x, "norm", args=(x.mean(), x.std())).statistic
+    assert result.ks_d == pytest.approx(expected, rel=0, abs=1e-13)
+
+
+def test_wasserstein_against_exact_arithmetic():
+    # the compiled W1 of the values the kernel standardises, against 40-digit arithmetic
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    rng = np.random.default_rng(33)
+    n = 1200
+    for x in (rng.normal(size=n), rng.laplace(size=n)):
+        sample = normality.sort_sample(x)
+        mean, squares = normality._mean_squares(sample)
+        z = (sample.ordered[0] - mean[0]) / np.sqrt(squares[0] / n)
+        ours = float(normality_statistics(x).w1_normal)
+        edges = [mp.mpf("-inf")] + [mp.sqrt(2) * mp.erfinv(2 * mp.mpf(k) / n - 1) for k in range(1, n)] + [mp.mpf("inf")]
+        total = mp.mpf(0)
+        for i in range(n):
+            value, left, right = mp.mpf(float(z[i])), edges[i], edges[i + 1]
+            clipped = min(max(value, left), right)
+            density = [mp.npdf(t) if mp.isfinite(t) else 0 for t in (left, right)]
+            total += value * (2 * mp.ncdf(clipped) - mp.mpf(2 * i + 1) / n) + 2 * mp.npdf(clipped) - sum(density)
+        assert ours == pytest.approx(float(total), rel=1e-13, abs=1e-16)
+
+
+def test_compiled_kernels_equal_their_python_source():
+    # numba compiles what the source says: the same floats from the plain Python function
+    rng = np.random.default_rng(34)
+    x = np.sort(rng.standard_t(4, size=300))
+    x[-1] = 30.0  # one value past the series' threshold
+    n = x.size
+    mean, std1, std0 = x.mean(), x.std(ddof=1), x.std()
+    tails = np.empty((2, 3, n))
+    for tail, function in zip(tails, (_row_tail, _row_tail.py_func)):
+        function(x, mean, std1, tail[0])
+        with np.errstate(divide="ignore"):
+            np.log(tail[0], out=tail[1])
+            np.log(1.0 - tail[0], out=tail[2])
+    np.testing.assert_array_equal(tails[0], tails[1])
+    arguments = (x, mean, std1, std0, *tails[0], *normality._probabilities(n)[:2], *normality._normal_quantile_slices(n))
+    assert _row_cdf_statistics(*arguments) == _row_cdf_statistics.py_func(*arguments)
+
+
+def test_float32_exact():
+    single = np.random.default_rng(35).normal(size=(2, 1000)).astype(np.float32).astype(np.float64)
+    single[0, 3], single[1, 5], single[1, 6] = np.nan, np.inf, -np.inf
+    assert _float32_exact(single)
+    for value in (0.1, 1e300, 2.0**-150, np.nextafter(1.0, 2.0)):
+        other = single.copy()
+        other[1, 999] = value
+        assert not _float32_exact(other)
+    assert _float32_exact(single[:, ::2])  # not contiguous
