@@ -46,6 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from ._jit import jit
+
 #: Default grid: 8192 equal bins on [-10, 10] standard deviations.
 HISTOGRAM_BINS = 8192
 HISTOGRAM_LIMIT = 10.0
@@ -84,8 +86,18 @@ def standardized_histogram(
     ndarray (..., bins + 4)
         Mergeable by summing over chunks of the same group.
 
+    Notes
+    -----
+    Compiled, one pass over the values of a row. The counts are those of the numpy
+    expression ``min(int(((x - mean) / std + limit) * bins / (2 limit)), bins - 1)`` bit for
+    bit (the same float operations in the same order); the two excess sums are
+    Neumaier-compensated and agree with numpy's pairwise sums to 1e-12 relative (all their
+    terms are positive).
+
     Verification: the histogram of a whole sample equals the sum of those of its parts,
-    tail fields included (``tests/test_kernels_histogram.py``).
+    tail fields included (``tests/test_kernels_histogram.py``); the counts equal the numpy
+    expression's bin for bin and the sums agree to 1e-12
+    (``tests/test_kernels_histogram_compiled.py``).
 
     Examples
     --------
@@ -95,28 +107,73 @@ def standardized_histogram(
     >>> h.tolist()  # 4 bins, then: below, above, excess below, excess above
     [0.0, 0.0, 3.0, 0.0, 1.0, 0.0, 18.0, 0.0]
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
     lead = values.shape[:-1]
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), lead).reshape(-1)
-    std = np.broadcast_to(np.asarray(std, dtype=np.float64), lead).reshape(-1)
-    rows = values.reshape(-1, values.shape[-1])
+    mean = np.ascontiguousarray(np.broadcast_to(np.asarray(mean, dtype=np.float64), lead).reshape(-1))
+    std = np.ascontiguousarray(np.broadcast_to(np.asarray(std, dtype=np.float64), lead).reshape(-1))
+    rows = np.ascontiguousarray(values.reshape(-1, values.shape[-1]))
     out = np.zeros((rows.shape[0], bins + 4))
-    scale = bins / (2.0 * limit)
-    for i in range(rows.shape[0]):
-        if not (np.isfinite(std[i]) and std[i] > 0 and np.isfinite(mean[i])):
-            continue
-        row = rows[i]
-        z = (row[~np.isnan(row)] - mean[i]) / std[i]
-        low = z < -limit
-        high = z >= limit
-        inside = z[~(low | high)]
-        index = np.minimum(((inside + limit) * scale).astype(np.int64), bins - 1)
-        out[i, :bins] = np.bincount(index, minlength=bins)
-        out[i, bins] = low.sum()
-        out[i, bins + 1] = high.sum()
-        out[i, bins + 2] = (-limit - z[low]).sum()
-        out[i, bins + 3] = (z[high] - limit).sum()
+    _standardized_histogram_rows(rows, mean, std, float(limit), bins / (2.0 * limit), bins, out)
     return out.reshape(lead + (bins + 4,))
+
+
+@jit
+def _standardized_histogram_rows(rows, mean, std, limit, scale, bins, out):
+    """One pass per row: ``z = (x - mean) / std``, its bin (or tail) and the tails' excess sums.
+
+    The same float operations as numpy on each value (``(x - mean) / std``, then
+    ``(z + limit) * scale`` truncated), so the counts equal numpy's bin for bin; the two
+    excess sums are Neumaier-compensated (within a few ulps of the exact sum; numpy's
+    pairwise sum is within ~log2(n) ulps: all terms are positive, so they agree to 1e-12
+    relative).
+    """
+    n_rows, width = rows.shape
+    for r in range(n_rows):
+        m = mean[r]
+        s = std[r]
+        if not (np.isfinite(s) and s > 0 and np.isfinite(m)):
+            continue
+        below = 0
+        above = 0
+        low_sum = 0.0
+        low_error = 0.0
+        high_sum = 0.0
+        high_error = 0.0
+        for i in range(width):
+            x = rows[r, i]
+            if x != x:
+                continue
+            z = (x - m) / s
+            if z < -limit:
+                below += 1
+                term = -limit - z
+                total = low_sum + term
+                if abs(low_sum) >= abs(term):
+                    low_error += (low_sum - total) + term
+                else:
+                    low_error += (term - total) + low_sum
+                low_sum = total
+            elif z >= limit:
+                above += 1
+                term = z - limit
+                total = high_sum + term
+                if abs(high_sum) >= abs(term):
+                    high_error += (high_sum - total) + term
+                else:
+                    high_error += (term - total) + high_sum
+                high_sum = total
+            else:
+                k = int((z + limit) * scale)
+                if k > bins - 1:
+                    k = bins - 1
+                out[r, k] += 1.0
+        out[r, bins] = below
+        out[r, bins + 1] = above
+        # an infinite value makes its tail's sum infinite (and the compensation NaN)
+        out[r, bins + 2] = low_sum + low_error if np.isfinite(low_sum) else low_sum
+        out[r, bins + 3] = high_sum + high_error if np.isfinite(high_sum) else high_sum
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from ._jit import jit
 from .beta import DEFAULT_DELTA
 from .mixture import _mixture_log_densities
 
@@ -122,9 +123,7 @@ def logit_histogram(
     lead = values.shape[:-1]
     rows = values.reshape(-1, values.shape[-1])
     n_rows = rows.shape[0]
-    edges = _all_edges(bins, delta, outer_bins)
-    limit = edges[outer_bins + bins]
-    step = edges[1] - edges[0] if outer_bins else 1.0
+    limit, step, position_scale = _grid_parameters(bins, delta, outer_bins)
     total = bins + 2 * outer_bins
     fields = total + 4
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -134,7 +133,7 @@ def logit_histogram(
         else:
             z = np.asarray(logit, dtype=np.float64).reshape(rows.shape)
         position = z + limit
-        position *= bins / (2 * limit)
+        position *= position_scale
         np.clip(position, 0, bins - 1, out=position)
         index = position.astype(np.int64)  # floor: position >= 0 (NaN gives garbage, dropped below)
         index += outer_bins
@@ -160,8 +159,21 @@ def logit_histogram(
 SUMMARY_FIELDS = 14
 
 
+#: Values of a row whose logarithms numpy takes at once in :func:`bounded_summary` (their
+#: float64 arrays, 256 KiB each, stay in L2 cache for the compiled pass that follows).
+SUMMARY_SLICE = 2**15
+
+
+def _grid_parameters(bins: int, delta: float, outer_bins: int) -> tuple[float, float, float]:
+    """``limit`` (the inner grid's last edge), the outer bins' ``step`` and ``bins / (2 limit)``."""
+    edges = _all_edges(bins, delta, outer_bins)
+    limit = float(edges[outer_bins + bins])
+    step = float(edges[1] - edges[0]) if outer_bins else 1.0
+    return limit, step, bins / (2 * limit)
+
+
 def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
-    """Everything the streamed bimodality and fits need of a chunk, the logarithms taken once.
+    """Everything the streamed bimodality and fits need of a chunk, in one pass over it.
 
     Returns ``(..., 14 + bins + 2 * outer_bins + 4)``: the Beta sums
     (:func:`~actstats.kernels.beta_sufficient_statistics`, summed over chunks), the moments
@@ -169,8 +181,24 @@ def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
     merged with :func:`~actstats.kernels.combine_moments`) and :func:`logit_histogram`
     (summed). ``y`` is rescaled to [0, 1]; NaN is skipped.
 
-    Verification: equal to those four kernels called one by one (the sums and the
-    histogram bit for bit; ``tests/test_kernels_logit_histogram.py``).
+    Notes
+    -----
+    numpy takes ``log y`` and ``log1p(-y)`` (its SIMD logarithms, the ones the numpy
+    kernels take) of :data:`SUMMARY_SLICE` values of a row at a time; one compiled loop
+    then does the rest for each value: the clipping, the histogram bin (the float
+    operations of :func:`logit_histogram`, in its order), the sums, the counts, and the
+    moments in tiles of :data:`~actstats.kernels.moments.MOMENT_TILE` merged pairwise (as
+    :func:`~actstats.kernels.moments.moments_extremes`).
+
+    Bounds, against the numpy kernels called one by one: the counts (n, clipped, every
+    histogram field) are equal; the two sums of logarithms agree to 1e-12 relative (all
+    their terms have one sign; tile sums Neumaier-compensated against numpy's pairwise
+    sums); the moments within the bound of
+    :func:`~actstats.kernels.moments.moments_extremes` (mean within ``1e-12 (|mean| +
+    std)``, M2 and M4 1e-12 relative, M3 within ``1e-12 sqrt(M2 M4)``).
+
+    Verification: equal to those four kernels called one by one within these bounds
+    (``tests/test_kernels_logit_histogram.py``, ``tests/test_kernels_bounded_summary_compiled.py``).
 
     Examples
     --------
@@ -180,31 +208,280 @@ def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
     >>> summary[[0, 3, 4, 9]].tolist()  # n, n clipped, n of y, n of logit
     [4.0, 2.0, 4.0, 4.0]
     """
-    from .moments import moments
+    from .moments import MOMENT_TILE
 
     values = np.asarray(y, dtype=np.float64)
-    rows = values.reshape(-1, values.shape[-1])
-    valid = ~np.isnan(rows)
+    lead = values.shape[:-1]
+    rows = values.reshape(int(np.prod(lead, dtype=np.int64)), values.shape[-1])
+    bins, outer = LOGIT_HISTOGRAM_BINS, LOGIT_OUTER_BINS
+    fields = bins + 2 * outer + 4
+    limit, step, position_scale = _grid_parameters(bins, delta, outer)
+    # log of the clipped y = the clipped log (log is monotone), as beta_sufficient_statistics takes it
+    clip = np.array([np.log(delta), np.log(1 - delta), np.log1p(-(1 - delta)), np.log1p(-delta)])
+    out = np.zeros((rows.shape[0], SUMMARY_FIELDS + fields))
+    state = np.zeros(_STATE_SIZE)
+    levels = np.zeros((64, 10))
+    width = rows.shape[1]
+    part = SUMMARY_SLICE
+    log_y = np.empty(min(part, width))
+    log_complement = np.empty(min(part, width))
     with np.errstate(invalid="ignore", divide="ignore"):
-        log_y = np.log(rows)
-        log_complement = np.log1p(-rows)
-        logit = log_y - log_complement
-        # log of the clipped y = the clipped log (log is monotone), as beta_sufficient_statistics takes it
-        low, high = float(np.log(delta)), float(np.log(1 - delta))
-        np.clip(log_y, low, high, out=log_y)
-        log_y[rows < delta] = low
-        low, high = float(np.log1p(-(1 - delta))), float(np.log1p(-delta))
-        np.clip(log_complement, low, high, out=log_complement)
-        log_complement[rows > 1 - delta] = low
-    sums = np.stack([
-        valid.sum(axis=1), np.where(valid, log_y, 0.0).sum(axis=1), np.where(valid, log_complement, 0.0).sum(axis=1),
-        (((rows < delta) | (rows > 1 - delta)) & valid).sum(axis=1),
-    ], axis=-1).astype(np.float64)
-    log_y -= log_complement  # the logit of the clipped y
-    out = np.concatenate(
-        [sums, moments(rows), moments(log_y), logit_histogram(rows, delta=delta, logit=logit)], axis=-1
-    )
-    return out.reshape(values.shape[:-1] + (out.shape[-1],))
+        for r in range(rows.shape[0]):
+            state[:] = 0.0
+            for start in range(0, width, part):
+                piece = rows[r, start: start + part]
+                ly, lc = log_y[: piece.size], log_complement[: piece.size]
+                np.log(piece, out=ly)
+                np.negative(piece, out=lc)
+                np.log1p(lc, out=lc)
+                _bounded_summary_part(piece, ly, lc, float(delta), clip, limit, step, position_scale, bins, outer,
+                                      MOMENT_TILE, state, levels, out[r], start + part >= width)
+            if width == 0:
+                _bounded_summary_part(log_y, log_y, log_y, float(delta), clip, limit, step, position_scale, bins,
+                                      outer, MOMENT_TILE, state, levels, out[r], True)
+    return out.reshape(lead + (out.shape[-1],))
+
+
+#: Running state of one row in :func:`_bounded_summary_part`: count, clipped, the two sums
+#: and their compensations, the two origins, whether they are set, tiles merged.
+_STATE_SIZE = 10
+
+
+@jit
+def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, position_scale, bins, outer, tile,
+                          state, levels, out, last):
+    """One slice of a row: histogram counts into ``out[14:]``, sums and moments into ``state``
+    and ``levels``; with ``last``, the row's 14 head fields into ``out[:14]``."""
+
+    def tile_moments(buf, nt):
+        # as moments(): the mean, the sums of powers of the deviations, the exact re-centring
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        k = 0
+        while k + 4 <= nt:
+            a0 += buf[k]
+            a1 += buf[k + 1]
+            a2 += buf[k + 2]
+            a3 += buf[k + 3]
+            k += 4
+        while k < nt:
+            a0 += buf[k]
+            k += 1
+        count = float(nt)
+        mean = ((a0 + a1) + (a2 + a3)) / count
+        s1a = 0.0
+        s1b = 0.0
+        s2a = 0.0
+        s2b = 0.0
+        s3a = 0.0
+        s3b = 0.0
+        s4a = 0.0
+        s4b = 0.0
+        k = 0
+        while k + 2 <= nt:
+            d = buf[k] - mean
+            e = buf[k + 1] - mean
+            d2 = d * d
+            e2 = e * e
+            s1a += d
+            s1b += e
+            s2a += d2
+            s2b += e2
+            s3a += d2 * d
+            s3b += e2 * e
+            s4a += d2 * d2
+            s4b += e2 * e2
+            k += 2
+        if k < nt:
+            d = buf[k] - mean
+            d2 = d * d
+            s1a += d
+            s2a += d2
+            s3a += d2 * d
+            s4a += d2 * d2
+        shift = (s1a + s1b) / count
+        m2 = s2a + s2b
+        m3 = s3a + s3b
+        m4 = s4a + s4b
+        m4 = m4 - 4 * shift * m3 + 6 * shift**2 * m2 - 3 * count * shift**4
+        m3 = m3 - 3 * shift * m2 + 2 * count * shift**3
+        m2 = m2 - count * shift**2
+        return count, mean + shift, m2, m3, m4
+
+    def merge(na, mean_a, m2a, m3a, m4a, nb, mean_b, m2b, m3b, m4b):
+        # merge_moments' formulas (Pébay 2008), the same order of operations
+        if na == 0:
+            return nb, mean_b, m2b, m3b, m4b
+        if nb == 0:
+            return na, mean_a, m2a, m3a, m4a
+        n = na + nb
+        delta = mean_b - mean_a
+        product = na * nb
+        mean = mean_a + delta * nb / n
+        m2 = m2a + m2b + delta**2 * product / n
+        m3 = m3a + m3b + delta**3 * product * (na - nb) / n**2 + 3 * delta * (na * m2b - nb * m2a) / n
+        m4 = (m4a + m4b + delta**4 * product * (na**2 - product + nb**2) / n**3
+              + 6 * delta**2 * (na**2 * m2b + nb**2 * m2a) / n**2 + 4 * delta * (na * m3b - nb * m3a) / n)
+        return n, mean, m2, m3, m4
+
+    def add(total, error, term):
+        # Neumaier's compensated sum
+        t = total + term
+        if abs(total) >= abs(term):
+            error += (total - t) + term
+        else:
+            error += (term - t) + total
+        return t, error
+
+    head = 14
+    total_bins = bins + 2 * outer
+    log_low, log_high, complement_low, complement_high = clip[0], clip[1], clip[2], clip[3]
+    upper = 1 - delta
+    count = state[0]
+    clipped = state[1]
+    sum_log, sum_log_error = state[2], state[3]
+    sum_complement, sum_complement_error = state[4], state[5]
+    origin_y, origin_z = state[6], state[7]
+    tiles = state[9]
+    width = y.size
+    buf_y = np.empty(tile)
+    buf_z = np.empty(tile)
+    if state[8] == 0:  # the origins: the means of the row's first `tile` values (see moments_extremes)
+        nt = 0
+        for i in range(width):
+            v = y[i]
+            if v != v:
+                continue
+            ly = log_y[i]
+            if v < delta or ly < log_low:
+                ly = log_low
+            elif ly > log_high:
+                ly = log_high
+            lc = log_complement[i]
+            if v > upper or lc < complement_low:
+                lc = complement_low
+            elif lc > complement_high:
+                lc = complement_high
+            origin_y += v
+            origin_z += ly - lc
+            nt += 1
+            if nt == tile:
+                break
+        if nt > 0:
+            origin_y /= nt
+            origin_z /= nt
+            state[8] = 1
+    for start in range(0, width, tile):
+        stop = min(start + tile, width)
+        nt = 0
+        tile_log = 0.0
+        tile_complement = 0.0
+        for i in range(start, stop):
+            v = y[i]
+            if v != v:
+                continue
+            ly = log_y[i]
+            lc = log_complement[i]
+            # the histogram: logit_histogram's float operations, in its order
+            if v < delta:
+                if v <= 0:
+                    k = total_bins
+                else:
+                    beyond = np.floor((-limit - (ly - lc)) / step)
+                    if beyond >= outer:
+                        k = total_bins + 1
+                    else:
+                        k = int(outer - 1 - max(beyond, 0.0))
+            elif v > upper:
+                if v >= 1:
+                    k = total_bins + 3
+                else:
+                    beyond = np.floor(((ly - lc) - limit) / step)
+                    if beyond >= outer:
+                        k = total_bins + 2
+                    else:
+                        k = int(outer + bins + max(beyond, 0.0))
+            else:
+                position = ((ly - lc) + limit) * position_scale
+                if position < 0:
+                    position = 0.0
+                elif position > bins - 1:
+                    position = bins - 1
+                k = int(position) + outer
+            out[head + k] += 1.0
+            # the clipped logarithms, as beta_sufficient_statistics takes them
+            if v < delta or ly < log_low:
+                ly = log_low
+            elif ly > log_high:
+                ly = log_high
+            if v > upper or lc < complement_low:
+                lc = complement_low
+            elif lc > complement_high:
+                lc = complement_high
+            if v < delta or v > upper:
+                clipped += 1
+            tile_log += ly
+            tile_complement += lc
+            buf_y[nt] = v - origin_y
+            buf_z[nt] = (ly - lc) - origin_z
+            nt += 1
+        if nt == 0:
+            continue
+        count += nt
+        sum_log, sum_log_error = add(sum_log, sum_log_error, tile_log)
+        sum_complement, sum_complement_error = add(sum_complement, sum_complement_error, tile_complement)
+        na, mean_a, m2a, m3a, m4a = tile_moments(buf_y, nt)
+        nb, mean_b, m2b, m3b, m4b = tile_moments(buf_z, nt)
+        tiles += 1
+        level = 0
+        while level < 64 and int(tiles) >> level & 1 == 0:  # binary counter: merge equal-sized parts
+            na, mean_a, m2a, m3a, m4a = merge(levels[level, 0], levels[level, 1], levels[level, 2], levels[level, 3],
+                                              levels[level, 4], na, mean_a, m2a, m3a, m4a)
+            nb, mean_b, m2b, m3b, m4b = merge(levels[level, 5], levels[level, 6], levels[level, 7], levels[level, 8],
+                                              levels[level, 9], nb, mean_b, m2b, m3b, m4b)
+            level += 1
+        levels[level, 0] = na
+        levels[level, 1] = mean_a
+        levels[level, 2] = m2a
+        levels[level, 3] = m3a
+        levels[level, 4] = m4a
+        levels[level, 5] = nb
+        levels[level, 6] = mean_b
+        levels[level, 7] = m2b
+        levels[level, 8] = m3b
+        levels[level, 9] = m4b
+    state[0] = count
+    state[1] = clipped
+    state[2], state[3] = sum_log, sum_log_error
+    state[4], state[5] = sum_complement, sum_complement_error
+    state[6], state[7] = origin_y, origin_z
+    state[9] = tiles
+    if not last:
+        return
+    na, mean_a, m2a, m3a, m4a = 0.0, np.nan, 0.0, 0.0, 0.0
+    nb, mean_b, m2b, m3b, m4b = 0.0, np.nan, 0.0, 0.0, 0.0
+    for level in range(64):
+        if int(tiles) >> level & 1:
+            na, mean_a, m2a, m3a, m4a = merge(levels[level, 0], levels[level, 1], levels[level, 2], levels[level, 3],
+                                              levels[level, 4], na, mean_a, m2a, m3a, m4a)
+            nb, mean_b, m2b, m3b, m4b = merge(levels[level, 5], levels[level, 6], levels[level, 7], levels[level, 8],
+                                              levels[level, 9], nb, mean_b, m2b, m3b, m4b)
+    out[0] = count
+    out[1] = sum_log + sum_log_error
+    out[2] = sum_complement + sum_complement_error
+    out[3] = clipped
+    out[4] = na
+    out[5] = mean_a + origin_y
+    out[6] = m2a
+    out[7] = m3a
+    out[8] = m4a
+    out[9] = nb
+    out[10] = mean_b + origin_z
+    out[11] = m2b
+    out[12] = m3b
+    out[13] = m4b
 
 
 def _parts(histogram, outer: int = LOGIT_OUTER_BINS):

@@ -3,8 +3,10 @@
 Bounded activations (``bimodality`` and ``fit`` with ``method="histogram"``): each chunk
 gives :func:`actstats.kernels.bounded_summary` (Beta sums, moments, logit moments, a
 logit-space histogram), merged per group. Weights (``weight_normality`` and the weight
-``fit``): per-group moments first, then a histogram of the standardised values
-(:func:`actstats.kernels.standardized_histogram`) summed over chunks.
+``fit``): per-group moments (and extremes) first, then a histogram of the standardised
+values (:func:`actstats.kernels.standardized_histogram`) summed over chunks. Each chunk's
+work is one compiled loop over its values (numpy takes the logarithms of the bounded
+summary).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from actstats import kernels
+from actstats.kernels.moments import moments_extremes
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _Layout, _chunk_values, _compute, _flat, _map_chunks, _merge_sum, _reduce_axes,
     _template,
@@ -23,21 +26,22 @@ from actstats.queries._engine import (
 
 
 def _moments_chunk(values, *, grid, n_reduce, layout):
-    return {"moments": kernels.moments(values, axis=_reduce_axes(values, n_reduce))}
+    return {"moments": moments_extremes(_flat(values, n_reduce))[..., :5]}
 
 
-#: Mergeable moments of each chunk (kernels.moments), merged by the query with combine_moments.
+#: Mergeable moments of each chunk (kernels.moments, computed by the compiled
+#: kernels.moments.moments_extremes), merged by the query with combine_moments.
 MOMENTS = Reduction("moments", _moments_chunk, Fields(("moments", 5)), combine="gather")
 
 
-def _extrema_chunk(values, *, grid, n_reduce, layout):
-    flat = _flat(values, n_reduce)
-    missing = np.isnan(flat)
-    return {"min": np.where(missing, np.inf, flat).min(axis=-1), "max": np.where(missing, -np.inf, flat).max(axis=-1)}
+def _moments_extrema_chunk(values, *, grid, n_reduce, layout):
+    summary = moments_extremes(_flat(values, n_reduce))
+    return {"moments": summary[..., :5], "min": summary[..., 5], "max": summary[..., 6]}
 
 
-#: The smallest and largest value of each chunk.
-EXTREMA = Reduction("extrema", _extrema_chunk, Fields("min", "max"), combine="gather")
+#: Moments and the smallest and largest value of each chunk, in one compiled pass.
+MOMENTS_EXTREMA = Reduction("moments_extrema", _moments_extrema_chunk, Fields(("moments", 5), "min", "max"),
+                            combine="gather")
 
 
 def _group_values(per_group: np.ndarray, grid, n_group: int, shape) -> np.ndarray:

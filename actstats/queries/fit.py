@@ -18,7 +18,7 @@ from actstats.queries._results import (
     _attrs, _concat_splits, _describe, _like, _sample_subsets, _take, _to_int, _warn_nonfinite,
 )
 from actstats.queries._streamed import (
-    EXTREMA, MOMENTS, STANDARDIZED_HISTOGRAM, _standardized_histograms, _stream_bounded, _Streamed,
+    MOMENTS_EXTREMA, STANDARDIZED_HISTOGRAM, _standardized_histograms, _stream_bounded, _Streamed,
 )
 from actstats.validate import (
     ACTIVATION_DIMS, DEFAULT_ACTIVATION_BY, DEFAULT_WEIGHT_BY, WEIGHT_DIMS, require_variables, validate_by,
@@ -102,24 +102,22 @@ def _fit_reduction(variable: str, families) -> Reduction:
 def _weight_fit_streamed(weight: xr.DataArray, group: Sequence[str], core: Sequence[str], layout: _Layout,
                          families) -> dict[str, xr.DataArray]:
     """Weight fits of groups too large for memory, by field name like the whole-group result (+ KS errors)."""
-    blocks, extrema = _compute(_map_chunks(weight, MOMENTS, group, core, layout),
-                               _map_chunks(weight, EXTREMA, group, core, layout))
+    (blocks,) = _compute(_map_chunks(weight, MOMENTS_EXTREMA, group, core, layout))
     values, axes = _chunk_values(blocks, group, core)
-    moments = kernels.combine_moments(MOMENTS.get(values, "moments"), axis=axes)
-    bounds, _ = _chunk_values(extrema, group, core)
+    moments = kernels.combine_moments(MOMENTS_EXTREMA.get(values, "moments"), axis=axes)
     with np.errstate(invalid="ignore", divide="ignore"):
         std = np.sqrt(moments[..., 2] / moments[..., 0])
     (histogram,) = _compute(_standardized_histograms(weight, group, core, layout, moments[..., 1], std))
     fits = kernels.histogram_fit_families(STANDARDIZED_HISTOGRAM.get(histogram.transpose(*group, _FIELD).values,
                                                                      "histogram"), moments,
-                                          EXTREMA.get(bounds, "min").min(axis=axes),
-                                          EXTREMA.get(bounds, "max").max(axis=axes), families=families)
+                                          MOMENTS_EXTREMA.get(values, "min").min(axis=axes),
+                                          MOMENTS_EXTREMA.get(values, "max").max(axis=axes), families=families)
     columns = {"shape": np.full(fits.loc.shape, np.nan), "fit_size": np.broadcast_to(fits.n[..., None], fits.loc.shape)}
     columns.update({s: getattr(fits, s) for s in _WEIGHT_FIT_STATISTICS if s not in columns})
     fields = {f"{f}:{s}": columns[s][..., k] for s in _WEIGHT_FIT_STATISTICS for k, f in enumerate(families)}
     fields.update({"n": fits.n, "best_family_index": fits.best_family_index})
     fields.update({f"{f}:ks_statistic_error": fits.ks_statistic_error[..., k] for k, f in enumerate(families)})
-    fields["n_nonfinite"] = MOMENTS.get(values, "n_nonfinite").sum(axis=axes)
+    fields["n_nonfinite"] = MOMENTS_EXTREMA.get(values, "n_nonfinite").sum(axis=axes)
     template = _template(blocks, core)
     return {name: xr.DataArray(np.asarray(value, dtype=np.float64), dims=template.dims, coords=template.coords)
             for name, value in fields.items()}

@@ -1,0 +1,207 @@
+"""The compiled one-pass kernels of the streamed paths against the numpy kernels they replace.
+
+References: :func:`actstats.kernels.moments` with numpy's ``nanmin``/``nanmax``; the numpy
+implementations of ``standardized_histogram`` and ``bounded_summary`` as they were before
+they were compiled (copied below, unchanged); :func:`actstats.kernels.logit_histogram` and
+:func:`actstats.kernels.beta_sufficient_statistics` (numpy). Counts must be equal bin for bin;
+sums and moments within the bounds the kernels' docstrings state (1e-12, see
+:func:`assert_moments_within_bound`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+
+from actstats import kernels
+from actstats.kernels.logit_histogram import _all_edges
+from actstats.kernels.moments import moments_extremes
+
+DELTA = kernels.DEFAULT_DELTA
+#: The bound the compiled kernels' docstrings state against numpy's pairwise sums.
+BOUND = 1e-12
+
+
+def assert_moments_within_bound(actual, desired, bound=BOUND):
+    """count equal; mean within bound (|mean| + std); M2, M4 within bound relative; M3 within
+    bound sqrt(M2 M4) (by Cauchy-Schwarz the scale of Σ|d|³, which its rounding is relative to)."""
+    actual, desired = np.atleast_2d(actual), np.atleast_2d(desired)
+    np.testing.assert_array_equal(actual[:, 0], desired[:, 0])
+    n, mean, m2, m3, m4 = desired.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(m2 / n)
+    empty = n == 0
+    assert np.isnan(actual[empty, 1]).all() and (actual[empty, 2:5] == 0).all()
+    full = ~empty
+    assert (np.abs(actual[full, 1] - mean[full]) <= bound * (np.abs(mean[full]) + std[full])).all()
+    for k, scale in ((2, m2), (4, m4), (3, np.sqrt(m2 * m4))):
+        assert (np.abs(actual[full, k] - desired[full, k]) <= bound * scale[full]).all(), (k, actual[:, k], desired[:, k])
+
+
+def standardized_histogram_numpy(values, mean, std, *, bins=kernels.HISTOGRAM_BINS, limit=kernels.HISTOGRAM_LIMIT):
+    """actstats.kernels.standardized_histogram as numpy computed it (the reference)."""
+    values = np.asarray(values, dtype=np.float64)
+    lead = values.shape[:-1]
+    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), lead).reshape(-1)
+    std = np.broadcast_to(np.asarray(std, dtype=np.float64), lead).reshape(-1)
+    rows = values.reshape(-1, values.shape[-1])
+    out = np.zeros((rows.shape[0], bins + 4))
+    scale = bins / (2.0 * limit)
+    for i in range(rows.shape[0]):
+        if not (np.isfinite(std[i]) and std[i] > 0 and np.isfinite(mean[i])):
+            continue
+        row = rows[i]
+        z = (row[~np.isnan(row)] - mean[i]) / std[i]
+        low = z < -limit
+        high = z >= limit
+        inside = z[~(low | high)]
+        index = np.minimum(((inside + limit) * scale).astype(np.int64), bins - 1)
+        out[i, :bins] = np.bincount(index, minlength=bins)
+        out[i, bins] = low.sum()
+        out[i, bins + 1] = high.sum()
+        out[i, bins + 2] = (-limit - z[low]).sum()
+        out[i, bins + 3] = (z[high] - limit).sum()
+    return out.reshape(lead + (bins + 4,))
+
+
+def bounded_summary_numpy(y, *, delta=DELTA):
+    """actstats.kernels.bounded_summary as numpy computed it (the reference)."""
+    values = np.asarray(y, dtype=np.float64)
+    rows = values.reshape(-1, values.shape[-1])
+    valid = ~np.isnan(rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_y = np.log(rows)
+        log_complement = np.log1p(-rows)
+        logit = log_y - log_complement
+        low, high = float(np.log(delta)), float(np.log(1 - delta))
+        np.clip(log_y, low, high, out=log_y)
+        log_y[rows < delta] = low
+        low, high = float(np.log1p(-(1 - delta))), float(np.log1p(-delta))
+        np.clip(log_complement, low, high, out=log_complement)
+        log_complement[rows > 1 - delta] = low
+    sums = np.stack([
+        valid.sum(axis=1), np.where(valid, log_y, 0.0).sum(axis=1), np.where(valid, log_complement, 0.0).sum(axis=1),
+        (((rows < delta) | (rows > 1 - delta)) & valid).sum(axis=1),
+    ], axis=-1).astype(np.float64)
+    log_y -= log_complement
+    out = np.concatenate(
+        [sums, kernels.moments(rows), kernels.moments(log_y), kernels.logit_histogram(rows, delta=delta, logit=logit)],
+        axis=-1,
+    )
+    return out.reshape(values.shape[:-1] + (out.shape[-1],))
+
+
+def _moment_rows():
+    rng = np.random.default_rng(11)
+    rows = {
+        "normal": rng.normal(3.0, 2.0, 100_003),
+        "offset": 1e6 + rng.normal(0.0, 1.0, 100_003),  # far from 0: the tiles' origin matters
+        "heavy_sorted": np.sort(rng.standard_t(2, 100_003)),  # the first tile far from the mean
+        "weights": rng.normal(0.0, 0.03, 100_003).astype(np.float32),
+        "padded": np.where(rng.random(100_003) < 0.3, np.nan, rng.laplace(0.0, 1.0, 100_003)),
+        "short": np.array([1.0, 2.0, 4.0] + [np.nan] * 100_000),
+    }
+    return rows
+
+
+MOMENT_ROWS = _moment_rows()
+
+
+@pytest.mark.parametrize("name", list(MOMENT_ROWS))
+def test_moments_extremes_within_the_bound_of_numpy_moments(name):
+    x = MOMENT_ROWS[name]
+    got = moments_extremes(x)
+    assert_moments_within_bound(got[:5], kernels.moments(x.astype(np.float64)))
+    assert got[5] == np.nanmin(x) and got[6] == np.nanmax(x)
+
+
+def test_moments_extremes_rows_constant_and_empty():
+    x = np.random.default_rng(12).normal(size=(3, 1000))
+    x[1] = 0.3  # a constant row: M2..M4 at the rounding level, as numpy's
+    x[2] = np.nan
+    got = moments_extremes(x)
+    want = kernels.moments(x)
+    assert_moments_within_bound(got[[0], :5], want[[0]])
+    assert got[1, 0] == 1000 and abs(got[1, 1] - 0.3) <= 1e-16 and got[1, 2] <= 1000 * (4e-16 * 0.3) ** 2
+    assert abs(want[1, 2]) <= 1000 * (4e-16 * 0.3) ** 2
+    assert got[2].tolist()[:5] == [0.0] + [pytest.approx(np.nan, nan_ok=True)] + [0.0, 0.0, 0.0]
+    assert got[2, 5] == np.inf and got[2, 6] == -np.inf
+    # merged over chunks like numpy's: combine_moments of per-chunk parts
+    parts = moments_extremes(x[0].reshape(10, 100))[:, :5]
+    assert_moments_within_bound(kernels.combine_moments(parts, axis=0), want[0])
+
+
+def test_standardized_histogram_counts_equal_numpy_bin_for_bin():
+    rng = np.random.default_rng(13)
+    bins, limit = kernels.HISTOGRAM_BINS, kernels.HISTOGRAM_LIMIT
+    edges = kernels.histogram_edges(bins, limit)
+    x = np.stack([
+        rng.standard_t(3, 200_000),  # tails beyond ±10 std
+        np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),  # on and beside every edge
+                        [-np.inf, np.inf, np.nan, 1e300, -1e300], rng.normal(size=200_000 - 3 * edges.size - 5)]),
+    ])
+    mean, std = np.array([0.1, 0.0]), np.array([1.3, 1.0])  # the second row: z = x exactly
+    got = kernels.standardized_histogram(x, mean, std)
+    want = standardized_histogram_numpy(x, mean, std)
+    np.testing.assert_array_equal(got[:, : bins + 2], want[:, : bins + 2])
+    np.testing.assert_allclose(got[0, bins + 2:], want[0, bins + 2:], rtol=BOUND)
+    assert np.isinf(got[1, bins + 2:]).all() and np.isinf(want[1, bins + 2:]).all()
+    # float32 values are read as numpy reads them (cast to float64); a group without a std is empty
+    x32 = x[0, :50_000].astype(np.float32)
+    np.testing.assert_array_equal(kernels.standardized_histogram(x32, 0.0, 1.0)[:bins + 2],
+                                  standardized_histogram_numpy(x32, 0.0, 1.0)[:bins + 2])
+    assert not kernels.standardized_histogram(x[:, :10], np.array([0.0, np.nan]), np.array([0.0, 1.0])).any()
+
+
+def _bounded_rows():
+    rng = np.random.default_rng(14)
+    n = 100_000
+    edges = _all_edges(kernels.LOGIT_HISTOGRAM_BINS, DELTA, kernels.LOGIT_OUTER_BINS)
+    picked = edges[rng.integers(0, edges.size, 20_000)]
+    near_edges = special.expit(picked + rng.integers(-3, 4, picked.size) * np.spacing(np.abs(picked) + 1))
+    special_values = np.array([0.0, 1.0, DELTA, 1 - DELTA, np.nextafter(DELTA, 0), np.nextafter(1 - DELTA, 1),
+                               5e-324, 1e-300, -0.5, 1.5, np.nan, -0.0])
+    saturated = rng.beta(0.3, 0.3, n)
+    saturated[:3000] = 0.0
+    saturated[3000:6000] = 1.0
+    saturated[6000:9000] = 10.0 ** rng.uniform(-60, -6.1, 3000)
+    return {
+        "u_shaped_saturated": rng.permutation(saturated),
+        "near_edges": np.concatenate([near_edges, np.tile(special_values, 100), rng.random(n - 21_200)]),
+        "narrow_padded": np.where(rng.random(n) < 0.2, np.nan, special.expit(rng.normal(-2.0, 0.05, n))),
+        "float32_sigmoid": special.expit(rng.normal(0.0, 4.0, n)).astype(np.float32).astype(np.float64),
+    }
+
+
+BOUNDED_ROWS = _bounded_rows()
+
+
+@pytest.mark.parametrize("name", list(BOUNDED_ROWS))
+def test_bounded_summary_against_its_numpy_version(name):
+    y = BOUNDED_ROWS[name]
+    got = kernels.bounded_summary(y)
+    want = bounded_summary_numpy(y)
+    head = kernels.SUMMARY_FIELDS
+    np.testing.assert_array_equal(got[head:], want[head:])  # every histogram field
+    np.testing.assert_array_equal(got[[0, 3]], want[[0, 3]])  # n, n clipped
+    np.testing.assert_allclose(got[1:3], want[1:3], rtol=BOUND, atol=0)  # Σ log y, Σ log(1-y): one sign
+    assert_moments_within_bound(got[4:9], want[4:9])
+    assert_moments_within_bound(got[9:head], want[9:head])
+
+
+def test_bounded_summary_rows_slices_and_empty_rows():
+    y = np.stack([BOUNDED_ROWS["u_shaped_saturated"], BOUNDED_ROWS["narrow_padded"]])
+    y[1] = np.nan
+    got = kernels.bounded_summary(y.reshape(2, 1, -1))  # rows of more than one slice (SUMMARY_SLICE)
+    want = bounded_summary_numpy(y)
+    assert got.shape == (2, 1, want.shape[-1])
+    np.testing.assert_array_equal(got[:, 0, kernels.SUMMARY_FIELDS:], want[:, kernels.SUMMARY_FIELDS:])
+    assert_moments_within_bound(got[:, 0, 4:9], want[:, 4:9])
+    np.testing.assert_array_equal(got[1, 0, :14], want[1, :14])  # an all-NaN row: counts 0, means NaN
+    empty = kernels.bounded_summary(np.zeros((2, 0)))
+    assert empty.shape == (2, want.shape[-1]) and not empty[:, kernels.SUMMARY_FIELDS:].any()
+    # chunks merge: the histogram by summing (exactly), the moments with combine_moments
+    parts = kernels.bounded_summary(y[0].reshape(4, -1))
+    np.testing.assert_array_equal(parts[:, kernels.SUMMARY_FIELDS:].sum(axis=0), want[0, kernels.SUMMARY_FIELDS:])
+    assert_moments_within_bound(kernels.combine_moments(parts[:, 4:9], axis=0), want[0, 4:9])
