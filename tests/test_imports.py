@@ -62,3 +62,24 @@ def test_the_accessor_works_on_a_store_opened_after_a_bare_import(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "True"
+
+
+def test_info_on_a_local_store_loads_nothing_heavy(tmp_path):
+    """``actstats info`` reads the store's metadata and small arrays itself
+    (actstats.store.summary): none of xarray, zarr, dask, scipy (nor the queries package)."""
+    import numpy as np
+
+    from actstats.synthetic import write_synthetic_store
+
+    path = write_synthetic_store(str(tmp_path / "s.zarr"), runs=2, epochs=2, layers=1, samples=8, units=3,
+                                 training={"train_accuracy": np.array([[0.1, 0.95], [0.2, 0.5]])})
+    loaded = _loaded_after(
+        "import contextlib, io\n"
+        "from actstats.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    assert main(['info', {path!r}]) == 0\n"
+        "    assert main(['info', '--format', 'json', " + repr(path) + "]) == 0\n"
+        "assert 'train_acc' in out.getvalue(), out.getvalue()\n"
+        "assert 'actstats.queries' not in sys.modules\n"
+    )
+    assert not any(loaded.values()), loaded
