@@ -106,11 +106,12 @@ def _resampling_weights(rng, size: int, n_resamples: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=n_resamples * size).reshape(n_resamples, size).astype(np.float64)
 
 
-#: Resampling counts of at most this many entries (n_resamples x units; 16 MB at the default
-#: 2000 resamples of 1000 samples) are kept for the next call with the same seed, size and
-#: resamples: ``saturation`` on a store computed a batch of runs at a time draws the same
-#: matrix for every batch and split (same seed, same result: common random numbers).
-_KEPT_WEIGHTS_MAX_SIZE = 2**22
+#: Resampling counts are kept for the next call with the same seed, size and resamples, up to
+#: this many entries in all (n_resamples x units each; 16 MB at the default 2000 resamples of
+#: 1000 samples), the oldest dropped first: ``saturation`` on a store computed a batch of runs
+#: at a time draws the same matrices for every batch, one a split (same seed, same result:
+#: common random numbers).
+_KEPT_WEIGHTS_MAX_SIZE = 2**23
 _kept_weights: dict = {}
 _kept_weights_lock = threading.Lock()
 
@@ -126,8 +127,9 @@ def _shared_resampling_weights(seed, size: int, n_resamples: int) -> np.ndarray:
     weights.flags.writeable = False
     if weights.size <= _KEPT_WEIGHTS_MAX_SIZE and isinstance(seed, (int, np.integer)):
         with _kept_weights_lock:
-            _kept_weights.clear()  # one matrix at a time: the next batch's
             _kept_weights[key] = weights
+            while sum(w.size for w in _kept_weights.values()) > _KEPT_WEIGHTS_MAX_SIZE:
+                del _kept_weights[next(iter(_kept_weights))]  # the oldest
     return weights
 
 
