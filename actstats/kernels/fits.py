@@ -189,57 +189,70 @@ def _logistic_mle(sample, usable):
 
 
 def _closed_form(family, sample):
-    """Vectorised MLE and log-likelihood for normal, laplace, uniform on sorted rows.
+    """MLE and log-likelihood for normal, laplace, uniform on sorted rows, a row at a time.
 
     The log-likelihoods are the sums of the log-densities written through the sufficient
     statistic the fit already computed (``Σ(x-μ)²`` for the normal, ``Σ|x-m|`` for the
     Laplace; the uniform's is ``-n log(range)``): the same sums as ``logpdf(...).sum()``
-    up to the order of the float additions.
+    up to the order of the float additions (numpy's pairwise sums of each row's values).
     """
     ordered, counts = sample.ordered, sample.counts
     n = counts.astype(float)
-    work, square = _scratch(ordered.shape, 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if family == "normal":
-            mean = sample.sum(ordered) / n
-            deviation = np.subtract(ordered, mean[:, None], out=work)
-            squares = sample.sum(np.multiply(deviation, deviation, out=square))
-            scale = np.sqrt(squares / n)
-            return mean, scale, -0.5 * squares / scale**2 - n * np.log(scale) - 0.5 * n * np.log(2 * np.pi)
-        if family == "laplace":
-            last = np.maximum(counts - 1, 0)
-            low = np.take_along_axis(ordered, (last // 2)[:, None], axis=1)[:, 0]
-            high = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)[:, 0]
-            median = np.where(counts % 2 == 1, low, 0.5 * (low + high))
-            absolute = sample.sum(np.abs(np.subtract(ordered, median[:, None], out=work), out=work))
-            scale = absolute / n
-            return median, scale, -absolute / scale - n * np.log(2 * scale)
-        if family == "uniform":
-            last = np.maximum(counts - 1, 0)
-            minimum = ordered[:, 0]
-            maximum = np.take_along_axis(ordered, last[:, None], axis=1)[:, 0]
+    n_rows = ordered.shape[0]
+    if family == "uniform":
+        last = np.maximum(counts - 1, 0)
+        minimum = ordered[:, 0]
+        maximum = np.take_along_axis(ordered, last[:, None], axis=1)[:, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
             return minimum, maximum - minimum, -n * np.log(maximum - minimum)
-    raise AssertionError(family)
+    if family not in ("normal", "laplace"):
+        raise AssertionError(family)
+    loc, scale = np.full(n_rows, np.nan), np.full(n_rows, np.nan)
+    squares = np.full(n_rows, np.nan)
+    (work,) = _scratch((ordered.shape[1],), 1)  # one row's work: no copy of a task's many groups
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for i in np.flatnonzero(counts > 0):
+            count = int(counts[i])
+            row, deviation = ordered[i, :count], work[:count]
+            if family == "normal":
+                loc[i] = row.sum() / count
+                np.subtract(row, loc[i], out=deviation)
+                squares[i] = np.multiply(deviation, deviation, out=deviation).sum()
+            else:
+                middle = count // 2
+                loc[i] = row[middle] if count % 2 else 0.5 * (row[middle - 1] + row[middle])
+                squares[i] = np.abs(np.subtract(row, loc[i], out=deviation), out=deviation).sum()
+        if family == "normal":
+            scale = np.sqrt(squares / n)
+            return loc, scale, -0.5 * squares / scale**2 - n * np.log(scale) - 0.5 * n * np.log(2 * np.pi)
+        scale = squares / n
+        return loc, scale, -squares / scale - n * np.log(2 * scale)
 
 
 def _logistic_log_likelihood(sample, loc, scale):
-    """``Σ logpdf`` of the logistic: ``-|u| - 2 log(1 + e^{-|u|}) - log s`` summed.
+    """``Σ logpdf`` of the logistic: ``-|u| - 2 log(1 + e^{-|u|}) - log s`` summed, a row at a time.
 
     ``log(1 + e)`` for ``e = e^{-|u|}`` in (0, 1] is within about one ulp of ``log1p(e)``
     in absolute terms (the rounding of ``1 + e`` is at most 1.1e-16 relative), so the sum
     is within ~n·1e-16 of scipy's, the order of the rounding of the sum itself."""
-    magnitude, terms = _scratch(sample.ordered.shape, 2)
+    ordered, counts = sample.ordered, sample.counts
+    total = np.full(ordered.shape[0], np.nan)
+    magnitude_work, terms_work = _scratch((ordered.shape[1],), 2)
     with np.errstate(all="ignore"):
-        np.subtract(sample.ordered, loc[:, None], out=magnitude)
-        np.divide(magnitude, scale[:, None], out=magnitude)
-        np.abs(magnitude, out=magnitude)
-        np.negative(magnitude, out=terms)
-        np.exp(terms, out=terms)
-        np.add(terms, 1.0, out=terms)
-        np.log(terms, out=terms)
-        np.multiply(terms, -2.0, out=terms)
-        np.subtract(terms, magnitude, out=terms)
-        return sample.sum(terms) - sample.counts * np.log(scale)
+        for i in np.flatnonzero(counts > 0):
+            count = int(counts[i])
+            magnitude, terms = magnitude_work[:count], terms_work[:count]
+            np.subtract(ordered[i, :count], loc[i], out=magnitude)
+            np.divide(magnitude, scale[i], out=magnitude)
+            np.abs(magnitude, out=magnitude)
+            np.negative(magnitude, out=terms)
+            np.exp(terms, out=terms)
+            np.add(terms, 1.0, out=terms)
+            np.log(terms, out=terms)
+            np.multiply(terms, -2.0, out=terms)
+            np.subtract(terms, magnitude, out=terms)
+            total[i] = terms.sum()
+        return total - counts * np.log(scale)
 
 
 def fit_families(

@@ -667,8 +667,8 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     Notes
     -----
     Every statistic is a function of the sorted standardised sample, so the group is
-    sorted once; the mean and std are numpy's (as the single kernels'), then two compiled
-    kernels (nogil) read each sorted row: :func:`_row_tail` the normal tail at ``z``
+    sorted once; row by row, the mean and std are numpy's (as the single kernels'), then
+    two compiled kernels (nogil) read the sorted row: :func:`_row_tail` the normal tail at ``z``
     (ddof=1 std), then, after numpy's vectorised logs of the tail and of its complement,
     :func:`_row_cdf_statistics` A², the Lilliefors gaps and W1 in one pass, and the KS
     distance to the ddof=0 normal. That KS distance differs from the Lilliefors statistic's gaps by at most
@@ -700,21 +700,27 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     sample = sort_sample(x, axis)
     rows, counts = sample.rows, sample.counts
     n_rows, width = sample.ordered.shape
-    z, *tails = _scratch(sample.ordered.shape, 4)
-    mean, squares = _mean_squares(sample, out=z)
-    std0, std1 = _std(sample, squares, 0), _std(sample, squares, 1)
-    out = np.full((n_rows, 4), np.nan)
-    for i in np.flatnonzero((counts >= 2) & (std1 > 0) & np.isfinite(std1)):
+    work = _scratch((4, width), 1)[0]  # a row at a time: a task of many groups needs no large arrays
+    out = np.full((n_rows, 6), np.nan)  # mean, squares, A², Lilliefors, KS, W1
+    for i in np.flatnonzero(counts > 0):
         count = int(counts[i])
         row = sample.ordered[i, :count]
-        tail, log_tail, log_body = (a[i, :count] for a in tails)
-        _row_tail(row, mean[i], std1[i], tail)
+        square, tail, log_tail, log_body = work[:, :count]
+        # the mean and squares of _mean_squares (numpy's pairwise sums of the same terms)
+        mean = row.sum() / count
+        squares = np.multiply(np.subtract(row, mean, out=square), square, out=square).sum()
+        out[i, :2] = mean, squares
+        if count < 2 or not 0 < squares < np.inf:
+            continue
+        std1, std0 = np.sqrt(squares / (count - 1)), np.sqrt(squares / count)
+        _row_tail(row, mean, std1, tail)
         with np.errstate(divide="ignore"):  # a tail that underflows: its log comes from a series
             np.log(tail, out=log_tail)
             np.log(np.subtract(1.0, tail, out=log_body), out=log_body)
-        out[i] = _row_cdf_statistics(row, mean[i], std1[i], std0[i], tail, log_tail, log_body,
-                                     *_probabilities(count)[:2], *_normal_quantile_slices(count))
-    ad, lilliefors_d, ks, w1 = out.T
+        out[i, 2:] = _row_cdf_statistics(row, mean, std1, std0, tail, log_tail, log_body,
+                                         *_probabilities(count)[:2], *_normal_quantile_slices(count))
+    mean, squares, ad, lilliefors_d, ks, w1 = out.T
+    std0, std1 = _std(sample, squares, 0), _std(sample, squares, 1)
     usable0, usable1 = (counts >= 2) & (std0 > 0), std1 > 0
     ad = np.where((counts >= 8) & usable1, ad, np.nan)
     lilliefors_d = np.where((counts >= 4) & usable1, lilliefors_d, np.nan)
