@@ -282,6 +282,64 @@ def read_raw(path: str, name: str) -> int:
     return n
 
 
+def read_raw_threads(path: str, name: str, threads: int = 2) -> int:
+    """The chunk files read whole by `threads` threads (file reads release the GIL): the read
+    limit that the issue's "50% of the raw-read throughput (2 threads)" is measured against."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def size(f: str) -> int:
+        with open(f, "rb") as fh:
+            return len(fh.read())
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(size, chunk_files(path, name), chunksize=16))
+
+
+def compare_loop(path: str, out: str) -> int:
+    """What compare_splits reports per (run, epoch, layer) without its tests: the mean over the
+    train and the test samples of each sample's saturated fraction and mean |preactivation|,
+    a chunk at a time with zarr and numpy."""
+    import zarr
+
+    group = zarr.open_group(path, mode="r")
+    activation, preactivation = group["activation"], group["preactivation"]
+    bounds = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
+    functions = _text(group, "activation_fn")
+    split = _split(group)
+    runs, epochs, layers, samples, _ = activation.shape
+    rows = activation.chunks[3]
+    fraction = np.zeros((runs, epochs, layers, samples))
+    absolute = np.zeros_like(fraction)
+    for r in range(runs):
+        lo32, hi32 = _thresholds(*bounds[functions[r]])
+        for e in range(epochs):
+            for layer in range(layers):
+                for start in range(0, samples, rows):
+                    x = activation[r, e, layer, start:start + rows]
+                    z = preactivation[r, e, layer, start:start + rows]
+                    where = (r, e, layer, slice(start, start + rows))
+                    total = x.shape[-1] - np.count_nonzero(np.isnan(x), axis=-1)
+                    fraction[where] = (np.count_nonzero(x <= lo32, axis=-1) + np.count_nonzero(x >= hi32, axis=-1)) / total
+                    absolute[where] = np.nansum(np.abs(z), axis=-1, dtype=np.float64) / total
+    result = {}
+    for label in ("train", "test"):
+        result[f"fraction_{label}"] = np.nanmean(fraction[..., split == label], axis=-1)
+        result[f"mean_abs_preactivation_{label}"] = np.nanmean(absolute[..., split == label], axis=-1)
+    np.savez(out, **result)
+    return activation.nbytes + preactivation.nbytes
+
+
+def compare_actstats(path: str, out: str) -> int:
+    import actstats
+
+    ds = actstats.open_store(path)
+    result = actstats.compare_splits(ds, eps=EPS, by=("run", "epoch", "layer"))
+    np.savez(out, **{name: result[name].transpose("run", "epoch", "layer").values
+                     for name in ("fraction_train", "fraction_test", "mean_abs_preactivation_train",
+                                  "mean_abs_preactivation_test")})
+    return ds["activation"].nbytes + ds["preactivation"].nbytes
+
+
 WEIGHT_FIELDS = ("skewness", "excess_kurtosis", "k2_pvalue", "jb_pvalue", "ad_statistic", "ks_d", "w1_normal")
 
 
@@ -359,6 +417,10 @@ VARIANTS = {  # name: (label, variable, function, dask threads)
     "satloop": ("zarr loop + numpy (saturation)", "activation", saturation_loop, None),
     "zread": ("zarr read only (activation)", "activation", lambda p, o: read_zarr(p, "activation"), None),
     "raw": ("raw file read (activation)", "activation", lambda p, o: read_raw(p, "activation"), None),
+    "raw2": ("raw file read, 2 threads (activation)", "activation", lambda p, o: read_raw_threads(p, "activation"),
+             None),
+    "cmp2": ("actstats compare_splits, 2 threads", "activation+preactivation", compare_actstats, 2),
+    "cmploop": ("zarr loop + numpy (compare)", "activation+preactivation", compare_loop, None),
     "wn2": ("actstats weight_normality, 2 threads", "weight", weights_actstats, 2),
     "wloop": ("zarr loop + scipy.stats (weights)", "weight", weights_loop, None),
     "wzread": ("zarr read only (weight)", "weight", lambda p, o: read_zarr(p, "weight"), None),
@@ -366,8 +428,9 @@ VARIANTS = {  # name: (label, variable, function, dask threads)
     "bim2": ("actstats bimodality by layer (streamed), 2 threads", "activation", bimodality_actstats, 2),
     "wfit2": ("actstats weight fit by layer (streamed), 2 threads", "weight", weight_fit_actstats, 2),
 }
-COMPRESSED_VARIANTS = ("sat2", "sat1", "satloop", "zread", "raw")
+COMPRESSED_VARIANTS = ("sat2", "sat1", "satloop", "zread", "raw", "raw2", "cmp2", "cmploop")
 BASELINE = {"sat2": "satloop", "sat1": "satloop", "satloop": "satloop", "zread": "satloop", "raw": "satloop",
+            "raw2": "satloop", "cmp2": "cmploop", "cmploop": "cmploop",
             "wn2": "wloop", "wloop": "wloop", "wzread": "wloop", "wraw": "wloop",
             "bim2": "zread", "wfit2": "wzread"}  # no loop computes the dip of 10^8 values: against reading alone
 
@@ -432,6 +495,17 @@ def check_saturation(outputs: dict, variant: str) -> str:
     ok = diff <= 1e-12 and same_nan
     return (f"saturation ({VARIANTS[variant][0]}) vs zarr loop: {ours['fraction'].size} groups, fraction/low/high "
             f"max |diff| = {diff:.1e} -> {'OK' if ok else 'MISMATCH'} (<= 1e-12)")
+
+
+def check_compare(outputs: dict) -> str:
+    ours, loop = np.load(outputs["cmp2"]), np.load(outputs["cmploop"])
+    parts, ok = [], True
+    for name in loop.files:
+        diff = float(np.nanmax(np.abs(ours[name] - loop[name]) / np.maximum(np.abs(loop[name]), 1e-300)))
+        parts.append(f"{name} max rel {diff:.1e}")
+        ok &= diff <= 1e-12 and np.array_equal(np.isnan(ours[name]), np.isnan(loop[name]))
+    return (f"compare_splits vs zarr loop: {ours['fraction_train'].size} groups, " + ", ".join(parts)
+            + f" -> {'OK' if ok else 'MISMATCH'} (<= 1e-12 relative)")
 
 
 def check_weights(outputs: dict) -> str:
@@ -555,7 +629,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for s in stores:
             path = s["path"]
-            files = read_files(path, {VARIANTS[v][1] for v in variants})
+            files = read_files(path, {name for v in variants for name in VARIANTS[v][1].split("+")})
             print(f"{s['label']} store (the files the variants read): page cache {cached_fraction(files):.0%} "
                   f"resident; warm-up read {warm(files):.0f} MB/s; now {cached_fraction(files):.0%} resident",
                   flush=True)
@@ -585,6 +659,9 @@ def main(argv=None) -> None:
                 if variant in outputs and "satloop" in outputs:
                     checks.append(f"{s['label']}: " + check_saturation(outputs, variant))
                     print("  " + checks[-1], flush=True)
+            if "cmp2" in outputs and "cmploop" in outputs:
+                checks.append(f"{s['label']}: " + check_compare(outputs))
+                print("  " + checks[-1], flush=True)
             if "bim2" in outputs and s is stores[0]:  # after every variant: loading layer 1 raises this
                 dip_outputs = dict(outputs)  # process's peak RSS, which later children would inherit
             if "wn2" in outputs and "wloop" in outputs:
