@@ -97,3 +97,21 @@ def test_float32_exact():
         other[1, 999] = value
         assert not _float32_exact(other)
     assert _float32_exact(single[:, ::2])  # not contiguous
+
+
+def test_distance_sums_against_numpy():
+    from actstats.queries.normality import _distance_sums
+
+    rng = np.random.default_rng(36)
+    initial = rng.normal(size=50_000).astype(np.float32)
+    values = initial.astype(np.float64) + rng.normal(0, 0.01, size=initial.size)
+    values[:100] = np.nan
+    initial[100:110] = np.inf
+    initial[110:120] = np.nan
+    both = ~np.isnan(values) & np.isfinite(initial)
+    change, base, count = _distance_sums(values, initial)
+    start = initial[both].astype(np.float64)
+    assert count == both.sum() == values.size - 120
+    assert change == pytest.approx(((values[both] - start) ** 2).sum(), rel=1e-14)
+    assert base == pytest.approx((start**2).sum(), rel=1e-14)
+    assert _distance_sums(values[:50], initial[:50]) == (0.0, 0.0, 0)
