@@ -44,7 +44,7 @@ from .saturation import (
     dip_test,
     saturation_counts,
 )
-from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, compare_groups, welch_interval
+from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, absolute_sums, compare_groups, welch_interval
 from .fits import FAMILIES, SLOW_FIT_MAX_SIZE, FamilyFits, fit_families, ks_from_cdf, logit_grid_cdfs
 from .intervals import (
     DEFAULT_RESAMPLES,
@@ -161,6 +161,7 @@ __all__ = [
     "bimodality_coefficient",
     "bootstrap_mean_interval",
     "combine_moments",
+    "absolute_sums",
     "compare_groups",
     "welch_interval",
     "dagostino_pearson",

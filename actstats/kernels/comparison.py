@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ._jit import jit
 from ._rows import DEFAULT_SEED, Axis, as_rows, rows_quantile
 from .intervals import DEFAULT_RESAMPLES, _resampling_weights
 
-__all__ = ["DEFAULT_PERMUTATIONS", "GroupComparison", "compare_groups"]
+__all__ = ["DEFAULT_PERMUTATIONS", "GroupComparison", "absolute_sums", "compare_groups"]
 
 #: Default number of random permutations (p-values are multiples of 1/(9999 + 1)).
 DEFAULT_PERMUTATIONS = 9999
@@ -237,3 +238,43 @@ def welch_interval(first, second, *, confidence_level: float = 0.95) -> tuple[fl
     dof = (a + b) ** 2 / (a * a / (first.size - 1) + b * b / (second.size - 1))
     half = float(stats.t.ppf(0.5 + confidence_level / 2, dof) * np.sqrt(a + b))
     return difference, difference - half, difference + half
+
+
+def absolute_sums(values: np.ndarray, out: np.ndarray) -> None:
+    """Per row of a 2-D float array, in one pass: ``out[:, 0]`` the sum of ``|x|`` over the
+    finite values (float64), ``out[:, 1]`` how many are finite, ``out[:, 2]`` how many are
+    NaN or infinite. `out`: float64, shape (rows, 3), overwritten.
+
+    The per-sample mean ``|preactivation|`` of ``compare_splits``, compiled (nogil). The sum
+    runs left to right in float64; numpy's pairwise sum of the same terms can differ from it
+    by at most ``(n - 1) u Σ|x|`` (u = 2⁻⁵³; 1.1e-13 relative for 1000 units), and float32
+    inputs are summed without rounding each term.
+
+    Verification: within that bound of ``np.nansum(np.abs(x), axis=1)`` on the finite values,
+    counts equal (``tests/test_kernels_comparison.py``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = np.empty((1, 3))
+    >>> absolute_sums(np.array([[-1.5, 2.0, np.nan, np.inf]]), out)
+    >>> out.tolist()
+    [[3.5, 2.0, 2.0]]
+    """
+    _absolute_sums(values, out)
+
+
+@jit
+def _absolute_sums(values, out):
+    rows, width = values.shape
+    for i in range(rows):
+        total = 0.0
+        finite = 0
+        for j in range(width):
+            v = values[i, j]
+            if (v - v) == 0:  # False for NaN and ±inf
+                total += abs(np.float64(v))
+                finite += 1
+        out[i, 0] = total
+        out[i, 1] = finite
+        out[i, 2] = width - finite

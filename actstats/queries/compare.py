@@ -10,25 +10,34 @@ import xarray as xr
 from actstats import kernels
 from actstats.errors import ActstatsError
 from actstats.queries._engine import (
-    Fields, Reduction, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes, _reduce_axes,
+    Fields, Reduction, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes,
     _runs_per_batch, _template,
 )
 from actstats.queries._results import _attrs, _bh, _describe, _divide, _family_description, _like, _warn_nonfinite
-from actstats.queries.saturation import CELL_COUNTS, _cell_counts, _counts_of
+from actstats.queries.saturation import CELL_COUNTS, _cell_counts, _counts_of, _slabs
 from actstats.validate import (
     ACTIVATION_DIMS, DEFAULT_WEIGHT_BY, require_variables, validate_by, validate_confidence_level, validate_eps,
 )
 
 
-def _absolute_chunk(values, *, grid, n_reduce, layout):
-    """Σ |x| and the count over the reduced axes."""
-    axis = _reduce_axes(values, n_reduce)
-    present = ~np.isnan(values)
-    return {"sum_abs": np.where(present, np.abs(values), 0.0).sum(axis=axis), "count": present.sum(axis=axis)}
+def _absolute_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None,
+                    variable=None):
+    """The block function of :data:`ABSOLUTE` on (run, epoch, layer, sample, unit) blocks: one
+    compiled pass a (run, epoch, layer) slab (:func:`actstats.kernels.absolute_sums`), what
+    does not exist skipped and a value beyond a layer's width refused (:func:`_slabs`)."""
+    if location is None:
+        location = block_info[0]["array-location"]
+    values = np.asarray(block)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    out = np.zeros(values.shape[:4] + (1, 3))
+    for i, j, k, _, _, slab in _slabs(values, location, dims, layout, variable):
+        kernels.absolute_sums(slab, out[i, j, k, :, 0])  # sum_abs, count, n_nonfinite: the fields' order
+    return out
 
 
 #: Σ |preactivation| per (run, epoch, layer, sample) cell, summed over unit chunks.
-ABSOLUTE = Reduction("sum_of_absolute_values", _absolute_chunk, Fields("sum_abs", "count"))
+ABSOLUTE = Reduction("sum_of_absolute_values", None, Fields("sum_abs", "count"), block=_absolute_block)
 
 
 def compare_splits(

@@ -40,6 +40,27 @@ def _count_chunk(values, *, grid, n_reduce, layout, eps):
     return dict(zip(_COUNTS.names, np.moveaxis(out, -1, 0)))
 
 
+def _slabs(block, location, dims, layout, variable):
+    """The (run, epoch, layer) slabs of an activation-like block (run, epoch, layer, sample,
+    unit) that exist: ``(i, j, k, run, layer, slab)`` with `slab` the (sample, unit) values
+    below the layer's width, for complete records only; a value beyond a layer's width that
+    is not NaN is refused (a format error, as :func:`_block` refuses it)."""
+    values = block
+    (r0, _), (e0, _), (l0, _), _, (u0, u1) = location
+    for i, j, k in np.ndindex(*values.shape[:3]):
+        run, epoch, layer = r0 + i, e0 + j, l0 + k
+        if not layout.complete[run, epoch]:
+            continue
+        units = min(u1, int(layout.width[run, layer])) - u0
+        beyond = values[i, j, k, :, max(units, 0):]
+        if beyond.size and not np.isnan(beyond).all():  # a format error, never silently left out
+            grid = _grid(dims, [(run, run + 1), (epoch, epoch + 1), (layer, layer + 1), location[3], location[4]])
+            _refuse_beyond_width(values[i:i + 1, j:j + 1, k:k + 1], grid, grid["unit"] < layout.width[run, layer],
+                                 layout, variable)
+        if units > 0:
+            yield i, j, k, run, layer, values[i, j, k, :, :units]
+
+
 def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None,
                  variable=None):
     """The block function of :data:`CELL_COUNTS`: activation blocks (run, epoch, layer, sample,
@@ -53,21 +74,9 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
     if values.dtype.kind != "f":
         values = values.astype(np.float64)
     eps = options["eps"]
-    (r0, _), (e0, _), (l0, _), _, (u0, u1) = location
     out = np.zeros(values.shape[:4] + (1, _COUNTS.size))
     thresholds = {}
-    for i, j, k in np.ndindex(*values.shape[:3]):
-        run, epoch, layer = r0 + i, e0 + j, l0 + k
-        if not layout.complete[run, epoch]:
-            continue
-        units = min(u1, int(layout.width[run, layer])) - u0
-        beyond = values[i, j, k, :, max(units, 0):]
-        if beyond.size and not np.isnan(beyond).all():  # a format error, never silently left out
-            grid = _grid(dims, [(run, run + 1), (epoch, epoch + 1), (layer, layer + 1), location[3], location[4]])
-            _refuse_beyond_width(values[i:i + 1, j:j + 1, k:k + 1], grid, grid["unit"] < layout.width[run, layer],
-                                 layout, variable)
-        if units <= 0:
-            continue
+    for i, j, k, run, layer, slab in _slabs(values, location, dims, layout, variable):
         mode = layout.layer_saturation[run, layer]
         lower, band_upper = layout.layer_lower[run, layer], layout.layer_band_upper[run, layer]
         key = (mode, float(lower), float(band_upper))
@@ -79,7 +88,7 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
             else:
                 thresholds[key] = (0.0, 0.0)
         # fields low, high, total, n_nonfinite: the kernel's own order
-        kernels.band_counts(values[i, j, k, :, :units], *thresholds[key], mode, out[i, j, k, :, 0])
+        kernels.band_counts(slab, *thresholds[key], mode, out[i, j, k, :, 0])
     return out
 
 
