@@ -22,9 +22,9 @@ from actstats.validate import (
 
 def _absolute_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None, location=None,
                     variable=None):
-    """The block function of :data:`ABSOLUTE` on (run, epoch, layer, sample, unit) blocks: one
-    compiled pass a (run, epoch, layer) slab (:func:`actstats.kernels.absolute_sums`), what
-    does not exist skipped and a value beyond a layer's width refused (:func:`_slabs`)."""
+    """The block function of :data:`ABSOLUTE` on (run, epoch, layer, sample, unit) blocks: a
+    (run, epoch, layer) slab at a time (:func:`actstats.kernels.absolute_sums`), what does not
+    exist skipped and a value beyond a layer's width refused (:func:`_slabs`)."""
     if location is None:
         location = block_info[0]["array-location"]
     values = np.asarray(block)
@@ -32,7 +32,8 @@ def _absolute_block(block, *, reduction, dims, n_reduce, layout, rescale, option
         values = values.astype(np.float64)
     out = np.zeros(values.shape[:4] + (1, 3))
     for i, j, k, _, _, slab in _slabs(values, location, dims, layout, variable):
-        kernels.absolute_sums(slab, out[i, j, k, :, 0])  # sum_abs, count, n_nonfinite: the fields' order
+        # sum_abs, count, n_nonfinite: the fields' order; the whole row, as the generic path summed it
+        kernels.absolute_sums(values[i, j, k], slab.shape[1], out[i, j, k, :, 0])
     return out
 
 
