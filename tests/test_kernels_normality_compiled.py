@@ -54,7 +54,7 @@ def test_wasserstein_against_exact_arithmetic():
     mp = pytest.importorskip("mpmath")
     mp.mp.dps = 40
     rng = np.random.default_rng(33)
-    n = 1200
+    n = 600
     for x in (rng.normal(size=n), rng.laplace(size=n)):
         sample = normality.sort_sample(x)
         mean, squares = normality._mean_squares(sample)
@@ -115,3 +115,49 @@ def test_distance_sums_against_numpy():
     assert change == pytest.approx(((values[both] - start) ** 2).sum(), rel=1e-14)
     assert base == pytest.approx((start**2).sum(), rel=1e-14)
     assert _distance_sums(values[:50], initial[:50]) == (0.0, 0.0, 0)
+
+
+def test_normality_block_cleans_as_the_engine_block():
+    # weight_normality's block function cleans a group at a time in a kept array; the engine's
+    # _block cleans the whole block: the same fields, n_nonfinite included, on a padded store
+    # with non-finite weights and an incomplete record, a block of several groups per task
+    import actstats
+    from actstats.queries import _engine
+    from actstats.queries.normality import NORMALITY, _broadcast_epoch, _group_fields
+    from actstats.synthetic import synthetic_store
+
+    ds = synthetic_store(runs=3, depth=[2, 1, 2], width=[16, 16, 10], epochs=(0.0, 1.0, 2.0), seed=3)
+    weight = ds["weight"].values
+    weight[1, 1, 0, 0, :7] = -np.inf
+    weight[0, 2, 1, 3, 2] = np.nan
+    weight[2, 0, 0, 1, 1] = np.inf  # at epoch 0: left out of distance_from_init
+    ds["complete"].values[2, 2] = False
+    weight[2, 2] = np.nan
+    options = dict(families=("normal", "laplace", "logistic", "uniform"), max_fit_size=20_000,
+                   shapiro_max_size=5000, seed=0, initial_epoch=0)
+
+    def reference(values, initial, *, grid, n_reduce, layout, initial_epoch, **group_options):
+        exists = _engine._exists(layout, grid, epoch=np.full_like(grid["epoch"], initial_epoch))
+        keep_shape = values.shape[: values.ndim - n_reduce]
+        out = np.empty(keep_shape + (NORMALITY.fields.size - 1,))
+        for index in np.ndindex(*keep_shape):
+            both = None if np.all(exists) else np.broadcast_to(exists, values.shape)[index].ravel()
+            out[index] = _group_fields(values[index].ravel(), np.broadcast_to(initial, values.shape)[index].ravel(),
+                                       both, **group_options)
+        return {name: out[..., NORMALITY.fields.slices[name]] for name in NORMALITY.fields.names[:-1]}
+
+    engine = _engine.Reduction("reference", reference, NORMALITY.fields, combine="whole")
+    layout = _engine._layout(ds)
+    core = ["unit", "fan_in"]
+    others = [_broadcast_epoch(ds["weight"], 0)]
+    for data in (ds, ds.chunk({"run": 1, "epoch": 3, "layer": 2})):  # numpy, and dask blocks of 6 groups
+        ours, theirs = (_engine._map_chunks(data["weight"], reduction, ["run", "epoch", "layer"], core, layout,
+                                            others=[o.chunk(data["weight"].chunksizes) if data is not ds else o
+                                                    for o in others], **options)
+                        for reduction in (NORMALITY, engine))
+        ours, theirs = (a.compute().values if _engine._is_dask(a) else a.values for a in (ours, theirs))
+        np.testing.assert_array_equal(ours, theirs)
+    # 7 -inf, a NaN where a weight exists and an inf at epoch 0; the incomplete record is absent
+    assert int(ours[..., -1].sum()) == 9
+    with pytest.warns(Warning, match="9 non-finite"):
+        assert int(actstats.weight_normality(ds)["n_nonfinite"].sum()) == 9
