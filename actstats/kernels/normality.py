@@ -23,7 +23,7 @@ import numpy as np
 from scipy import special, stats
 
 from ._jit import jit
-from ._rows import DEFAULT_SEED, Axis, Rows, as_rows, map_rows
+from ._rows import DEFAULT_SEED, Axis, Rows, as_rows
 from .moments import _standardized_moments, moments
 
 __all__ = [
@@ -983,7 +983,13 @@ def shapiro_wilk(
             result = stats.shapiro(subsample)
         return result.statistic, result.pvalue, subsample.size
 
-    statistic, pvalue, n_used = map_rows(test, rows, [(), (), ()], minimum_count=3)
+    # map_rows' loop, with a full row's values taken as they are (no masked copy of the group)
+    counts = rows.counts
+    out = np.full((3, rows.n_rows), np.nan)
+    for i in np.flatnonzero(counts >= 3):
+        row = rows.values[i]
+        out[:, i] = test(row if counts[i] == row.size else row[rows.valid[i]])
+    statistic, pvalue, n_used = (rows.unflatten(a) for a in out)
     return NormalityTestResult(
         statistic=statistic,
         pvalue=pvalue,
