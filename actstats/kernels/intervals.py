@@ -119,18 +119,17 @@ _kept_weights_lock = threading.Lock()
 def _shared_resampling_weights(seed, size: int, n_resamples: int) -> np.ndarray:
     """:func:`_resampling_weights` of ``default_rng(seed)``, read-only, kept when small."""
     key = (seed, size, n_resamples)
-    with _kept_weights_lock:
+    if not (n_resamples * size <= _KEPT_WEIGHTS_MAX_SIZE and isinstance(seed, (int, np.integer))):
+        return _resampling_weights(np.random.default_rng(seed), size, n_resamples)
+    with _kept_weights_lock:  # drawn under the lock: two threads wanting it draw it once
         kept = _kept_weights.get(key)
-    if kept is not None:
-        return kept
-    weights = _resampling_weights(np.random.default_rng(seed), size, n_resamples)
-    weights.flags.writeable = False
-    if weights.size <= _KEPT_WEIGHTS_MAX_SIZE and isinstance(seed, (int, np.integer)):
-        with _kept_weights_lock:
-            _kept_weights[key] = weights
+        if kept is None:
+            kept = _resampling_weights(np.random.default_rng(seed), size, n_resamples)
+            kept.flags.writeable = False
+            _kept_weights[key] = kept
             while sum(w.size for w in _kept_weights.values()) > _KEPT_WEIGHTS_MAX_SIZE:
                 del _kept_weights[next(iter(_kept_weights))]  # the oldest
-    return weights
+    return kept
 
 
 def _bootstrap_means(values, counts, n_resamples, seed):

@@ -318,26 +318,27 @@ def _sample_saturation(cells, group, pool, confidence_level, n_resamples, seed) 
     fractions = kernels.saturated_fractions(_counts_of(values))
     present = ~np.isnan(fractions[..., 0])
     n_samples = present.sum(axis=axes)
-    out = xr.Dataset(coords=template.coords)
+    out = {}
     for k, name in enumerate(("fraction", "fraction_low", "fraction_high")):
         total = np.where(present, fractions[..., k], 0.0).sum(axis=axes)
-        out[name] = _like(template, _divide(total, n_samples))
+        out[name] = _divide(total, n_samples)
     if "sample" in pool:
         interval = kernels.fraction_interval(
             fractions[..., 0], axis=axes, confidence_level=confidence_level, n_resamples=n_resamples, seed=seed
         )
-        out["fraction"] = _like(template, interval.estimate)  # the interval's own estimate
-        out["ci_low"] = _like(template, interval.ci_low)
-        out["ci_high"] = _like(template, interval.ci_high)
-        out["interval_method"] = _like(template, np.asarray(interval.interval_method, dtype=str))
+        out["fraction"] = interval.estimate  # the interval's own estimate
+        out["ci_low"] = interval.ci_low
+        out["ci_high"] = interval.ci_high
+        out["interval_method"] = np.asarray(interval.interval_method, dtype=str)
     else:
-        out["ci_low"] = _like(template, np.full(template.shape, np.nan))
-        out["ci_high"] = _like(template, np.full(template.shape, np.nan))
-        out["interval_method"] = _like(template, np.full(template.shape, "", dtype=str))
-    out["n_samples"] = _like(template, n_samples.astype(np.int64))
-    out["n_values"] = _like(template, _COUNTS.get(values, "total").sum(axis=axes).astype(np.int64))
-    out["n_nonfinite"] = _like(template, _COUNTS.get(values, "n_nonfinite").sum(axis=axes).astype(np.int64))
-    return out
+        out["ci_low"] = np.full(template.shape, np.nan)
+        out["ci_high"] = np.full(template.shape, np.nan)
+        out["interval_method"] = np.full(template.shape, "", dtype=str)
+    out["n_samples"] = n_samples.astype(np.int64)
+    out["n_values"] = _COUNTS.get(values, "total").sum(axis=axes).astype(np.int64)
+    out["n_nonfinite"] = _COUNTS.get(values, "n_nonfinite").sum(axis=axes).astype(np.int64)
+    # one Dataset made at once: assigning variables one by one aligns the coordinates at each
+    return xr.Dataset({name: (template.dims, np.asarray(v)) for name, v in out.items()}, coords=template.coords)
 
 
 def _unit_saturation(counts: xr.DataArray, by) -> xr.Dataset:
