@@ -1,4 +1,4 @@
-"""The chunk engine of the queries: what exists where, one task per chunk, one compute.
+"""The chunk engine of the queries: what exists where, one task per dask chunk, one compute.
 
 ``_Layout`` says by position which values exist (complete records, units below
 ``width``, fan-in columns below the width of the layer beneath) and each run's

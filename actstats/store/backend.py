@@ -46,7 +46,7 @@ class ActstatsBackendEntrypoint(BackendEntrypoint):
         if drop_variables is not None:
             names = [drop_variables] if isinstance(drop_variables, str) else list(drop_variables)
             ds = ds.drop_vars(names, errors="ignore")
-        for variable in ds.data_vars.values():  # chunks={} keeps one dask chunk a Zarr chunk
+        for variable in ds.data_vars.values():  # chunks={} keeps open_store's dask chunks (whole Zarr chunks)
             if getattr(variable.data, "chunks", None) is not None:
                 variable.encoding["preferred_chunks"] = {d: c[0] for d, c in zip(variable.dims, variable.data.chunks)}
         return ds
