@@ -143,6 +143,20 @@ def _prefix_shape(region: tuple, chunks: tuple[int, ...]) -> tuple[int, ...] | N
     return tuple(shape)
 
 
+def _decodes_into(decoder, data, nbytes: int) -> bool:
+    """Whether `decoder` can write `data` decoded straight into a buffer of `nbytes`: a blosc
+    frame that says it holds exactly `nbytes` (its header; blosc refuses a wrong destination
+    size). Other codecs decode into a new buffer, then copied."""
+    if decoder.codec_id != "blosc":
+        return False
+    from numcodecs import blosc
+
+    try:
+        return blosc.cbuffer_sizes(data)[0] == nbytes
+    except Exception:  # not a blosc frame: the plain decode names the problem
+        return False
+
+
 class ChunkFiles:
     """The chunk files of one local Zarr 3 array with a regular grid and the codecs
     ``bytes`` + ``crc32c``.
@@ -199,7 +213,7 @@ class ChunkFiles:
         return os.path.join(self.directory, *self.encode_key(tuple(index)).split("/"))
 
     # -- reading ----------------------------------------------------------------------
-    def read(self, index: tuple[int, ...]) -> np.ndarray | None:
+    def read(self, index: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray | None:
         """Chunk `index` as a read-only array of the chunk's shape, or None if its file is absent.
 
         Raises :class:`DamagedChunkError` when the file's length or checksum is wrong, or when
@@ -220,9 +234,12 @@ class ChunkFiles:
             if len(data) < 4 or crc32c.crc32c(memoryview(data)[:-4]) != int.from_bytes(data[-4:], "little"):
                 raise DamagedChunkError("CRC-32C checksum mismatch")
             data = memoryview(data)[:-4]
-            for decoder in reversed(self.decoders):
+            for k, decoder in enumerate(reversed(self.decoders)):
                 try:
-                    data = decoder.decode(data)
+                    if out is not None and k == len(self.decoders) - 1 and _decodes_into(decoder, data, self.nbytes):
+                        data = decoder.decode(data, out=memoryview(out).cast("B"))  # no intermediate buffer
+                    else:
+                        data = decoder.decode(data)
                 except Exception as exc:  # a codec's own error: the bytes are not what it wrote
                     raise DamagedChunkError(f"{decoder.codec_id} cannot decode it ({exc})") from None
             if len(memoryview(data).cast("B")) != self.nbytes:
@@ -245,10 +262,17 @@ class ChunkFiles:
         as reading it) and checked with the rest of the file against its CRC-32C; otherwise
         the chunk is read (:meth:`read`) and its region copied. Raises as :meth:`read` does.
         """
-        if not self.decoders and out.flags.c_contiguous and out.dtype == self.dtype.newbyteorder("="):
+        if out.flags.c_contiguous and out.dtype == self.dtype.newbyteorder("=") and self.dtype.isnative:
             shape = _prefix_shape(region, self.chunks)
-            if shape is not None and shape == out.shape and self.dtype.isnative:
+            if not self.decoders and shape is not None and shape == out.shape:
                 return self._read_prefix_into(index, out)
+            if self.decoders and shape == self.chunks == out.shape:  # a whole compressed chunk
+                values = self.read(index, out=out)
+                if values is None:
+                    return False
+                if not np.shares_memory(values, out):
+                    out[...] = values
+                return True
         values = self.read(index)
         if values is None:
             return False
