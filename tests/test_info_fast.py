@@ -142,17 +142,19 @@ def test_a_store_without_training_variables_prints_the_same(tmp_path, capsys, mo
 
 
 def test_a_compressed_store_is_read_directly_and_prints_the_same(stopped_store, tmp_path, capsys, monkeypatch):
-    """Another program's store: gzip between bytes and crc32c on the small arrays (read with
-    numcodecs), zstd on `step`, blosc on the rest; consolidated by zarr-python."""
+    """Another program's store: blosc, zstd or gzip between bytes and crc32c on the arrays info
+    reads (read with numcodecs); consolidated by zarr-python."""
     import zarr
     from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
     path = _copy(stopped_store, tmp_path, "compressed.zarr")
     group = zarr.open_group(path, mode="r+")
-    for name, array in list(group.arrays()):
+    compressors = {"step": ZstdCodec(level=3), "activation_fn": GzipCodec(level=1), "complete": GzipCodec(level=5),
+                   "train_accuracy": GzipCodec(level=5), "diverged": BloscCodec(cname="zstd", shuffle="bitshuffle"),
+                   "stopped": ZstdCodec(level=1), "width": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")}
+    for name, compressor in compressors.items():
+        array = group[name]
         values, attrs = array[...], dict(array.attrs)
-        compressor = (ZstdCodec(level=3) if name == "step" else GzipCodec(level=5) if array.ndim <= 2
-                      else BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"))
         new = group.create_array(name, shape=array.shape, chunks=array.chunks, dtype=array.dtype,
                                  compressors=[compressor, Crc32cCodec()], fill_value=array.metadata.fill_value,
                                  dimension_names=list(array.metadata.dimension_names), attributes=attrs,
@@ -252,9 +254,14 @@ DAMAGE = {
         "endian": "little"}}, {"name": "nonsense"}, {"name": "crc32c"}])), 2, "not a Zarr group"),
     "sizes disagree": (lambda p: _edit_root(p, _metadata_of("seed", "shape", [5])), 2, "seed"),
     "not consolidated": (lambda p: _edit_root(p, lambda m: m.pop("consolidated_metadata")), 0, ""),
+    "Zarr 2 metadata beside": (lambda p: open(os.path.join(p, ".zgroup"), "w").write('{"zarr_format": 2}'), 0, ""),
+    "a group with members": (lambda p: _edit_root(p, _metadata_of("actstats_manifest", "consolidated_metadata", {
+        "kind": "inline", "must_understand": False, "metadata": {"x": {"node_type": "nonsense"}}})),
+        2, "not a Zarr group"),
 }
 
 
+@pytest.mark.filterwarnings("ignore:Both zarr.json")  # zarr-python's, on the Zarr 2 metadata beside
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_a_damaged_or_malformed_store_goes_through_open_store(stopped_store, tmp_path, capsys, monkeypatch, damage):
     path = _copy(stopped_store, tmp_path)
@@ -289,3 +296,140 @@ def test_an_absent_chunk_of_a_run_without_complete_records_is_padding(stopped_st
         os.remove(_chunk(path, name, 2, 0))
     (code, _, _), _ = assert_same_info(capsys, monkeypatch, path)
     assert code == 0
+
+
+# ------------------------------------------------------------------------ random damage
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=False) | st.text(max_size=6)
+    | st.sampled_from(["NaN", "little", "big", "crc32c", "bytes", "gzip", "regular", "default", "/", ".", "float64",
+                       "int32", "bool", "run", "epoch", "actstats.store/1", "array", "group"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+_EDIT = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 2**31), st.integers(0, 7)),
+    st.tuples(st.just("truncate"), st.floats(0, 1)),
+    st.tuples(st.just("delete")),
+    st.tuples(st.just("append"), st.binary(min_size=1, max_size=8)),
+    st.tuples(st.just("json"), st.integers(0, 2**31), _JSON),
+    st.tuples(st.just("json-delete"), st.integers(0, 2**31)),
+)
+#: The arrays info reads, whose chunks the damage goes to most often.
+_READ = ("complete", "stopped", "step", "train_accuracy", "test_loss", "diverged", "seed", "depth", "width",
+         "activation_fn", "config", "epoch", "lr", "run")
+
+
+def _json_paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _json_paths(child, prefix + (key,))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _json_paths(child, prefix + (i,))
+
+
+def _damage(path: str, change) -> None:
+    kind, data = change[0], open(path, "rb").read()
+    if kind == "delete":
+        os.remove(path)
+        return
+    if kind == "flip" and data:
+        buffer = bytearray(data)
+        buffer[change[1] % len(buffer)] ^= 1 << change[2]
+        data = bytes(buffer)
+    elif kind == "truncate":
+        data = data[: int(len(data) * change[1])]
+    elif kind == "append":
+        data += change[1]
+    elif kind.startswith("json"):
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return
+        paths = [p for p in _json_paths(document) if p]
+        if not paths:
+            return
+        where = paths[change[1] % len(paths)]
+        parent = document
+        for key in where[:-1]:
+            parent = parent[key]
+        if kind == "json":
+            parent[where[-1]] = change[2]
+        else:
+            del parent[where[-1]]
+        data = json.dumps(document).encode()
+    open(path, "wb").write(data)
+
+
+@st.composite
+def _damages(draw):
+    return [(draw(st.sampled_from(["root", "read", "any"])), draw(st.integers(0, 2**31)), draw(_EDIT))
+            for _ in range(draw(st.integers(1, 3)))]
+
+
+def _outcome(capsys, *args):
+    try:
+        return _main(capsys, *args)
+    except Exception as exc:  # the same on both paths, whatever it is
+        capsys.readouterr()
+        return type(exc).__name__, str(exc)
+
+
+def _check_random_damage(store, capsys, monkeypatch, changes, tmp) -> bool:
+    """Damage a copy; info through the direct reader says what it says through open_store.
+    True when the direct reader served the damaged store."""
+    path = os.path.join(tmp, "damaged.zarr")
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(store, path)
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+    pools = {"root": [os.path.join(path, "zarr.json")],
+             "read": [f for f in files if os.path.relpath(f, path).split(os.sep)[0] in _READ],
+             "any": files}
+    for pool, choice, change in changes:
+        candidates = [f for f in pools[pool] if os.path.exists(f)]
+        if candidates:
+            _damage(candidates[choice % len(candidates)], change)
+    try:
+        store_summary(path)
+        served = True
+    except NotServed:
+        served = False
+    for options in ((), ("--format", "json")):
+        fast = _outcome(capsys, "info", path, *options)
+        with monkeypatch.context() as patched:
+            patched.setattr(summary_module, "store_summary", _refuse)
+            slow = _outcome(capsys, "info", path, *options)
+        assert fast == slow, changes
+    return served
+
+
+def _random_damage_trials(store, capsys, monkeypatch, tmp_path, examples: int) -> list[bool]:
+    served = []
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(changes=_damages())
+    def check(changes):
+        served.append(_check_random_damage(store, capsys, monkeypatch, changes, str(tmp_path)))
+
+    check()
+    return served
+
+
+@pytest.mark.long  # ~0.3 s an example (each through open_store twice): run by make test-long
+@pytest.mark.filterwarnings("ignore::UserWarning")  # zarr-python's, on damaged metadata
+def test_randomly_damaged_stores_print_the_same(stopped_store, tmp_path, capsys, monkeypatch):
+    served = _random_damage_trials(stopped_store, capsys, monkeypatch, tmp_path, 30)
+    assert len(served) == 30
+
+
+@pytest.mark.stress
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_stress_randomly_damaged_stores_print_the_same(stopped_store, tmp_path, capsys, monkeypatch):
+    served = _random_damage_trials(stopped_store, capsys, monkeypatch, tmp_path, 1500)
+    print(f"\nthe direct reader served {sum(served)} of {len(served)} damaged stores")
