@@ -12,7 +12,7 @@ import xarray as xr
 from actstats import kernels
 from actstats.errors import ActstatsValueError
 from actstats.kernels._jit import jit
-from actstats.kernels.normality import normality_statistics, sort_sample
+from actstats.kernels.normality import _SCRATCH_BYTES, normality_statistics, sort_sample
 from actstats.options import OPTIONS
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _chunk_values, _compute, _exists, _grid, _is_dask, _layout, _map_chunks,
@@ -163,9 +163,11 @@ def _normality_block(block, *initial, reduction, dims, n_reduce, layout, rescale
     keep_shape = raw.shape[: raw.ndim - n_reduce]
     size = math.prod(raw.shape[raw.ndim - n_reduce:])
     out = np.empty(keep_shape + (reduction.fields.size,))
-    work = getattr(_GROUP, "values", None)  # one group's float64 values, kept per thread
+    work = getattr(_GROUP, "values", None)  # one group's float64 values, kept per thread up to 64 MB
     if work is None or work.size != size:
-        work = _GROUP.values = np.empty(size)
+        work = np.empty(size)
+        if size * 8 <= _SCRATCH_BYTES:
+            _GROUP.values = work
     group_options = {name: options[name] for name in ("families", "max_fit_size", "shapiro_max_size", "seed")}
     for index in np.ndindex(*keep_shape):
         values = work.reshape(raw.shape[raw.ndim - n_reduce:])
