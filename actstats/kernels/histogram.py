@@ -107,9 +107,7 @@ def standardized_histogram(
     >>> h.tolist()  # 4 bins, then: below, above, excess below, excess above
     [0.0, 0.0, 3.0, 0.0, 1.0, 0.0, 18.0, 0.0]
     """
-    values = np.asarray(values)
-    if values.dtype.kind != "f":
-        values = values.astype(np.float64)
+    values = np.asarray(values, dtype=np.float64)
     lead = values.shape[:-1]
     mean = np.ascontiguousarray(np.broadcast_to(np.asarray(mean, dtype=np.float64), lead).reshape(-1))
     std = np.ascontiguousarray(np.broadcast_to(np.asarray(std, dtype=np.float64), lead).reshape(-1))

@@ -212,7 +212,7 @@ def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
 
     values = np.asarray(y, dtype=np.float64)
     lead = values.shape[:-1]
-    rows = values.reshape(int(np.prod(lead, dtype=np.int64)), values.shape[-1])
+    rows = np.ascontiguousarray(values.reshape(int(np.prod(lead, dtype=np.int64)), values.shape[-1]))
     bins, outer = LOGIT_HISTOGRAM_BINS, LOGIT_OUTER_BINS
     fields = bins + 2 * outer + 4
     limit, step, position_scale = _grid_parameters(bins, delta, outer)
@@ -346,8 +346,7 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
     origin_y, origin_z = state[6], state[7]
     tiles = state[9]
     width = y.size
-    buf_y = np.empty(tile)
-    buf_z = np.empty(tile)
+    buffers = np.empty((2, tile))  # a tile of y and of the clipped logit, less their origins
     if state[8] == 0:  # the origins: the means of the row's first `tile` values (see moments_extremes)
         nt = 0
         for i in range(width):
@@ -424,34 +423,28 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
                 clipped += 1
             tile_log += ly
             tile_complement += lc
-            buf_y[nt] = v - origin_y
-            buf_z[nt] = (ly - lc) - origin_z
+            buffers[0, nt] = v - origin_y
+            buffers[1, nt] = (ly - lc) - origin_z
             nt += 1
         if nt == 0:
             continue
         count += nt
         sum_log, sum_log_error = add(sum_log, sum_log_error, tile_log)
         sum_complement, sum_complement_error = add(sum_complement, sum_complement_error, tile_complement)
-        na, mean_a, m2a, m3a, m4a = tile_moments(buf_y, nt)
-        nb, mean_b, m2b, m3b, m4b = tile_moments(buf_z, nt)
         tiles += 1
-        level = 0
-        while level < 64 and int(tiles) >> level & 1 == 0:  # binary counter: merge equal-sized parts
-            na, mean_a, m2a, m3a, m4a = merge(levels[level, 0], levels[level, 1], levels[level, 2], levels[level, 3],
-                                              levels[level, 4], na, mean_a, m2a, m3a, m4a)
-            nb, mean_b, m2b, m3b, m4b = merge(levels[level, 5], levels[level, 6], levels[level, 7], levels[level, 8],
-                                              levels[level, 9], nb, mean_b, m2b, m3b, m4b)
-            level += 1
-        levels[level, 0] = na
-        levels[level, 1] = mean_a
-        levels[level, 2] = m2a
-        levels[level, 3] = m3a
-        levels[level, 4] = m4a
-        levels[level, 5] = nb
-        levels[level, 6] = mean_b
-        levels[level, 7] = m2b
-        levels[level, 8] = m3b
-        levels[level, 9] = m4b
+        for which in range(2):  # the moments of y, then of the clipped logit
+            base = 5 * which
+            n, mean, m2, m3, m4 = tile_moments(buffers[which], nt)
+            level = 0
+            while level < 64 and int(tiles) >> level & 1 == 0:  # binary counter: merge equal-sized parts
+                n, mean, m2, m3, m4 = merge(levels[level, base], levels[level, base + 1], levels[level, base + 2],
+                                            levels[level, base + 3], levels[level, base + 4], n, mean, m2, m3, m4)
+                level += 1
+            levels[level, base] = n
+            levels[level, base + 1] = mean
+            levels[level, base + 2] = m2
+            levels[level, base + 3] = m3
+            levels[level, base + 4] = m4
     state[0] = count
     state[1] = clipped
     state[2], state[3] = sum_log, sum_log_error
@@ -460,28 +453,22 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
     state[9] = tiles
     if not last:
         return
-    na, mean_a, m2a, m3a, m4a = 0.0, np.nan, 0.0, 0.0, 0.0
-    nb, mean_b, m2b, m3b, m4b = 0.0, np.nan, 0.0, 0.0, 0.0
-    for level in range(64):
-        if int(tiles) >> level & 1:
-            na, mean_a, m2a, m3a, m4a = merge(levels[level, 0], levels[level, 1], levels[level, 2], levels[level, 3],
-                                              levels[level, 4], na, mean_a, m2a, m3a, m4a)
-            nb, mean_b, m2b, m3b, m4b = merge(levels[level, 5], levels[level, 6], levels[level, 7], levels[level, 8],
-                                              levels[level, 9], nb, mean_b, m2b, m3b, m4b)
     out[0] = count
     out[1] = sum_log + sum_log_error
     out[2] = sum_complement + sum_complement_error
     out[3] = clipped
-    out[4] = na
-    out[5] = mean_a + origin_y
-    out[6] = m2a
-    out[7] = m3a
-    out[8] = m4a
-    out[9] = nb
-    out[10] = mean_b + origin_z
-    out[11] = m2b
-    out[12] = m3b
-    out[13] = m4b
+    for which in range(2):
+        base = 5 * which
+        n, mean, m2, m3, m4 = 0.0, np.nan, 0.0, 0.0, 0.0
+        for level in range(64):
+            if int(tiles) >> level & 1:
+                n, mean, m2, m3, m4 = merge(levels[level, base], levels[level, base + 1], levels[level, base + 2],
+                                            levels[level, base + 3], levels[level, base + 4], n, mean, m2, m3, m4)
+        out[4 + base] = n
+        out[5 + base] = mean + (origin_y if which == 0 else origin_z)
+        out[6 + base] = m2
+        out[7 + base] = m3
+        out[8 + base] = m4
 
 
 def _parts(histogram, outer: int = LOGIT_OUTER_BINS):

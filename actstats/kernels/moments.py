@@ -100,7 +100,7 @@ def moments_extremes(x) -> np.ndarray:
     Parameters
     ----------
     x : array_like (..., m)
-        Data; NaN is skipped (any float dtype; read as float64).
+        Data; NaN is skipped (read as float64).
 
     Returns
     -------
@@ -130,11 +130,9 @@ def moments_extremes(x) -> np.ndarray:
     >>> moments_extremes(np.array([1.0, 2.0, 3.0, np.nan])).tolist()
     [3.0, 2.0, 2.0, 0.0, 2.0, 1.0, 3.0]
     """
-    values = np.asarray(x)
-    if values.dtype.kind != "f":
-        values = values.astype(np.float64)
+    values = np.asarray(x, dtype=np.float64)
     lead = values.shape[:-1]
-    rows = np.ascontiguousarray(values.reshape(-1, values.shape[-1]) if values.ndim else values.reshape(1, 1))
+    rows = np.ascontiguousarray(values.reshape(int(np.prod(lead, dtype=np.int64)), values.shape[-1]))
     out = np.empty((rows.shape[0], 7))
     _moments_extremes_rows(rows, MOMENT_TILE, out)
     return out.reshape(lead + (7,))
@@ -237,39 +235,39 @@ def _moments_extremes_rows(rows, tile, out):
                 if nt == tile:
                     break
         origin = origin / nt if nt else 0.0
-        for start in range(0, width, tile):
-            stop = min(start + tile, width)
-            nt = 0
-            for i in range(start, stop):
-                v = rows[r, i]
-                if v != v:
+        tiles = (width + tile - 1) // tile
+        for t in range(tiles + 1):  # the last step merges what the counter holds
+            flush = t == tiles
+            n, mean, m2, m3, m4 = 0.0, np.nan, 0.0, 0.0, 0.0
+            if not flush:
+                nt = 0
+                for i in range(t * tile, min(t * tile + tile, width)):
+                    v = rows[r, i]
+                    if v != v:
+                        continue
+                    buf[nt] = v - origin
+                    nt += 1
+                    if v < smallest:
+                        smallest = v
+                    if v > largest:
+                        largest = v
+                if nt == 0:
                     continue
-                buf[nt] = v - origin
-                nt += 1
-                if v < smallest:
-                    smallest = v
-                if v > largest:
-                    largest = v
-            if nt == 0:
-                continue
-            n, mean, m2, m3, m4 = tile_moments(buf, nt)
+                n, mean, m2, m3, m4 = tile_moments(buf, nt)
             level = 0
-            while used[level]:  # binary counter: merge equal-sized partial results
-                n, mean, m2, m3, m4 = merge(levels[level, 0], levels[level, 1], levels[level, 2], levels[level, 3],
-                                            levels[level, 4], n, mean, m2, m3, m4)
-                used[level] = False
+            while level < 64 and (used[level] or flush):  # binary counter: merge equal-sized parts
+                if used[level]:
+                    n, mean, m2, m3, m4 = merge(levels[level, 0], levels[level, 1], levels[level, 2],
+                                                levels[level, 3], levels[level, 4], n, mean, m2, m3, m4)
+                    used[level] = False
                 level += 1
-            levels[level, 0] = n
-            levels[level, 1] = mean
-            levels[level, 2] = m2
-            levels[level, 3] = m3
-            levels[level, 4] = m4
-            used[level] = True
-        n, mean, m2, m3, m4 = 0.0, np.nan, 0.0, 0.0, 0.0
-        for level in range(64):
-            if used[level]:
-                n, mean, m2, m3, m4 = merge(levels[level, 0], levels[level, 1], levels[level, 2], levels[level, 3],
-                                            levels[level, 4], n, mean, m2, m3, m4)
+            if not flush:
+                levels[level, 0] = n
+                levels[level, 1] = mean
+                levels[level, 2] = m2
+                levels[level, 3] = m3
+                levels[level, 4] = m4
+                used[level] = True
         out[r, 0] = n
         out[r, 1] = mean + origin
         out[r, 2] = m2
