@@ -709,8 +709,9 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
         row = sample.ordered[i, :count]
         square, tail, log_tail, log_body = work[:, :count]
         # the mean and squares of _mean_squares (numpy's pairwise sums of the same terms)
-        mean = row.sum() / count
-        squares = np.multiply(np.subtract(row, mean, out=square), square, out=square).sum()
+        with np.errstate(invalid="ignore", over="ignore"):  # ±inf values: NaN statistics, as there
+            mean = row.sum() / count
+            squares = np.multiply(np.subtract(row, mean, out=square), square, out=square).sum()
         out[i, :2] = mean, squares
         if count < 2 or not 0 < squares < np.inf:
             continue
