@@ -312,25 +312,34 @@ def _block(block, *others, reduction, dims, n_reduce, layout, rescale, options, 
     if location is None:
         location = block_info[0]["array-location"]
     grid = _grid(dims, location)
-    values = np.asarray(block, dtype=np.float64)
+    values = np.array(block, dtype=np.float64)  # a copy of our own: cleaned and rescaled in place
     exists = _exists(layout, grid)
     _refuse_beyond_width(values, grid, exists, layout, variable)
-    finite = np.isfinite(values)
     reduce_axes = tuple(range(values.ndim - n_reduce, values.ndim))
-    nonfinite = exists & ~finite
-    if "fan_in" in grid and not layout.fan_in_known.all():
-        nonfinite = nonfinite & ~(np.isnan(values) & ~layout.fan_in_known[grid["run"], grid["layer"]])
-    nonfinite = np.broadcast_to(nonfinite, values.shape).sum(axis=reduce_axes)
-    values = np.where(exists & finite, values, np.nan)
+    keep_shape = values.shape[: values.ndim - n_reduce]
+    with np.errstate(over="ignore", invalid="ignore"):
+        # every value exists and is finite (one reading pass; the usual block of a complete
+        # record): nothing to mask, and the masks below would leave the values as they are
+        clean = bool(np.all(exists)) and bool(np.isfinite(values.sum()))
+    if clean:
+        nonfinite = np.zeros(keep_shape, dtype=np.int64)
+    else:
+        finite = np.isfinite(values)
+        nonfinite = exists & ~finite
+        if "fan_in" in grid and not layout.fan_in_known.all():
+            nonfinite = nonfinite & ~(np.isnan(values) & ~layout.fan_in_known[grid["run"], grid["layer"]])
+        nonfinite = np.broadcast_to(nonfinite, values.shape).sum(axis=reduce_axes)
+        np.copyto(values, np.nan, where=~(exists & finite))
     if rescale:  # to [0, 1] with each run's bounds; NaN for runs not saturating at two bounds (relu)
         lower = layout.lower[grid["run"]]
         upper = layout.upper[grid["run"]]
         scale = np.where(layout.bounded[grid["run"]], upper - lower, np.nan)
-        with np.errstate(invalid="ignore"):
-            values = (values - lower) / scale
+        if not (np.all(lower == 0) and np.all(scale == 1)):  # (x - 0) / 1 is x: sigmoid's blocks stay as they are
+            with np.errstate(invalid="ignore"):
+                np.subtract(values, lower, out=values)
+                np.divide(values, scale, out=values)
     with np.errstate(all="ignore"):
         out = reduction.chunk(values, *others, grid=grid, n_reduce=n_reduce, layout=layout, **options)
-    keep_shape = values.shape[: values.ndim - n_reduce]
     out = reduction.fields.pack(out, keep_shape)
     out = np.concatenate([out, np.asarray(nonfinite, dtype=np.float64).reshape(keep_shape + (1,))], axis=-1)
     return out.reshape(keep_shape + (1,) * n_reduce + (out.shape[-1],))
