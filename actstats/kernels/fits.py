@@ -110,13 +110,17 @@ def _logpdf_cdf(family, x, loc, scale):
 _LOGISTIC_WARM_START_SIZE = 4096
 
 
+_LOG_2 = float(np.log(2.0))
+
+
 def _dot(a, b):
     """``Σ a b`` without BLAS (whose threads contend with the scheduler's in a dask task)."""
     return np.einsum("i,i->", a, b)
 
 
-def _logistic_newton(x, mu, sc, max_steps=100):
-    """Newton's method on the logistic score equations from (mu, sc); returns (mu, sc, converged).
+def _logistic_newton(x, mu, sc, max_steps=100, likelihood=False):
+    """Newton's method on the logistic score equations from (mu, sc); returns (mu, sc, converged)
+    (and, with ``likelihood``, the log-likelihood at the returned (mu, sc), NaN when not converged).
 
     The sums of one step are seven sums and dot products of ``t = tanh(u/2)`` and ``u t`` (the
     Jacobian's ``Σ d``, ``Σ u d`` and ``Σ u² d`` with ``d = 1 - t²`` expanded), so a step
@@ -124,6 +128,13 @@ def _logistic_newton(x, mu, sc, max_steps=100):
     s leaves an error of order s², so the iteration stops after a step below 1e-8 that is
     smaller than the one before it (the error left is then below ~1e-16, as with a
     stopping rule of 1e-14 on the next step, one pass of ``tanh`` sooner).
+
+    The log-likelihood comes from the last step's ``t``: at its parameters θ,
+    ``log(1 + e^{-|u|}) = log 2 - log(1 + |t|)``, so ``ℓ(θ) = Σ(-|u| + 2 log(1 + |t|)) - 2n log 2
+    - n log s`` (one ``log``, where ``Σ logpdf`` takes an ``exp`` and a ``log``); the step δ to
+    the returned parameters (≤ 1e-8 relative) is added by Taylor's formula with the step's exact
+    gradient ``(G1, G2)/s`` and Hessian (``J/s`` less the terms of ``∂(1/s)/∂s``); what it leaves
+    is of order ``n |δ/s|³`` (< n·1e-24), far below the rounding of the sum (~n·1e-16).
     """
     n = float(x.size)
     previous = np.inf
@@ -149,12 +160,28 @@ def _logistic_newton(x, mu, sc, max_steps=100):
         factor = 1.0
         while sc - factor * step_sc <= 0:
             factor /= 2
+        last_mu, last_sc = mu, sc
         mu, sc = mu - factor * step_mu, sc - factor * step_sc
         size = max(abs(step_mu) / (abs(mu) + sc), abs(step_sc) / sc)
         if size <= 1e-14 or (factor == 1.0 and size <= 1e-8 and size < previous):
-            return mu, sc, bool(np.isfinite(mu) and np.isfinite(sc))
+            converged = bool(np.isfinite(mu) and np.isfinite(sc))
+            if not likelihood:
+                return mu, sc, converged
+            if not converged:
+                return mu, sc, converged, np.nan
+            # ℓ at the step's parameters from its t and u (u, t overwritten), then Taylor to (mu, sc)
+            magnitude = np.abs(u, out=u).sum()
+            np.abs(t, out=t)
+            np.add(t, 1.0, out=t)
+            logs = np.log(t, out=t).sum()
+            at_last = -magnitude + 2.0 * logs - 2.0 * n * _LOG_2 - n * np.log(last_sc)
+            d_mu, d_sc = mu - last_mu, sc - last_sc
+            gradient = (g1 * d_mu + g2 * d_sc) / last_sc
+            curvature = (j11 * d_mu * d_mu + 2.0 * (j12 - g1 / last_sc) * d_mu * d_sc
+                         + (j22 - g2 / last_sc) * d_sc * d_sc) / last_sc
+            return mu, sc, converged, at_last + gradient + 0.5 * curvature
         previous = size
-    return mu, sc, False
+    return (mu, sc, False, np.nan) if likelihood else (mu, sc, False)
 
 
 def _logistic_mle(sample, usable):
@@ -167,6 +194,7 @@ def _logistic_mle(sample, usable):
     n_rows = ordered.shape[0]
     loc = np.full(n_rows, np.nan)
     scale = np.full(n_rows, np.nan)
+    log_likelihood = np.full(n_rows, np.nan)
     for i in np.flatnonzero(usable):
         x = ordered[i, : counts[i]]
         stride = x.size // _LOGISTIC_WARM_START_SIZE
@@ -179,13 +207,13 @@ def _logistic_mle(sample, usable):
             start_mu, start_sc, converged = _logistic_newton(summary, mu, sc)
             if converged:
                 mu, sc = start_mu, start_sc
-        mu, sc, converged = _logistic_newton(x, mu, sc)
+        mu, sc, converged, log_likelihood[i] = _logistic_newton(x, mu, sc, likelihood=True)
         if not converged:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 mu, sc = stats.logistic.fit(x)
         loc[i], scale[i] = mu, sc
-    return loc, scale
+    return loc, scale, log_likelihood
 
 
 def _closed_form(family, sample):
@@ -331,8 +359,11 @@ def fit_families(
             fit_size[:, k] = n
             continue
         if family == "logistic":
-            loc[:, k], scale[:, k] = _logistic_mle(sample, usable)
-            log_likelihood[:, k] = _logistic_log_likelihood(sample, loc[:, k], scale[:, k])
+            # ℓ from the Newton iteration's last step; Σ logpdf where it did not converge
+            loc[:, k], scale[:, k], log_likelihood[:, k] = _logistic_mle(sample, usable)
+            missing = np.isnan(log_likelihood[:, k])
+            if missing.any():
+                log_likelihood[missing, k] = _logistic_log_likelihood(sample, loc[:, k], scale[:, k])[missing]
             fit_size[:, k] = n
             continue
         for i in np.flatnonzero(usable):
