@@ -155,3 +155,22 @@ def test_ks_off_gives_the_same_fits_without_ks():
     np.testing.assert_array_equal(full.log_likelihood, lean.log_likelihood)
     np.testing.assert_array_equal(full.best_family_index, lean.best_family_index)
     assert np.isnan(lean.ks_statistic).all() and np.isfinite(full.ks_statistic).all()
+
+
+def test_logistic_likelihood_from_the_last_newton_step_against_scipy_logpdf():
+    # the Newton iteration's ℓ (last step's tanh plus a Taylor step) against Σ logpdf at the fit
+    from actstats.kernels.fits import _logistic_log_likelihood, _logistic_mle
+    from actstats.kernels.normality import sort_sample
+
+    rng = np.random.default_rng(18)
+    generators = (rng.normal, rng.laplace, rng.logistic, lambda size: rng.uniform(-1, 1, size),
+                  lambda size: rng.standard_t(3, size))
+    for generate in generators:
+        for n in (20, 5000, 20_000):
+            x = (generate(size=(2, n)) * 0.02 + 0.001).astype(np.float32).astype(np.float64)
+            sample = sort_sample(x)
+            loc, scale, log_likelihood = _logistic_mle(sample, np.ones(2, bool))
+            assert np.isfinite(log_likelihood).all()
+            expected = [scipy.stats.logistic.logpdf(x[i], loc[i], scale[i]).sum() for i in range(2)]
+            np.testing.assert_allclose(log_likelihood, expected, rtol=2e-15, atol=0)
+            np.testing.assert_allclose(log_likelihood, _logistic_log_likelihood(sample, loc, scale), rtol=2e-15)

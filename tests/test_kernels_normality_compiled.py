@@ -158,3 +158,15 @@ def test_normality_block_cleans_as_the_engine_block():
         np.testing.assert_array_equal(ours, theirs)
     # 7 -inf, a NaN where a weight exists and an inf at epoch 0; the incomplete record is absent
     assert int(ours[..., -1].sum()) == 9
+
+
+def test_weight_normality_full_row_moments_equal_kernels_moments_bit_for_bit():
+    from actstats.kernels import moments
+    from actstats.queries.normality import _full_row_moments
+
+    rng = np.random.default_rng(18)
+    for n in (1, 2, 7, 4097, 70_001):
+        for scale in (1e-6, 1.0, 1e5):
+            x = rng.standard_t(4, size=n) * scale + rng.normal() * 1e3 * scale
+            for row in (x, x.astype(np.float32).astype(np.float64)):
+                np.testing.assert_array_equal(_full_row_moments(row), moments(row[None, :])[0])
