@@ -174,3 +174,23 @@ def test_logistic_likelihood_from_the_last_newton_step_against_scipy_logpdf():
             expected = [scipy.stats.logistic.logpdf(x[i], loc[i], scale[i]).sum() for i in range(2)]
             np.testing.assert_allclose(log_likelihood, expected, rtol=2e-15, atol=0)
             np.testing.assert_allclose(log_likelihood, _logistic_log_likelihood(sample, loc, scale), rtol=2e-15)
+
+
+def test_normal_fit_from_normality_statistics_sums_equals_its_own():
+    # fit_families reads the mean and Σ(x - mean)² normality_statistics left on the sample
+    from actstats.kernels.normality import normality_statistics, sort_sample
+
+    rng = np.random.default_rng(19)
+    x = rng.standard_t(5, size=(4, 3000)) * 0.03 + 0.5
+    x[1, :1000] = np.nan  # a padded row
+    x[2] = np.nan  # an empty one
+    x[3, 1:] = np.nan  # a single value
+    shared = sort_sample(x)
+    with np.errstate(divide="ignore"):  # the empty row's A² p-value divides by n = 0
+        normality_statistics(shared)
+    assert "mean_squares" in shared.row_sums
+    families = ("normal", "laplace", "logistic", "uniform")
+    with_sums = fit_families(shared, families=families, ks=False)
+    alone = fit_families(sort_sample(x), families=families, ks=False)
+    for name in ("loc", "scale", "log_likelihood", "aic", "best_family_index"):
+        np.testing.assert_array_equal(getattr(with_sums, name), getattr(alone, name))

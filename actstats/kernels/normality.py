@@ -17,7 +17,7 @@ import functools
 import math
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special, stats
@@ -234,12 +234,18 @@ class SortedSample:
         No group has padding (every count is m): the masks are skipped.
     rows : Rows
         The unsorted groups (for subsamples in their original order, and the output shape).
+    row_sums : dict
+        Sums of the rows that one statistic computed and another reads (filled in, not
+        compared): ``"mean_squares"``, each row's mean and ``Σ(x - mean)²`` as
+        :func:`normality_statistics` computes them, which the normal fit of
+        :func:`actstats.kernels.fit_families` computes the same way.
     """
 
     ordered: np.ndarray
     counts: np.ndarray
     full: bool
     rows: Rows
+    row_sums: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def valid(self) -> np.ndarray:
@@ -723,6 +729,7 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
         out[i, 2:] = _row_cdf_statistics(row, mean, std1, std0, tail, log_tail, log_body,
                                          *_probabilities(count)[:2], *_normal_quantile_slices(count))
     mean, squares, ad, lilliefors_d, ks, w1 = out.T
+    sample.row_sums["mean_squares"] = (mean.copy(), squares.copy())  # the normal fit's sums
     std0, std1 = _std(sample, squares, 0), _std(sample, squares, 1)
     usable0, usable1 = (counts >= 2) & (std0 > 0), std1 > 0
     ad = np.where((counts >= 8) & usable1, ad, np.nan)
