@@ -34,9 +34,7 @@ from actstats.store import text
 from actstats.store.chunks import DECOMPRESSORS, ChunkFiles, DamagedChunkError, open_regular
 from actstats.store.manifest import ExpectedChunks
 from actstats.store.paths import is_local, local_path
-from actstats.store.schema import (
-    COORDINATES, OPTIONAL_COORDINATES, RECORD_DIMS, ROOT_ATTRIBUTES, SCHEMA, VARIABLES, scheduled_records,
-)
+from actstats.store.schema import COORDINATES, OPTIONAL_COORDINATES, ROOT_ATTRIBUTES, SCHEMA, VARIABLES
 
 # -- the training rule (actstats.training and actstats info) --------------------------------
 
@@ -484,5 +482,5 @@ def store_summary(path, *, min_accuracy: float | None = None) -> dict:
     return summary
 
 
-__all__ = ["CHANCE_MARGIN", "NotServed", "STATUSES", "TRAINING_METRICS", "last_complete_positions", "scheduled_records",
-           "store_summary", "training_rule", "training_status", "validate_min_accuracy"]
+__all__ = ["CHANCE_MARGIN", "NotServed", "STATUSES", "TRAINING_METRICS", "last_complete_positions", "store_summary",
+           "training_rule", "training_status", "validate_min_accuracy"]
