@@ -191,16 +191,39 @@ class ChunkFiles:
                  before_rename: Callable[[], None] | None = None, read_only: bool = False):
         meta = array.metadata
         codecs = list(meta.codecs)
-        self.decoders = _decoders(codecs) if read_only else None
-        if self.decoders is None and not _plain(codecs):
+        decoders = _decoders(codecs) if read_only else None
+        if decoders is None and not _plain(codecs):
             raise ValueError(f"{name}: codecs {codecs} are not bytes+crc32c; use zarr to write it")
+        self._set(store_path, name, shape=array.shape, chunks=array.chunks, dtype=array.dtype,
+                  fill_value=meta.fill_value, encode_key=meta.encode_chunk_key, decoders=decoders, fsync=fsync,
+                  before_rename=before_rename)
+
+    @classmethod
+    def for_reading(cls, store_path: str, name: str, *, shape, chunks, dtype, fill_value, encode_key,
+                    compressors=()) -> "ChunkFiles":
+        """The chunk files of an array described by its metadata alone (no zarr array, no zarr
+        import: ``actstats info``'s reader), for reading only; `compressors` names the
+        compressors between ``bytes`` and ``crc32c`` (:data:`DECOMPRESSORS`' keys)."""
+        decoders = []
+        if compressors:
+            import numcodecs  # only for compressed chunks
+
+            decoders = [numcodecs.get_codec({"id": DECOMPRESSORS[c]}) for c in compressors]
+        files = cls.__new__(cls)
+        files._set(store_path, name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill_value,
+                   encode_key=encode_key, decoders=decoders, fsync=False, before_rename=None)
+        return files
+
+    def _set(self, store_path, name, *, shape, chunks, dtype, fill_value, encode_key, decoders, fsync,
+             before_rename) -> None:
+        self.decoders = decoders  # None: plain chunks, read and written; a list: read only
         self.name = name
         self.directory = os.path.join(store_path, name)
-        self.dtype = np.dtype(array.dtype).newbyteorder("<")
-        self.chunks = tuple(array.chunks)
-        self.shape = tuple(array.shape)
-        self.fill_value = meta.fill_value
-        self.encode_key = meta.encode_chunk_key
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.chunks = tuple(chunks)
+        self.shape = tuple(shape)
+        self.fill_value = fill_value
+        self.encode_key = encode_key
         self.nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
         self.fsync = fsync
         self.before_rename = before_rename

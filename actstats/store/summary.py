@@ -293,35 +293,19 @@ class _Array:
         return self.separator.join(map(str, ("c", *index)))
 
 
-class _ArrayFiles(ChunkFiles):
+def _array_files(store_path: str, array: _Array) -> ChunkFiles:
     """:class:`ChunkFiles` of an array described by :class:`_Array` (its metadata read from
     JSON, not a zarr array), for reading only."""
-
-    def __init__(self, store_path: str, array: _Array):
-        if array.compressors:
-            import numcodecs  # only for compressed chunks
-
-            self.decoders = [numcodecs.get_codec({"id": DECOMPRESSORS[c]}) for c in array.compressors]
-        else:
-            self.decoders = []
-        self.name = array.name
-        self.directory = os.path.join(store_path, array.name)
-        self.dtype = array.dtype.newbyteorder("<")
-        self.chunks = array.chunks
-        self.shape = array.shape
-        self.fill_value = array.fill_value
-        self.encode_key = array.encode_key
-        self.nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
-        self.fsync = False
-        self.before_rename = None
-        self.log = None
+    return ChunkFiles.for_reading(store_path, array.name, shape=array.shape, chunks=array.chunks, dtype=array.dtype,
+                                  fill_value=array.fill_value, encode_key=array.encode_key,
+                                  compressors=array.compressors)
 
 
 def _read(store_path: str, array: _Array, expected: ExpectedChunks | None = None) -> np.ndarray:
     """The whole array. A damaged or unreadable chunk is NotServed; so is an absent one,
     unless `expected` is given and says it may be absent (then it is the fill value), as
     ``open_store``'s checked reads say."""
-    files = _ArrayFiles(store_path, array)
+    files = _array_files(store_path, array)
     out = np.empty(array.shape, dtype=array.dtype)
     grid = [-(-n // c) for n, c in zip(array.shape, array.chunks)]
     for index in np.ndindex(*grid):
