@@ -48,6 +48,7 @@ stress: venv
 	$(PY) -m pytest -q -m stress
 
 bench: venv
+	$(PY) tests/benchmarks/bench_startup.py
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_capture.py
 	$(PY) tests/benchmarks/bench_queries.py
