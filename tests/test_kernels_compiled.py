@@ -205,3 +205,52 @@ def test_bounded_summary_rows_slices_and_empty_rows():
     parts = kernels.bounded_summary(y[0].reshape(4, -1))
     np.testing.assert_array_equal(parts[:, kernels.SUMMARY_FIELDS:].sum(axis=0), want[0, kernels.SUMMARY_FIELDS:])
     assert_moments_within_bound(kernels.combine_moments(parts[:, 4:9], axis=0), want[0, 4:9])
+
+
+def _stored_block(rng, n_rows=3, width=70_000, dtype=np.float32, low=-1.0, high=1.0):
+    """Stored values (float32) with NaN, ±inf and values that do not exist (holding garbage)."""
+    rows = rng.uniform(low, high, (n_rows, width)).astype(dtype)
+    rows[0, rng.integers(0, width, 50)] = np.nan
+    rows[1, rng.integers(0, width, 20)] = np.inf
+    rows[1, rng.integers(0, width, 20)] = -np.inf
+    rows[2, :300] = low  # at the bounds
+    rows[2, 300:600] = high
+    exists = np.ones(rows.shape, dtype=bool)
+    exists[:, width - 9_000:] = False  # padding and a record that does not exist
+    exists[0, 1000:1500] = False
+    rows[~exists & (rng.random(rows.shape) < 0.5)] = 7.0
+    return rows, exists
+
+
+def _cleaned(rows, exists):
+    """The engine's cleaning: float64, NaN where a value does not exist or is not finite."""
+    values = rows.astype(np.float64)
+    values[~(exists & np.isfinite(values))] = np.nan
+    return values, (exists & ~np.isfinite(rows)).sum(axis=-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_kernels_equal_the_public_kernels_on_cleaned_values_bit_for_bit(dtype):
+    # the block kernels read stored values, skip what does not exist and count what is not
+    # finite: the same numbers as the public kernels of the engine's cleaned float64 copy
+    from actstats.kernels.histogram import standardized_histogram_block
+    from actstats.kernels.logit_histogram import bounded_summary_block
+    from actstats.kernels.moments import moments_extremes_block
+
+    rng = np.random.default_rng(41)
+    rows, exists = _stored_block(rng, dtype=dtype)
+    values, nonfinite = _cleaned(rows, exists)
+    for mask in (exists, None):
+        want_values, want_nonfinite = (values, nonfinite) if mask is not None else _cleaned(rows, np.ones_like(exists))
+        got, count = moments_extremes_block(rows, mask)
+        np.testing.assert_array_equal(got, moments_extremes(want_values))
+        np.testing.assert_array_equal(count, want_nonfinite)
+        mean, std = np.array([0.0, 0.1, np.nan]), np.array([0.3, 0.2, 0.5])  # a row without a usable mean
+        got, count = standardized_histogram_block(rows, mean, std, mask)
+        np.testing.assert_array_equal(got, kernels.standardized_histogram(want_values, mean, std))
+        np.testing.assert_array_equal(count, want_nonfinite)
+        for bounds in (None, (-1.0, 2.0), (0.0, 1.0), (-1.0, np.nan)):  # tanh's, sigmoid's, an unbounded run
+            got, count = bounded_summary_block(rows, mask, bounds)
+            y = want_values if bounds is None else (want_values - bounds[0]) / bounds[1]
+            np.testing.assert_array_equal(got, kernels.bounded_summary(y))
+            np.testing.assert_array_equal(count, want_nonfinite)

@@ -113,12 +113,54 @@ def standardized_histogram(
     std = np.ascontiguousarray(np.broadcast_to(np.asarray(std, dtype=np.float64), lead).reshape(-1))
     rows = np.ascontiguousarray(values.reshape(-1, values.shape[-1]))
     out = np.zeros((rows.shape[0], bins + 4))
-    _standardized_histogram_rows(rows, mean, std, float(limit), bins / (2.0 * limit), bins, out)
+    _standardized_histogram_rows(rows, _ALL_EXIST, False, mean, std, float(limit), bins / (2.0 * limit), bins, out,
+                                 _NO_COUNTS)
     return out.reshape(lead + (bins + 4,))
 
 
+#: ``exists`` of a block whose values all exist, and the counts a public call does not keep.
+_ALL_EXIST = np.zeros((0, 0), dtype=np.bool_)
+_NO_COUNTS = np.zeros(0, dtype=np.int64)
+
+
+def standardized_histogram_block(rows, mean, std, exists=None, *, bins: int = HISTOGRAM_BINS,
+                                 limit: float = HISTOGRAM_LIMIT) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`standardized_histogram` of a block's rows as they are stored, and each row's
+    count of values that exist but are not finite.
+
+    Parameters
+    ----------
+    rows : ndarray (n, m), float32 or float64
+        Read in their own dtype (each value converted to float64 exactly).
+    mean, std : array_like, broadcastable to ``(n,)``
+    exists : ndarray (n, m) of bool, optional
+        Which values exist (default: all). Values that do not exist are skipped whatever
+        they hold; values that exist but are NaN or ±inf are skipped and counted (also in a
+        row whose mean or std is not usable, whose histogram stays empty).
+
+    Returns
+    -------
+    (histogram (n, bins + 4), nonfinite (n,) int64)
+        The histogram equals, bit for bit, :func:`standardized_histogram` of the float64
+        rows with every skipped value replaced by NaN (the same operations in the same order).
+    """
+    rows = np.asarray(rows)
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
+    rows = np.ascontiguousarray(rows)
+    n_rows = rows.shape[0]
+    mean = np.ascontiguousarray(np.broadcast_to(np.asarray(mean, dtype=np.float64), (n_rows,)))
+    std = np.ascontiguousarray(np.broadcast_to(np.asarray(std, dtype=np.float64), (n_rows,)))
+    exists = _ALL_EXIST if exists is None else np.ascontiguousarray(exists, dtype=np.bool_)
+    out = np.zeros((n_rows, bins + 4))
+    nonfinite = np.zeros(n_rows, dtype=np.int64)
+    _standardized_histogram_rows(rows, exists, True, mean, std, float(limit), bins / (2.0 * limit), bins, out,
+                                 nonfinite)
+    return out, nonfinite
+
+
 @jit
-def _standardized_histogram_rows(rows, mean, std, limit, scale, bins, out):
+def _standardized_histogram_rows(rows, exists, clean, mean, std, limit, scale, bins, out, nonfinite):
     """One pass per row: ``z = (x - mean) / std``, its bin (or tail) and the tails' excess sums.
 
     The same float operations as numpy on each value (``(x - mean) / std``, then
@@ -126,12 +168,25 @@ def _standardized_histogram_rows(rows, mean, std, limit, scale, bins, out):
     excess sums are Neumaier-compensated (within a few ulps of the exact sum; numpy's
     pairwise sum is within ~log2(n) ulps: all terms are positive, so they agree to 1e-12
     relative).
+
+    ``exists`` (n, m) or (0, 0) (all exist): values that do not exist are skipped. With
+    ``clean``, ±inf is skipped too and the NaN and ±inf that exist are counted in
+    ``nonfinite`` (otherwise ±inf falls in a tail).
     """
     n_rows, width = rows.shape
+    masked = exists.shape[0] > 0
     for r in range(n_rows):
         m = mean[r]
         s = std[r]
-        if not (np.isfinite(s) and s > 0 and np.isfinite(m)):
+        usable = np.isfinite(s) and s > 0 and np.isfinite(m)
+        if not usable:
+            if clean:  # the count only
+                for i in range(width):
+                    if masked and not exists[r, i]:
+                        continue
+                    x = rows[r, i]
+                    if x != x or x == np.inf or x == -np.inf:
+                        nonfinite[r] += 1
             continue
         below = 0
         above = 0
@@ -140,8 +195,12 @@ def _standardized_histogram_rows(rows, mean, std, limit, scale, bins, out):
         high_sum = 0.0
         high_error = 0.0
         for i in range(width):
+            if masked and not exists[r, i]:
+                continue
             x = rows[r, i]
-            if x != x:
+            if x != x or (clean and (x == np.inf or x == -np.inf)):
+                if clean:
+                    nonfinite[r] += 1
                 continue
             z = (x - m) / s
             if z < -limit:

@@ -208,50 +208,153 @@ def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
     >>> summary[[0, 3, 4, 9]].tolist()  # n, n clipped, n of y, n of logit
     [4.0, 2.0, 4.0, 4.0]
     """
-    from .moments import MOMENT_TILE
-
     values = np.asarray(y, dtype=np.float64)
     lead = values.shape[:-1]
     rows = np.ascontiguousarray(values.reshape(int(np.prod(lead, dtype=np.int64)), values.shape[-1]))
+    out, _ = _bounded_summary_rows(rows, None, None, delta)
+    return out.reshape(lead + (out.shape[-1],))
+
+
+def bounded_summary_block(rows, exists=None, rescale=None, *, delta: float = DEFAULT_DELTA
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bounded_summary` of a block's rows as they are stored, and each row's count of
+    values that exist but are not finite.
+
+    Parameters
+    ----------
+    rows : ndarray (n, m), float32 or float64
+        Stored activations, read in their own dtype.
+    exists : ndarray (n, m) of bool, optional
+        Which values exist (default: all). Values that do not exist are skipped whatever
+        they hold; values that exist but are NaN or ±inf are skipped and counted.
+    rescale : (lower, scale), optional
+        ``y = (x - lower) / scale`` in float64 (each value converted to float64 exactly,
+        then the two operations): the rescale to [0, 1]. Default: ``y = x``.
+
+    Returns
+    -------
+    (summary (n, 14 + histogram fields), nonfinite (n,) int64)
+
+    Notes
+    -----
+    A compiled pass writes each :data:`SUMMARY_SLICE` of a row's values, cleaned (NaN where
+    a value is skipped) and rescaled, into a float64 buffer that stays in cache; numpy's
+    logarithms and the compiled loop of :func:`bounded_summary` then take that buffer. The
+    summary equals, bit for bit, :func:`bounded_summary` of the float64 rows cleaned and
+    rescaled as a whole (the same values at the same positions: the same slices, tiles and
+    operations).
+    """
+    rows = np.asarray(rows)
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
+    rows = np.ascontiguousarray(rows)
+    exists = _ALL_EXIST if exists is None else np.ascontiguousarray(exists, dtype=np.bool_)
+    return _bounded_summary_rows(rows, exists, rescale, delta)
+
+
+#: ``exists`` of a block whose values all exist.
+_ALL_EXIST = np.zeros((0, 0), dtype=np.bool_)
+
+
+def _bounded_summary_rows(rows, exists, rescale, delta):
+    """Rows (n, m) contiguous: the summaries and the non-finite counts. ``exists`` None: the
+    public path (the float64 rows as given, NaN skipped); otherwise each slice is cleaned
+    (and rescaled when ``rescale`` is (lower, scale)) into a buffer first."""
+    from .moments import MOMENT_TILE
+
+    clean = exists is not None
+    lower, scale = (0.0, 1.0) if rescale is None else (float(rescale[0]), float(rescale[1]))
+    apply_rescale = rescale is not None and not (lower == 0 and scale == 1)  # (x - 0) / 1 is x
+    # every value exists and the rescale keeps finite values finite: the compiled loop skips
+    # and counts what is not finite (a finite value stays finite), no cleaning pass first
+    fast = clean and exists.shape[0] == 0 and np.isfinite(lower) and np.isfinite(scale) and scale != 0
     bins, outer = LOGIT_HISTOGRAM_BINS, LOGIT_OUTER_BINS
     fields = bins + 2 * outer + 4
     limit, step, position_scale = _grid_parameters(bins, delta, outer)
     # log of the clipped y = the clipped log (log is monotone), as beta_sufficient_statistics takes it
     clip = np.array([np.log(delta), np.log(1 - delta), np.log1p(-(1 - delta)), np.log1p(-delta)])
     out = np.zeros((rows.shape[0], SUMMARY_FIELDS + fields))
+    nonfinite = np.zeros(rows.shape[0], dtype=np.int64)
     state = np.zeros(_STATE_SIZE)
     levels = np.zeros((64, 10))
     width = rows.shape[1]
     part = SUMMARY_SLICE
     log_y = np.empty(min(part, width))
     log_complement = np.empty(min(part, width))
+    cleaned = np.empty(min(part, width)) if clean else None
     with np.errstate(invalid="ignore", divide="ignore"):
         for r in range(rows.shape[0]):
             state[:] = 0.0
             for start in range(0, width, part):
-                piece = rows[r, start: start + part]
+                stop = min(start + part, width)
+                if not clean:
+                    piece = rows[r, start:stop]
+                elif fast:  # numpy's cast (and the rescale's two operations); the loop counts NaN and ±inf
+                    piece = cleaned[: stop - start]
+                    np.copyto(piece, rows[r, start:stop])
+                    if apply_rescale:
+                        np.subtract(piece, lower, out=piece)
+                        np.divide(piece, scale, out=piece)
+                else:
+                    piece = cleaned[: stop - start]
+                    nonfinite[r] += _clean_slice(rows, exists, r, start, stop, apply_rescale, lower, scale, piece)
                 ly, lc = log_y[: piece.size], log_complement[: piece.size]
                 np.log(piece, out=ly)
                 np.negative(piece, out=lc)
                 np.log1p(lc, out=lc)
                 _bounded_summary_part(piece, ly, lc, float(delta), clip, limit, step, position_scale, bins, outer,
-                                      MOMENT_TILE, state, levels, out[r], start + part >= width)
+                                      MOMENT_TILE, state, levels, out[r], stop >= width, clean and fast)
             if width == 0:
                 _bounded_summary_part(log_y, log_y, log_y, float(delta), clip, limit, step, position_scale, bins,
-                                      outer, MOMENT_TILE, state, levels, out[r], True)
-    return out.reshape(lead + (out.shape[-1],))
+                                      outer, MOMENT_TILE, state, levels, out[r], True, False)
+            nonfinite[r] += int(state[10])
+    return out, nonfinite
+
+
+@jit
+def _clean_slice(rows, exists, r, start, stop, apply_rescale, lower, scale, out):
+    """``rows[r, start:stop]`` into float64 ``out``: NaN where a value does not exist or is not
+    finite, ``(x - lower) / scale`` with ``apply_rescale``; returns how many that exist are
+    not finite."""
+    nonfinite = 0
+    if exists.shape[0] > 0:
+        for i in range(start, stop):
+            j = i - start
+            x = np.float64(rows[r, i])
+            if not exists[r, i]:
+                out[j] = np.nan
+            elif x - x != 0.0:  # NaN or ±inf
+                nonfinite += 1
+                out[j] = np.nan
+            else:
+                out[j] = (x - lower) / scale if apply_rescale else x
+    elif apply_rescale:  # branch-free loops (the usual block): x - x is 0 for finite x, NaN otherwise
+        for i in range(start, stop):
+            x = np.float64(rows[r, i])
+            bad = x - x != 0.0
+            nonfinite += bad
+            out[i - start] = np.nan if bad else (x - lower) / scale
+    else:
+        for i in range(start, stop):
+            x = np.float64(rows[r, i])
+            bad = x - x != 0.0
+            nonfinite += bad
+            out[i - start] = np.nan if bad else x
+    return nonfinite
 
 
 #: Running state of one row in :func:`_bounded_summary_part`: count, clipped, the two sums
-#: and their compensations, the two origins, whether they are set, tiles merged.
-_STATE_SIZE = 10
+#: and their compensations, the two origins, whether they are set, tiles merged, values
+#: not finite (counted with ``count_nonfinite``).
+_STATE_SIZE = 11
 
 
 @jit
 def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, position_scale, bins, outer, tile,
-                          state, levels, out, last):
+                          state, levels, out, last, count_nonfinite):
     """One slice of a row: histogram counts into ``out[14:]``, sums and moments into ``state``
-    and ``levels``; with ``last``, the row's 14 head fields into ``out[:14]``."""
+    and ``levels``; with ``last``, the row's 14 head fields into ``out[:14]``. NaN is skipped;
+    with ``count_nonfinite``, ±inf is skipped too and both are counted in ``state[10]``."""
 
     def tile_moments(buf, nt):
         # as moments(): the mean, the sums of powers of the deviations, the exact re-centring
@@ -351,7 +454,7 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
         nt = 0
         for i in range(width):
             v = y[i]
-            if v != v:
+            if v != v or (count_nonfinite and (v == np.inf or v == -np.inf)):
                 continue
             ly = log_y[i]
             if v < delta or ly < log_low:
@@ -379,7 +482,9 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
         tile_complement = 0.0
         for i in range(start, stop):
             v = y[i]
-            if v != v:
+            if v != v or (count_nonfinite and (v == np.inf or v == -np.inf)):
+                if count_nonfinite:
+                    state[10] += 1.0
                 continue
             ly = log_y[i]
             lc = log_complement[i]

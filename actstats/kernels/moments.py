@@ -138,13 +138,53 @@ def moments_extremes(x) -> np.ndarray:
     lead = values.shape[:-1]
     rows = np.ascontiguousarray(values.reshape(int(np.prod(lead, dtype=np.int64)), values.shape[-1]))
     out = np.empty((rows.shape[0], 7))
-    _moments_extremes_rows(rows, MOMENT_TILE, out)
+    _moments_extremes_rows(rows, _ALL_EXIST, False, MOMENT_TILE, out, _NO_COUNTS)
     return out.reshape(lead + (7,))
 
 
+#: ``exists`` of a block whose values all exist, and the counts a public call does not keep.
+_ALL_EXIST = np.zeros((0, 0), dtype=np.bool_)
+_NO_COUNTS = np.zeros(0, dtype=np.int64)
+
+
+def moments_extremes_block(rows, exists=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`moments_extremes` of a block's rows as they are stored, and each row's count of
+    values that exist but are not finite.
+
+    Parameters
+    ----------
+    rows : ndarray (n, m), float32 or float64
+        Read in their own dtype (each value converted to float64 exactly, as a float64 copy
+        would hold it).
+    exists : ndarray (n, m) of bool, optional
+        Which values exist (default: all). Values that do not exist are skipped whatever
+        they hold; values that exist but are NaN or ±inf are skipped and counted.
+
+    Returns
+    -------
+    (summary (n, 7), nonfinite (n,) int64)
+        The summary equals, bit for bit, :func:`moments_extremes` of the float64 rows with
+        every skipped value replaced by NaN (the same values at the same positions, so the
+        same tiles and the same operations).
+    """
+    rows = np.asarray(rows)
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
+    rows = np.ascontiguousarray(rows)
+    exists = _ALL_EXIST if exists is None else np.ascontiguousarray(exists, dtype=np.bool_)
+    out = np.empty((rows.shape[0], 7))
+    nonfinite = np.zeros(rows.shape[0], dtype=np.int64)
+    _moments_extremes_rows(rows, exists, True, MOMENT_TILE, out, nonfinite)
+    return out, nonfinite
+
+
 @jit
-def _moments_extremes_rows(rows, tile, out):
-    """Per row: count, mean, M2, M3, M4 (tiles merged pairwise), min, max; NaN skipped."""
+def _moments_extremes_rows(rows, exists, clean, tile, out, nonfinite):
+    """Per row: count, mean, M2, M3, M4 (tiles merged pairwise), min, max; NaN skipped.
+
+    ``exists`` (n, m) or (0, 0) (all exist): values that do not exist are skipped. With
+    ``clean``, ±inf is skipped too and the NaN and ±inf that exist are counted in
+    ``nonfinite`` (otherwise ±inf enters the sums, as in :func:`moments_extremes`)."""
 
     def tile_moments(buf, nt):
         # as moments(): the mean, the sums of powers of the deviations, the exact re-centring
@@ -220,6 +260,7 @@ def _moments_extremes_rows(rows, tile, out):
         return n, mean, m2, m3, m4
 
     n_rows, width = rows.shape
+    masked = exists.shape[0] > 0
     buf = np.empty(tile)
     levels = np.zeros((64, 5))
     used = np.zeros(64, dtype=np.bool_)
@@ -232,8 +273,10 @@ def _moments_extremes_rows(rows, tile, out):
         origin = 0.0
         nt = 0
         for i in range(width):
+            if masked and not exists[r, i]:
+                continue
             v = rows[r, i]
-            if v == v:
+            if v == v and not (clean and (v == np.inf or v == -np.inf)):
                 origin += v
                 nt += 1
                 if nt == tile:
@@ -246,8 +289,12 @@ def _moments_extremes_rows(rows, tile, out):
             if not flush:
                 nt = 0
                 for i in range(t * tile, min(t * tile + tile, width)):
+                    if masked and not exists[r, i]:
+                        continue
                     v = rows[r, i]
-                    if v != v:
+                    if v != v or (clean and (v == np.inf or v == -np.inf)):
+                        if clean:
+                            nonfinite[r] += 1
                         continue
                     buf[nt] = v - origin
                     nt += 1
