@@ -19,7 +19,9 @@ absolute numbers across runs). The loop's Anderson-Darling, Lilliefors, Shapiro-
 numbers are compared with weight_normality's at the end (relative differences printed).
 
 Usage: python tests/benchmarks/bench_weights.py [--runs 4] [--epochs 10] [--units 512]
-           [--dir /tmp/actstats-bench-weights] [--threads 2] [--compare-with DIR]
+           [--dir /tmp/actstats-bench-weights] [--threads 2] [--compare-with DIR] [--rounds 1]
+--rounds N runs the weight_normality variants N times, alternating (the table shows each one's
+round of median CPU time; every round is printed); the load average is printed at start and end.
 --compare-with DIR adds a row of weight_normality imported from another checkout's source
 tree (PYTHONPATH=DIR), e.g. the code before a change (``git archive HEAD actstats | tar -x -C DIR``).
 Not part of `make test`; results in docs/benchmarks.md ("Weights").
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/actstats-bench-weights")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare-with", default=None, help="another source tree of actstats (PYTHONPATH)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the weight_normality variants (median)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -173,13 +176,20 @@ def main() -> None:
         variants.append(("actstats", f"weight_normality from {args.compare_with}, {args.threads} threads",
                          args.compare_with))
     variants.append(("loop", "scipy loop (anderson, lilliefors, shapiro, kstest, laplace/logistic fit)", None))
+    print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()), flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         zarr_read(path, "")  # the store's files in the page cache before any timing
-        results = {}
-        for i, (variant, label, pythonpath) in enumerate(variants):
+        results, rounds = {}, {}
+        order = [(i, v) for i, v in enumerate(variants) if v[0] != "actstats"]
+        alternating = [(i, v) for i, v in enumerate(variants) if v[0] == "actstats"] * max(args.rounds, 1)
+        for i, (variant, label, pythonpath) in order[:1] + alternating + order[1:]:
             out = os.path.join(scratch, f"{i}.npz")
-            results[label] = run(variant, path, out, args.threads, pythonpath) | {"out": out}
-            print(f"  {label}: {results[label]['wall']:.1f} s", flush=True)
+            measured = run(variant, path, out, args.threads, pythonpath) | {"out": out}
+            rounds.setdefault(label, []).append(measured)
+            print(f"  {label}: {measured['wall']:.1f} s wall, {measured['cpu']:.1f} s CPU", flush=True)
+        for label, measured in rounds.items():  # the median round (by CPU) of each variant
+            results[label] = sorted(measured, key=lambda m: m["cpu"])[(len(measured) - 1) // 2]
+        results = {label: results[label] for _, label, _ in variants}
         ours = np.load(results[variants[1][1]]["out"])
         loop = np.load(results[variants[-1][1]]["out"])
         differences = {name: float(np.max(np.abs(ours[name] - loop[name]) / np.abs(loop[name]))) for name in FIELDS}
@@ -193,6 +203,7 @@ def main() -> None:
         print(f"{label:75s} {measured['wall']:8.1f} {measured['cpu']:8.1f} {nbytes / 1e6 / measured['wall']:8.1f} "
               f"{reference['wall'] / measured['wall']:8.1f} {reference['cpu'] / measured['cpu']:10.1f} "
               f"{measured['peak_rss_mb']:7.0f}")
+    print("load average at end: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     print("weight_normality against the loop, max relative difference: "
           + ", ".join(f"{name} {value:.1e}" for name, value in differences.items()))
 
