@@ -30,7 +30,7 @@ from actstats.kernels.logit_histogram import bounded_summary_block
 from actstats.kernels.moments import moments_extremes, moments_extremes_block
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _Layout, _block, _chunk_values, _compute, _exists, _flat, _grid, _map_chunks,
-    _merge_sum, _reduce_axes, _refuse_beyond_width, _template,
+    _merge_sum, _refuse_beyond_width, _template,
 )
 
 
@@ -54,8 +54,9 @@ def _stored_rows(block, dims, n_reduce, layout, location, variable):
     # existence is monotone along unit and fan_in (below a limit) and does not depend on the
     # sample: the last unit and fan-in column of the block decide whether every value exists
     # (the usual block: then no mask and nothing beyond a width to refuse)
-    corner = {d: np.take(g, [-1], axis=dims.index(d)) if d in ("unit", "fan_in") else g for d, g in grid.items()}
-    if np.all(_exists(layout, corner)):
+    corner = {d: np.take(g, [-1], axis=dims.index(d)) if d in ("unit", "fan_in") and g.size else g
+              for d, g in grid.items()}
+    if values.size and np.all(_exists(layout, corner)):
         return grid, rows, None, keep_shape
     exists = _exists(layout, grid)
     _refuse_beyond_width(values, grid, exists, layout, variable)
