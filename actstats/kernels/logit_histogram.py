@@ -277,6 +277,7 @@ def _bounded_summary_rows(rows, exists, rescale, delta):
     nonfinite = np.zeros(rows.shape[0], dtype=np.int64)
     state = np.zeros(_STATE_SIZE)
     levels = np.zeros((64, 10))
+    counts = np.zeros(fields, dtype=np.int32)  # a row's histogram counts (half the cache of float64 fields)
     width = rows.shape[1]
     part = SUMMARY_SLICE
     log_y = np.empty(min(part, width))
@@ -303,10 +304,10 @@ def _bounded_summary_rows(rows, exists, rescale, delta):
                 np.negative(piece, out=lc)
                 np.log1p(lc, out=lc)
                 _bounded_summary_part(piece, ly, lc, float(delta), clip, limit, step, position_scale, bins, outer,
-                                      MOMENT_TILE, state, levels, out[r], stop >= width, clean and fast)
+                                      MOMENT_TILE, state, levels, counts, out[r], stop >= width, clean and fast)
             if width == 0:
                 _bounded_summary_part(log_y, log_y, log_y, float(delta), clip, limit, step, position_scale, bins,
-                                      outer, MOMENT_TILE, state, levels, out[r], True, False)
+                                      outer, MOMENT_TILE, state, levels, counts, out[r], True, False)
             nonfinite[r] += int(state[10])
     return out, nonfinite
 
@@ -345,15 +346,18 @@ def _clean_slice(rows, exists, r, start, stop, apply_rescale, lower, scale, out)
 
 #: Running state of one row in :func:`_bounded_summary_part`: count, clipped, the two sums
 #: and their compensations, the two origins, whether they are set, tiles merged, values
-#: not finite (counted with ``count_nonfinite``).
-_STATE_SIZE = 11
+#: not finite (counted with ``count_nonfinite``), values counted since the int32 histogram
+#: counts were last added to the row's float64 fields (at the row's end, or beyond 2**30
+#: values: no count overflows).
+_STATE_SIZE = 12
 
 
 @jit
 def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, position_scale, bins, outer, tile,
-                          state, levels, out, last, count_nonfinite):
+                          state, levels, counts, out, last, count_nonfinite):
     """One slice of a row: histogram counts into ``out[14:]``, sums and moments into ``state``
-    and ``levels``; with ``last``, the row's 14 head fields into ``out[:14]``. NaN is skipped;
+    and ``levels`` (the histogram counted in int32 ``counts``, added to ``out[14:]`` at the
+    row's end); with ``last``, the row's 14 head fields into ``out[:14]``. NaN is skipped;
     with ``count_nonfinite``, ±inf is skipped too and both are counted in ``state[10]``."""
 
     def tile_moments(buf, nt):
@@ -514,7 +518,7 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
                 elif position > bins - 1:
                     position = bins - 1
                 k = int(position) + outer
-            out[head + k] += 1.0
+            counts[k] += 1
             # the clipped logarithms, as beta_sufficient_statistics takes them
             if v < delta or ly < log_low:
                 ly = log_low
@@ -556,6 +560,12 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
     state[4], state[5] = sum_complement, sum_complement_error
     state[6], state[7] = origin_y, origin_z
     state[9] = tiles
+    state[11] += width
+    if last or state[11] > 2**30:  # exact: integer counts, added as float64
+        for f in range(counts.size):
+            out[head + f] += counts[f]
+            counts[f] = 0
+        state[11] = 0.0
     if not last:
         return
     out[0] = count
