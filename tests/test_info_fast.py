@@ -19,6 +19,7 @@ from actstats import cli
 from actstats.store import summary as summary_module
 from actstats.store.summary import NotServed, store_summary
 from actstats.store.write import write_store
+from test_other_readers import to_format_1
 
 NEURONS = ("run", "epoch", "layer", "sample", "unit")
 
@@ -170,32 +171,10 @@ def test_a_compressed_store_is_read_directly_and_prints_the_same(stopped_store, 
     assert fast[1].replace(path, stopped_store) == plain[1] and fast[2] == plain[2]
 
 
-def _to_format_1(path: str) -> None:
-    """The store rewritten as actstats.store/1 wrote it: text coordinates as vlen-utf8 strings
-    (as tests/test_other_readers.py does)."""
-    import zarr
-    from zarr.codecs import Crc32cCodec
-
-    group = zarr.open_group(path, mode="r+")
-    group.attrs["schema"] = "actstats.store/1"
-    for name in ("split", "activation_fn", "init", "optimizer", "dataset", "config", "layer_activation_fn"):
-        if name not in group:
-            continue
-        array = group[name]
-        values = np.array(array.attrs["labels"], dtype=object)[array[...]].astype(str)
-        strings = group.create_array(name, shape=values.shape, chunks=values.shape, dtype=str,
-                                     compressors=[Crc32cCodec()], dimension_names=list(array.metadata.dimension_names),
-                                     fill_value="", config={"write_empty_chunks": True}, overwrite=True)
-        strings[...] = values
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(path)
-
-
 def test_a_store_of_the_first_format_goes_through_open_store_and_prints_the_same(
         stopped_store, tmp_path, capsys, monkeypatch):
     path = _copy(stopped_store, tmp_path, "old.zarr")
-    _to_format_1(path)
+    to_format_1(path)  # tests/test_other_readers.py: as actstats.store/1 wrote stores
     (code, text, err), (_, out, _) = assert_same_info(capsys, monkeypatch, path, served=False)
     _, new_text, new_err = _main(capsys, "info", stopped_store)
     assert code == 0 and err == new_err
@@ -303,6 +282,8 @@ def test_an_absent_chunk_of_a_run_without_complete_records_is_padding(stopped_st
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from test_fuzz import _apply  # noqa: E402  the same damage as the fuzz tests' (one place)
+
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=False) | st.text(max_size=6)
     | st.sampled_from(["NaN", "little", "big", "crc32c", "bytes", "gzip", "regular", "default", "/", ".", "float64",
@@ -323,49 +304,6 @@ _READ = ("complete", "stopped", "step", "train_accuracy", "test_loss", "diverged
          "activation_fn", "config", "epoch", "lr", "run")
 
 
-def _json_paths(value, prefix=()):
-    yield prefix
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _json_paths(child, prefix + (key,))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _json_paths(child, prefix + (i,))
-
-
-def _damage(path: str, change) -> None:
-    kind, data = change[0], open(path, "rb").read()
-    if kind == "delete":
-        os.remove(path)
-        return
-    if kind == "flip" and data:
-        buffer = bytearray(data)
-        buffer[change[1] % len(buffer)] ^= 1 << change[2]
-        data = bytes(buffer)
-    elif kind == "truncate":
-        data = data[: int(len(data) * change[1])]
-    elif kind == "append":
-        data += change[1]
-    elif kind.startswith("json"):
-        try:
-            document = json.loads(data)
-        except ValueError:
-            return
-        paths = [p for p in _json_paths(document) if p]
-        if not paths:
-            return
-        where = paths[change[1] % len(paths)]
-        parent = document
-        for key in where[:-1]:
-            parent = parent[key]
-        if kind == "json":
-            parent[where[-1]] = change[2]
-        else:
-            del parent[where[-1]]
-        data = json.dumps(document).encode()
-    open(path, "wb").write(data)
-
-
 @st.composite
 def _damages(draw):
     return [(draw(st.sampled_from(["root", "read", "any"])), draw(st.integers(0, 2**31)), draw(_EDIT))
@@ -380,7 +318,7 @@ def _outcome(capsys, *args):
         return type(exc).__name__, str(exc)
 
 
-def _check_random_damage(store, capsys, monkeypatch, changes, tmp) -> bool:
+def _check_random_apply(store, capsys, monkeypatch, changes, tmp) -> bool:
     """Damage a copy; info through the direct reader says what it says through open_store.
     True when the direct reader served the damaged store."""
     path = os.path.join(tmp, "damaged.zarr")
@@ -393,7 +331,7 @@ def _check_random_damage(store, capsys, monkeypatch, changes, tmp) -> bool:
     for pool, choice, change in changes:
         candidates = [f for f in pools[pool] if os.path.exists(f)]
         if candidates:
-            _damage(candidates[choice % len(candidates)], change)
+            _apply(candidates[choice % len(candidates)], change)
     try:
         store_summary(path)
         served = True
@@ -415,7 +353,7 @@ def _random_damage_trials(store, capsys, monkeypatch, tmp_path, examples: int) -
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(changes=_damages())
     def check(changes):
-        served.append(_check_random_damage(store, capsys, monkeypatch, changes, str(tmp_path)))
+        served.append(_check_random_apply(store, capsys, monkeypatch, changes, str(tmp_path)))
 
     check()
     return served
