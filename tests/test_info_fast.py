@@ -318,7 +318,7 @@ def _outcome(capsys, *args):
         return type(exc).__name__, str(exc)
 
 
-def _check_random_apply(store, capsys, monkeypatch, changes, tmp) -> bool:
+def _check_random_damage(store, capsys, monkeypatch, changes, tmp) -> bool:
     """Damage a copy; info through the direct reader says what it says through open_store.
     True when the direct reader served the damaged store."""
     path = os.path.join(tmp, "damaged.zarr")
@@ -353,7 +353,7 @@ def _random_damage_trials(store, capsys, monkeypatch, tmp_path, examples: int) -
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(changes=_damages())
     def check(changes):
-        served.append(_check_random_apply(store, capsys, monkeypatch, changes, str(tmp_path)))
+        served.append(_check_random_damage(store, capsys, monkeypatch, changes, str(tmp_path)))
 
     check()
     return served
