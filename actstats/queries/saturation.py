@@ -276,6 +276,7 @@ def _batched_in_graph(counts: xr.DataArray, batch: int, by, group, pool, subsets
     cells are in memory. Same numbers as one batch at a time (each group's bootstrap depends
     on its own cells and the seed only)."""
     import dask
+    from threadpoolctl import threadpool_limits
 
     labels = [label for label, _ in subsets]
     coords = {name: (c.dims, c.values) for name, c in counts.coords.items()}
@@ -286,7 +287,11 @@ def _batched_in_graph(counts: xr.DataArray, batch: int, by, group, pool, subsets
                        for name, (dims, values) in coords.items()}
         tasks.append(dask.delayed(_batch_saturation, pure=True)(
             part.data, part.dims, part_coords, by, group, pool, subsets, labels, confidence_level, n_resamples, seed))
-    return list(_compute(*tasks))
+    # one BLAS thread a task: the bootstrap's matrix products run beside the other worker's reads,
+    # and a second BLAS thread each would contend for the same two cores (4 GB store: 1.7-1.9 s
+    # and 2.5-2.9 s of CPU with one, 1.9-2.3 s and 3.2-3.9 s with OpenBLAS' default of two)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return list(_compute(*tasks))
 
 
 def _batch_saturation(values, dims, coords, by, group, pool, subsets, labels, confidence_level, n_resamples,
