@@ -132,3 +132,19 @@ def fit_rtol(a, b, n: int = 10_000) -> float:
     usable = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
     bounds = [beta_mle_rtol(x, y, n) for x, y in zip(a[usable].ravel(), b[usable].ravel())]
     return max(bounds, default=float_rtol(n))
+
+
+def anderson_darling_condition(row) -> float:
+    """The condition number of the Anderson–Darling sum of a row (NaN padding dropped):
+    A² = -n - Σ (2i-1)/n [log Φ(z_i) + log Φ(-z_(n+1-i))] cancels to ~1 from terms of size
+    ~n, so two orders of it differ by float_rtol(n, condition=(n + Σ|terms|) / |A²|)."""
+    from scipy import special
+
+    x = np.sort(row[~np.isnan(row)])
+    if x.size < 4 or x.std() == 0:
+        return 1.0
+    z = (x - x.mean()) / x.std(ddof=1)
+    i = np.arange(1, x.size + 1)
+    terms = (2 * i - 1) / x.size * (special.log_ndtr(z) + special.log_ndtr(-z[::-1]))
+    a2 = -x.size - terms.sum()
+    return float((x.size + np.abs(terms).sum()) / max(abs(a2), 1e-300))
