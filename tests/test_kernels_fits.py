@@ -198,3 +198,56 @@ def test_normal_fit_from_normality_statistics_sums_equals_its_own():
     alone = fit_families(sort_sample(x), families=families, ks=False)
     for name in ("loc", "scale", "log_likelihood", "aic", "best_family_index"):
         np.testing.assert_array_equal(getattr(with_sums, name), getattr(alone, name))
+
+
+def test_compiled_logistic_step_passes_against_numpy_and_exact_sums():
+    # the compiled Newton passes of large groups (fits._LOGISTIC_COMPILED_SIZE): u/2 bit for bit
+    # numpy's (x - mu)/sc*0.5 (same operations, no fastmath); the seven sums and Σ|u| against
+    # the exactly rounded sums (math.fsum) at float_rtol(n, condition) (kind 2: another order)
+    import math
+
+    from actstats.kernels.fits import _logistic_half, _logistic_magnitudes, _logistic_sums
+
+    rng = np.random.default_rng(40)
+    for n in (1, 127, 128, 129, 70_001):
+        x = np.sort(rng.logistic(0.003, 0.02, size=n))
+        mu, sc = 0.0031, 0.0197
+        half = np.empty(n)
+        _logistic_half(x, mu, sc, half)
+        np.testing.assert_array_equal(half, (x - mu) / sc * 0.5)
+        t = np.tanh(half)
+        u = 2 * half
+        terms = (t, t * t, u, u * t, u * t * t, u * u, (u * t) ** 2)
+        ours = _logistic_sums(half, t)
+        for value, term in zip(ours, terms):
+            exact = math.fsum(term)
+            assert abs(value - exact) <= float_rtol(n, condition=sum_condition(term)) * abs(exact)
+        magnitude = _logistic_magnitudes(half, t)
+        assert abs(magnitude - math.fsum(np.abs(u))) <= float_rtol(n) * math.fsum(np.abs(u))
+        np.testing.assert_array_equal(t, 1.0 + np.abs(np.tanh(half)))
+
+
+@pytest.mark.parametrize("draw", ["logistic", "normal", "uniform"])
+def test_logistic_fit_of_a_large_group_compiled_and_numpy_against_scipy(draw, monkeypatch):
+    # kind 4: groups of >= 2**16 values take the compiled passes and a second warm start (65 536
+    # order statistics); scipy's root finder stops at ~1e-8: parameters within 1e-7 and a
+    # likelihood at least as high; the numpy passes (the threshold raised) reach the same root:
+    # both satisfy the score equations to rounding, and their likelihoods, at the same maximum,
+    # differ by the rounding of the sum (kind 2)
+    from actstats.kernels import fits
+
+    x = getattr(np.random.default_rng(41), draw)(size=150_000) * 0.02
+    compiled = fit_families(x, families=("logistic",))
+    monkeypatch.setattr(fits, "_LOGISTIC_COMPILED_SIZE", x.size + 1)
+    plain = fit_families(x, families=("logistic",))
+    theirs = scipy.stats.logistic.fit(x)
+    scipy_likelihood = scipy.stats.logistic.logpdf(x, *theirs).sum()
+    for fit in (compiled, plain):
+        np.testing.assert_allclose([fit.loc[0], fit.scale[0]], theirs, rtol=1e-7, atol=1e-9)
+        assert fit.log_likelihood[0] >= scipy_likelihood - 1e-12 * abs(scipy_likelihood)
+        u = (x - fit.loc[0]) / fit.scale[0]
+        t = np.tanh(u / 2)
+        assert abs(t.sum()) < 1e-9 * x.size and abs((u * t).sum() - x.size) < 1e-9 * x.size
+    terms = scipy.stats.logistic.logpdf(x, compiled.loc[0], compiled.scale[0])
+    np.testing.assert_allclose(compiled.log_likelihood, plain.log_likelihood,
+                               rtol=float_rtol(x.size, condition=sum_condition(terms)))
