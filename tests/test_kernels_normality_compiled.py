@@ -180,8 +180,28 @@ def test_weight_normality_full_row_moments_equal_kernels_moments_bit_for_bit():
     from actstats.queries.normality import _full_row_moments
 
     rng = np.random.default_rng(18)
-    for n in (1, 2, 7, 4097, 70_001):
+    for n in (1, 2, 7, 4097, 70_001, 2**17 + 3):  # from 2**16 values the compiled sums
         for scale in (1e-6, 1.0, 1e5):
             x = rng.standard_t(4, size=n) * scale + rng.normal() * 1e3 * scale
             for row in (x, x.astype(np.float32).astype(np.float64)):
                 np.testing.assert_array_equal(_full_row_moments(row), moments(row[None, :])[0])
+
+
+def test_pairwise_moment_sums_equal_numpy_sums_bit_for_bit():
+    # numpy's pairwise sum replicated (leaves of < 8, <= 128 values; splits at multiples of 8):
+    # the same floats as np.sum of the arrays of terms, at every size that reaches each branch
+    from actstats.queries.normality import _pairwise_moment_sums
+
+    rng = np.random.default_rng(37)
+    for n in (*range(1, 20), 127, 128, 129, 136, 255, 1000, 4097, 70_001):
+        x = rng.standard_t(4, size=n) * 10.0 ** rng.uniform(-3, 3) + rng.normal()
+        for values in (x, x.astype(np.float32)):
+            wide = values.astype(np.float64)
+            assert _pairwise_moment_sums(values, 0.0, False)[0] == wide.sum()
+            mean = wide.sum() / n
+            d = wide - mean
+            q = d * d
+            expected = [d.sum(), q.sum(), (q * d).sum(), (q * q).sum()]
+            np.testing.assert_array_equal(_pairwise_moment_sums(values, mean, True), expected)
+    for zeros in (np.array([-0.0]), np.full(9, -0.0)):  # numpy's sum of -0.0 is 0.0
+        assert str(_pairwise_moment_sums(zeros, 0.0, False)[0]) == str(zeros.sum()) == "0.0"
