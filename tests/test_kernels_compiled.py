@@ -207,6 +207,58 @@ def test_bounded_summary_rows_slices_and_empty_rows():
     assert_moments_within_bound(kernels.combine_moments(parts[:, 4:9], axis=0), want[0, 4:9])
 
 
+@pytest.mark.parametrize("width", [1, 7, 255, 257, 1023, 32_768 + 13])
+def test_bounded_summary_vectorised_sums_at_any_length_and_gaps(width):
+    # the moments loop keeps each tile's sums in vector lanes (reassociation allowed): rows of
+    # lengths that are not multiples of the lanes, the tile or a slice, with NaN gaps at tile
+    # borders, the clip points and values at y = 1/2 (logit 0: the logit moments' deviations
+    # cancel), against independent sums. The sums of the clipped logarithms: math.fsum of
+    # numpy's clipped logarithms (exactly rounded), within float_rtol(n) (terms of one sign,
+    # any order, plus numpy's and the kernel's use of the same logarithms: 0 ulps apart);
+    # the moments against kernels.moments at the kernels' stated bound.
+    import math
+
+    from tolerances import float_rtol
+
+    rng = np.random.default_rng(width)
+    y = rng.beta(0.4, 0.4, width)
+    y[rng.random(width) < 0.1] = 0.5
+    y[rng.random(width) < 0.05] = DELTA / 3
+    y[rng.random(width) < 0.05] = 1.0
+    y[(np.arange(width) % 256) < 3] = np.nan  # the first values of every tile skipped
+    if width > 300:
+        y[250:262] = np.nan  # a gap across a tile border
+    got = kernels.bounded_summary(y)
+    valid = ~np.isnan(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_y = np.where(y < DELTA, np.log(DELTA), np.clip(np.log(y), np.log(DELTA), np.log(1 - DELTA)))
+        log_c = np.where(y > 1 - DELTA, np.log1p(-(1 - DELTA)),
+                         np.clip(np.log1p(-y), np.log1p(-(1 - DELTA)), np.log1p(-DELTA)))
+    n = int(valid.sum())
+    assert got[0] == n and got[3] == ((y[valid] < DELTA) | (y[valid] > 1 - DELTA)).sum()
+    for field, terms in ((1, log_y[valid]), (2, log_c[valid])):
+        exact = math.fsum(terms)
+        assert abs(got[field] - exact) <= float_rtol(n, function_ulps=0) * abs(exact), (field, got[field], exact)
+    assert_moments_within_bound(got[4:9], kernels.moments(y))
+    assert_moments_within_bound(got[9:14], kernels.moments(np.where(valid, log_y - log_c, np.nan)))
+    want = bounded_summary_numpy(y)
+    np.testing.assert_array_equal(got[kernels.SUMMARY_FIELDS:], want[kernels.SUMMARY_FIELDS:])
+
+
+def test_bounded_summary_block_skips_and_counts_infinities_in_its_buffer():
+    # the histogram loop replaces ±inf by NaN in the block path's own buffer (the moments loop
+    # then skips it as NaN); the caller's rows are not written
+    from actstats.kernels.logit_histogram import bounded_summary_block
+
+    rows = np.array([[0.25, np.inf, 0.5, -np.inf, np.nan, 0.75]], dtype=np.float32)
+    before = rows.copy()
+    got, nonfinite = bounded_summary_block(rows)
+    np.testing.assert_array_equal(rows, before)
+    assert nonfinite.tolist() == [3]
+    want = kernels.bounded_summary(np.array([0.25, np.nan, 0.5, np.nan, np.nan, 0.75]))
+    np.testing.assert_array_equal(got[0], want)
+
+
 def _stored_block(rng, n_rows=3, width=70_000, dtype=np.float32, low=-1.0, high=1.0):
     """Stored values (float32) with NaN, ±inf and values that do not exist (holding garbage)."""
     rows = rng.uniform(low, high, (n_rows, width)).astype(dtype)

@@ -189,21 +189,26 @@ def bounded_summary(y, *, delta: float = DEFAULT_DELTA) -> np.ndarray:
     Notes
     -----
     numpy takes ``log y`` and ``log1p(-y)`` (its SIMD logarithms, the ones the numpy
-    kernels take) of :data:`SUMMARY_SLICE` values of a row at a time; one compiled loop
-    then does the rest for each value: the clipping, the histogram bin (the float
-    operations of :func:`logit_histogram`, in its order), the sums, the counts, and the
-    moments in tiles of :data:`~actstats.kernels.moments.MOMENT_TILE` merged pairwise (as
-    :func:`~actstats.kernels.moments.moments_extremes`).
+    kernels take) of :data:`SUMMARY_SLICE` values of a row at a time; two compiled loops
+    then do the rest. The first counts each value's histogram field (the float operations
+    of :func:`logit_histogram`, in its order: the same counts). The second clips the
+    logarithms and takes the sums, the counts and the moments in tiles of
+    :data:`~actstats.kernels.moments.MOMENT_TILE` merged pairwise (as
+    :func:`~actstats.kernels.moments.moments_extremes`); its loops have no branches and are
+    compiled with reassociation allowed, so each tile's sums are kept in vector lanes, in
+    an order the compiled code fixes (the same on every call, so the block and the engine
+    paths still agree bit for bit).
 
     Bounds, against the numpy kernels called one by one: the counts (n, clipped, every
     histogram field) are equal; the two sums of logarithms agree to 1e-12 relative (all
-    their terms have one sign; tile sums Neumaier-compensated against numpy's pairwise
-    sums); the moments within the bound of
+    their terms have one sign, so any order of the sum is within γ_{n-1} of the exact one;
+    tile sums Neumaier-compensated, against numpy's pairwise sums); the moments within the
+    bound of
     :func:`~actstats.kernels.moments.moments_extremes` (mean within ``1e-12 (|mean| +
     std)``, M2 and M4 1e-12 relative, M3 within ``1e-12 sqrt(M2 M4)``).
 
     Verification: equal to those four kernels called one by one within these bounds
-    (``tests/test_kernels_logit_histogram.py``, ``tests/test_kernels_bounded_summary_compiled.py``).
+    (``tests/test_kernels_logit_histogram.py``, ``tests/test_kernels_compiled.py``).
 
     Examples
     --------
@@ -244,7 +249,7 @@ def bounded_summary_block(rows, exists=None, rescale=None, *, delta: float = DEF
     -----
     A compiled pass writes each :data:`SUMMARY_SLICE` of a row's values, cleaned (NaN where
     a value is skipped) and rescaled, into a float64 buffer that stays in cache; numpy's
-    logarithms and the compiled loop of :func:`bounded_summary` then take that buffer. The
+    logarithms and the compiled loops of :func:`bounded_summary` then take that buffer. The
     summary equals, bit for bit, :func:`bounded_summary` of the float64 rows cleaned and
     rescaled as a whole (the same values at the same positions: the same slices, tiles and
     operations).
@@ -287,10 +292,12 @@ def _bounded_summary_rows(rows, exists, rescale, delta):
     part = SUMMARY_SLICE
     log_y = np.empty(min(part, width))
     log_complement = np.empty(min(part, width))
+    index = np.empty(min(part, width), dtype=np.int32)
     cleaned = np.empty(min(part, width)) if clean else None
     with np.errstate(invalid="ignore", divide="ignore"):
         for r in range(rows.shape[0]):
             state[:] = 0.0
+            pending = 0  # values counted in `counts` since they were last added to the row's fields
             for start in range(0, width, part):
                 stop = min(start + part, width)
                 if not clean:
@@ -308,12 +315,21 @@ def _bounded_summary_rows(rows, exists, rescale, delta):
                 np.log(piece, out=ly)
                 np.negative(piece, out=lc)
                 np.log1p(lc, out=lc)
-                _bounded_summary_part(piece, ly, lc, float(delta), clip, limit, step, position_scale, bins, outer,
-                                      MOMENT_TILE, state, levels, counts, out[r], stop >= width, clean and fast)
+                skipped = _logit_bins(piece, ly, lc, float(delta), limit, step, position_scale, bins, outer, index,
+                                      counts, clean and fast)
+                if clean and fast:  # ±inf is now NaN in the buffer: the moments skip it as NaN
+                    nonfinite[r] += skipped
+                _summary_moments(piece, ly, lc, float(delta), clip, MOMENT_TILE, state, levels, out[r],
+                                 stop >= width)
+                pending += piece.size
+                if pending > 2**30:  # exact: integer counts below 2**31, added as float64
+                    out[r, SUMMARY_FIELDS:] += counts
+                    counts[:] = 0
+                    pending = 0
             if width == 0:
-                _bounded_summary_part(log_y, log_y, log_y, float(delta), clip, limit, step, position_scale, bins,
-                                      outer, MOMENT_TILE, state, levels, counts, out[r], True, False)
-            nonfinite[r] += int(state[10])
+                _summary_moments(log_y, log_y, log_y, float(delta), clip, MOMENT_TILE, state, levels, out[r], True)
+            out[r, SUMMARY_FIELDS:] += counts
+            counts[:] = 0
     return out, nonfinite
 
 
@@ -349,78 +365,83 @@ def _clean_slice(rows, exists, r, start, stop, apply_rescale, lower, scale, out)
     return nonfinite
 
 
-#: Running state of one row in :func:`_bounded_summary_part`: count, clipped, the two sums
-#: and their compensations, the two origins, whether they are set, tiles merged, values
-#: not finite (counted with ``count_nonfinite``), values counted since the int32 histogram
-#: counts were last added to the row's float64 fields (at the row's end, or beyond 2**30
-#: values: no count overflows).
-_STATE_SIZE = 12
+#: Running state of one row in :func:`_summary_moments`: count, clipped, the two sums and
+#: their compensations, the two origins, whether they are set, tiles merged.
+_STATE_SIZE = 10
 
 
 @jit
-def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, position_scale, bins, outer, tile,
-                          state, levels, counts, out, last, count_nonfinite):
-    """One slice of a row: histogram counts into ``out[14:]``, sums and moments into ``state``
-    and ``levels`` (the histogram counted in int32 ``counts``, added to ``out[14:]`` at the
-    row's end); with ``last``, the row's 14 head fields into ``out[:14]``. NaN is skipped;
-    with ``count_nonfinite``, ±inf is skipped too and both are counted in ``state[10]``."""
+def _logit_bins(y, log_y, log_complement, delta, limit, step, position_scale, bins, outer, index, counts,
+                count_nonfinite):
+    """One slice of a row: each value's histogram field counted in ``counts`` (int32), with
+    :func:`logit_histogram`'s float operations in its order (so equal counts). NaN is
+    skipped; with ``count_nonfinite``, ±inf is skipped too, replaced by NaN in ``y`` (the
+    caller's buffer) and both are counted: the count is returned.
 
-    def tile_moments(buf, nt):
-        # as moments(): the mean, the sums of powers of the deviations, the exact re-centring
-        a0 = 0.0
-        a1 = 0.0
-        a2 = 0.0
-        a3 = 0.0
-        k = 0
-        while k + 4 <= nt:
-            a0 += buf[k]
-            a1 += buf[k + 1]
-            a2 += buf[k + 2]
-            a3 += buf[k + 3]
-            k += 4
-        while k < nt:
-            a0 += buf[k]
-            k += 1
-        count = float(nt)
-        mean = ((a0 + a1) + (a2 + a3)) / count
-        s1a = 0.0
-        s1b = 0.0
-        s2a = 0.0
-        s2b = 0.0
-        s3a = 0.0
-        s3b = 0.0
-        s4a = 0.0
-        s4b = 0.0
-        k = 0
-        while k + 2 <= nt:
-            d = buf[k] - mean
-            e = buf[k + 1] - mean
-            d2 = d * d
-            e2 = e * e
-            s1a += d
-            s1b += e
-            s2a += d2
-            s2b += e2
-            s3a += d2 * d
-            s3b += e2 * e
-            s4a += d2 * d2
-            s4b += e2 * e2
-            k += 2
-        if k < nt:
-            d = buf[k] - mean
-            d2 = d * d
-            s1a += d
-            s2a += d2
-            s3a += d2 * d
-            s4a += d2 * d2
-        shift = (s1a + s1b) / count
-        m2 = s2a + s2b
-        m3 = s3a + s3b
-        m4 = s4a + s4b
-        m4 = m4 - 4 * shift * m3 + 6 * shift**2 * m2 - 3 * count * shift**4
-        m3 = m3 - 3 * shift * m2 + 2 * count * shift**3
-        m2 = m2 - count * shift**2
-        return count, mean + shift, m2, m3, m4
+    Two loops: the inner grid's bin of every value, branch-free (vectorised), -1 for a
+    value outside ``[delta, 1 - delta]`` (and NaN); then the counting, where the values
+    outside the grid (few) take the branches of the tails. Not ``fastmath``: the bin is
+    the rounding of these exact operations."""
+    total_bins = bins + 2 * outer
+    upper = 1 - delta
+    top = bins - 1.0
+    width = y.size
+    for i in range(width):
+        v = y[i]
+        position = ((log_y[i] - log_complement[i]) + limit) * position_scale
+        position = 0.0 if position < 0 else position
+        position = top if position > top else position
+        index[i] = np.int32(position) + outer if (v >= delta) & (v <= upper) else -1
+    skipped = 0
+    for i in range(width):
+        k = index[i]
+        if k >= 0:
+            counts[k] += 1
+            continue
+        v = y[i]
+        if v != v or (count_nonfinite and (v == np.inf or v == -np.inf)):
+            skipped += 1
+            y[i] = np.nan
+            continue
+        if v < delta:
+            if v <= 0:
+                k = total_bins
+            else:
+                beyond = np.floor((-limit - (log_y[i] - log_complement[i])) / step)
+                if beyond >= outer:
+                    k = total_bins + 1
+                else:
+                    k = int(outer - 1 - max(beyond, 0.0))
+        else:
+            if v >= 1:
+                k = total_bins + 3
+            else:
+                beyond = np.floor(((log_y[i] - log_complement[i]) - limit) / step)
+                if beyond >= outer:
+                    k = total_bins + 2
+                else:
+                    k = int(outer + bins + max(beyond, 0.0))
+        counts[k] += 1
+    return skipped
+
+
+@jit(fastmath={"reassoc"})
+def _summary_moments(y, log_y, log_complement, delta, clip, tile, state, levels, out, last):
+    """One slice of a row (NaN skipped): the clipped logarithms' sums, the clipped count and
+    the moments of ``y`` and of the clipped logit into ``state`` and ``levels``; with
+    ``last``, the row's 14 head fields into ``out[:14]``.
+
+    Per tile of ``tile`` positions: one pass for the count, the tile's two sums of clipped
+    logarithms and its two means, one for the sums of powers of the deviations, then the
+    exact re-centring (as :func:`~actstats.kernels.moments`); tiles merged pairwise with
+    Pébay's formulas, the tiles' sums of logarithms Neumaier-compensated. A skipped value
+    enters a tile's loops as 0 with weight 0, so the loops have no branches, and
+    ``fastmath={"reassoc"}`` (reassociation only: no NaN, infinity or signed-zero
+    assumptions) lets the compiler keep each sum in vector lanes: a tile's sums are added in
+    an order of the compiler's choosing, fixed in the compiled code. The bounds of
+    :func:`bounded_summary` hold in any order (a sum of n terms of one sign is within
+    γ_{n-1} of the exact one; the moments' rounding is that of
+    :func:`~actstats.kernels.moments_extremes`'s tiles)."""
 
     def merge(na, mean_a, m2a, m3a, m4a, nb, mean_b, m2b, m3b, m4b):
         # merge_moments' formulas (Pébay 2008), the same order of operations
@@ -447,8 +468,6 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
             error += (term - t) + total
         return t, error
 
-    head = 14
-    total_bins = bins + 2 * outer
     log_low, log_high, complement_low, complement_high = clip[0], clip[1], clip[2], clip[3]
     upper = 1 - delta
     count = state[0]
@@ -458,12 +477,11 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
     origin_y, origin_z = state[6], state[7]
     tiles = state[9]
     width = y.size
-    buffers = np.empty((2, tile))  # a tile of y and of the clipped logit, less their origins
     if state[8] == 0:  # the origins: the means of the row's first `tile` values (see moments_extremes)
         nt = 0
         for i in range(width):
             v = y[i]
-            if v != v or (count_nonfinite and (v == np.inf or v == -np.inf)):
+            if v != v:
                 continue
             ly = log_y[i]
             if v < delta or ly < log_low:
@@ -486,75 +504,86 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
             state[8] = 1
     for start in range(0, width, tile):
         stop = min(start + tile, width)
+        # views indexed from 0: the compiler sees non-negative indices and vectorises
+        ys = y[start:stop]
+        lys = log_y[start:stop]
+        lcs = log_complement[start:stop]
+        m = stop - start
         nt = 0
+        nc = 0
         tile_log = 0.0
         tile_complement = 0.0
-        for i in range(start, stop):
-            v = y[i]
-            if v != v or (count_nonfinite and (v == np.inf or v == -np.inf)):
-                if count_nonfinite:
-                    state[10] += 1.0
-                continue
-            ly = log_y[i]
-            lc = log_complement[i]
-            # the histogram: logit_histogram's float operations, in its order
-            if v < delta:
-                if v <= 0:
-                    k = total_bins
-                else:
-                    beyond = np.floor((-limit - (ly - lc)) / step)
-                    if beyond >= outer:
-                        k = total_bins + 1
-                    else:
-                        k = int(outer - 1 - max(beyond, 0.0))
-            elif v > upper:
-                if v >= 1:
-                    k = total_bins + 3
-                else:
-                    beyond = np.floor(((ly - lc) - limit) / step)
-                    if beyond >= outer:
-                        k = total_bins + 2
-                    else:
-                        k = int(outer + bins + max(beyond, 0.0))
-            else:
-                position = ((ly - lc) + limit) * position_scale
-                if position < 0:
-                    position = 0.0
-                elif position > bins - 1:
-                    position = bins - 1
-                k = int(position) + outer
-            counts[k] += 1
-            # the clipped logarithms, as beta_sufficient_statistics takes them
-            if v < delta or ly < log_low:
-                ly = log_low
-            elif ly > log_high:
-                ly = log_high
-            if v > upper or lc < complement_low:
-                lc = complement_low
-            elif lc > complement_high:
-                lc = complement_high
-            if v < delta or v > upper:
-                clipped += 1
-            tile_log += ly
-            tile_complement += lc
-            buffers[0, nt] = v - origin_y
-            buffers[1, nt] = (ly - lc) - origin_z
-            nt += 1
+        sy = 0.0
+        sz = 0.0
+        for i in range(m):
+            v = ys[i]
+            ok = v == v
+            ly = lys[i]
+            ly = log_low if (v < delta) | (ly < log_low) else (log_high if ly > log_high else ly)
+            lc = lcs[i]
+            lc = complement_low if (v > upper) | (lc < complement_low) else (
+                complement_high if lc > complement_high else lc)
+            nt += ok
+            nc += ok & ((v < delta) | (v > upper))
+            tile_log += ly if ok else 0.0
+            tile_complement += lc if ok else 0.0
+            sy += (v - origin_y) if ok else 0.0
+            sz += ((ly - lc) - origin_z) if ok else 0.0
         if nt == 0:
             continue
         count += nt
+        clipped += nc
         sum_log, sum_log_error = add(sum_log, sum_log_error, tile_log)
         sum_complement, sum_complement_error = add(sum_complement, sum_complement_error, tile_complement)
         tiles += 1
+        n = float(nt)
+        mean_y = sy / n
+        mean_z = sz / n
+        s1y = 0.0
+        s2y = 0.0
+        s3y = 0.0
+        s4y = 0.0
+        s1z = 0.0
+        s2z = 0.0
+        s3z = 0.0
+        s4z = 0.0
+        for i in range(m):
+            v = ys[i]
+            ok = v == v
+            ly = lys[i]
+            ly = log_low if (v < delta) | (ly < log_low) else (log_high if ly > log_high else ly)
+            lc = lcs[i]
+            lc = complement_low if (v > upper) | (lc < complement_low) else (
+                complement_high if lc > complement_high else lc)
+            d = ((v - origin_y) - mean_y) if ok else 0.0
+            e = (((ly - lc) - origin_z) - mean_z) if ok else 0.0
+            d2 = d * d
+            e2 = e * e
+            s1y += d
+            s2y += d2
+            s3y += d2 * d
+            s4y += d2 * d2
+            s1z += e
+            s2z += e2
+            s3z += e2 * e
+            s4z += e2 * e2
         for which in range(2):  # the moments of y, then of the clipped logit
+            if which == 0:
+                mean, s1, m2, m3, m4 = mean_y, s1y, s2y, s3y, s4y
+            else:
+                mean, s1, m2, m3, m4 = mean_z, s1z, s2z, s3z, s4z
+            shift = s1 / n  # as moments(): the exact re-centring
+            m4 = m4 - 4 * shift * m3 + 6 * shift**2 * m2 - 3 * n * shift**4
+            m3 = m3 - 3 * shift * m2 + 2 * n * shift**3
+            m2 = m2 - n * shift**2
+            nn, mean = n, mean + shift
             base = 5 * which
-            n, mean, m2, m3, m4 = tile_moments(buffers[which], nt)
             level = 0
             while level < 64 and int(tiles) >> level & 1 == 0:  # binary counter: merge equal-sized parts
-                n, mean, m2, m3, m4 = merge(levels[level, base], levels[level, base + 1], levels[level, base + 2],
-                                            levels[level, base + 3], levels[level, base + 4], n, mean, m2, m3, m4)
+                nn, mean, m2, m3, m4 = merge(levels[level, base], levels[level, base + 1], levels[level, base + 2],
+                                             levels[level, base + 3], levels[level, base + 4], nn, mean, m2, m3, m4)
                 level += 1
-            levels[level, base] = n
+            levels[level, base] = nn
             levels[level, base + 1] = mean
             levels[level, base + 2] = m2
             levels[level, base + 3] = m3
@@ -565,12 +594,6 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
     state[4], state[5] = sum_complement, sum_complement_error
     state[6], state[7] = origin_y, origin_z
     state[9] = tiles
-    state[11] += width
-    if last or state[11] > 2**30:  # exact: integer counts, added as float64
-        for f in range(counts.size):
-            out[head + f] += counts[f]
-            counts[f] = 0
-        state[11] = 0.0
     if not last:
         return
     out[0] = count
@@ -579,12 +602,12 @@ def _bounded_summary_part(y, log_y, log_complement, delta, clip, limit, step, po
     out[3] = clipped
     for which in range(2):
         base = 5 * which
-        n, mean, m2, m3, m4 = 0.0, np.nan, 0.0, 0.0, 0.0
+        nn, mean, m2, m3, m4 = 0.0, np.nan, 0.0, 0.0, 0.0
         for level in range(64):
             if int(tiles) >> level & 1:
-                n, mean, m2, m3, m4 = merge(levels[level, base], levels[level, base + 1], levels[level, base + 2],
-                                            levels[level, base + 3], levels[level, base + 4], n, mean, m2, m3, m4)
-        out[4 + base] = n
+                nn, mean, m2, m3, m4 = merge(levels[level, base], levels[level, base + 1], levels[level, base + 2],
+                                             levels[level, base + 3], levels[level, base + 4], nn, mean, m2, m3, m4)
+        out[4 + base] = nn
         out[5 + base] = mean + (origin_y if which == 0 else origin_z)
         out[6 + base] = m2
         out[7 + base] = m3

@@ -5,8 +5,8 @@ gives :func:`actstats.kernels.bounded_summary` (Beta sums, moments, logit moment
 logit-space histogram), merged per group. Weights (``weight_normality`` and the weight
 ``fit``): per-group moments (and extremes) first, then a histogram of the standardised
 values (:func:`actstats.kernels.standardized_histogram`) summed over chunks. Each chunk's
-work is one compiled loop over its values (numpy takes the logarithms of the bounded
-summary).
+work is compiled: one loop over its values (two for the bounded summary, whose
+logarithms numpy takes).
 
 The three streamed reductions clean their blocks themselves (``block=``): each group's
 values are handed to the compiled kernels as stored (float32), which skip what does not
