@@ -205,3 +205,19 @@ def test_pairwise_moment_sums_equal_numpy_sums_bit_for_bit():
             np.testing.assert_array_equal(_pairwise_moment_sums(values, mean, True), expected)
     for zeros in (np.array([-0.0]), np.full(9, -0.0)):  # numpy's sum of -0.0 is 0.0
         assert str(_pairwise_moment_sums(zeros, 0.0, False)[0]) == str(zeros.sum()) == "0.0"
+
+
+def test_sort_float32_row_equals_sort_sample():
+    # the query's sort of a float32 group (no check, kept arrays) against sort_sample's, bit for bit
+    from actstats.kernels.normality import _sort_float32_row, sort_sample
+
+    rng = np.random.default_rng(38)
+    for n in (2**16, 70_001):
+        single = (rng.standard_t(3, size=(2, n // 2 + 1)) * 0.02).astype(np.float32).reshape(-1)[:n]
+        single[:5] = [0.0, -0.0, 1e-40, -1e-40, 0.0]  # zeros of both signs, subnormals
+        values = single.astype(np.float64)
+        ours, theirs = _sort_float32_row(values, single.reshape(2, -1) if n % 2 == 0 else single), sort_sample(values)
+        np.testing.assert_array_equal(ours.ordered, theirs.ordered)
+        np.testing.assert_array_equal(np.signbit(ours.ordered), np.signbit(theirs.ordered))
+        assert ours.full and theirs.full and ours.counts.tolist() == theirs.counts.tolist() == [n]
+        np.testing.assert_array_equal(ours.rows.values, theirs.rows.values)

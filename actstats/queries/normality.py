@@ -12,7 +12,9 @@ import xarray as xr
 from actstats import kernels
 from actstats.errors import ActstatsValueError
 from actstats.kernels._jit import jit
-from actstats.kernels.normality import _SCRATCH_BYTES, _scratch, normality_statistics, sort_sample
+from actstats.kernels.normality import (
+    _FLOAT32_SORT_SIZE, _SCRATCH_BYTES, _scratch, _sort_float32_row, normality_statistics, sort_sample,
+)
 from actstats.options import OPTIONS
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _chunk_values, _compute, _exists, _grid, _is_dask, _layout, _map_chunks,
@@ -294,13 +296,18 @@ def _full_row_moments(values):
     return [count[0], mean[0], m2[0], m3[0], m4[0]]
 
 
-def _group_fields(values, initial, both, *, families, max_fit_size, shapiro_max_size, seed):
+def _group_fields(values, initial, both, *, families, max_fit_size, shapiro_max_size, seed, single=None):
     """The fields of :data:`NORMALITY` but ``n_nonfinite`` for one cleaned group (1-D float64,
     NaN where nothing is): the CDF statistics and fits from one sort, the moments, and the sums
     of ``distance_from_init`` against ``initial`` (None: no epoch 0) at the positions ``both``
-    (None: wherever ``values`` is not NaN and ``initial`` finite)."""
+    (None: wherever ``values`` is not NaN and ``initial`` finite). ``single``: the group's
+    float32 values when ``values`` is their conversion and has no NaN (sorted as
+    :func:`sort_sample` would sort them, in kept arrays)."""
     group = values[None, :]
-    sample = sort_sample(group)  # one sort: every CDF statistic and the fits read it
+    if single is not None and values.size >= _FLOAT32_SORT_SIZE:
+        sample = _sort_float32_row(values, single)  # sort_sample's float32 sort, without its check
+    else:
+        sample = sort_sample(group)  # one sort: every CDF statistic and the fits read it
     moments = _full_row_moments(values) if sample.full and values.size else kernels.moments(group)[0]
     statistics = normality_statistics(sample)
     shapiro = kernels.shapiro_wilk(sample, max_size=shapiro_max_size, seed=seed)
@@ -381,8 +388,9 @@ def _normality_block(block, *initial, reduction, dims, n_reduce, layout, rescale
             both = None if initial_all else initial_exists[index].reshape(-1)
         else:
             group_initial = both = None
+        single = raw[index] if raw.dtype == np.float32 and not n_nonfinite and exists_all and unknown is None else None
         with np.errstate(all="ignore"):
-            out[index] = [*_group_fields(values, group_initial, both, **group_options), n_nonfinite]
+            out[index] = [*_group_fields(values, group_initial, both, single=single, **group_options), n_nonfinite]
     return out.reshape(keep_shape + (1,) * n_reduce + (out.shape[-1],))
 
 
