@@ -245,9 +245,27 @@ def test_bounded_summary_vectorised_sums_at_any_length_and_gaps(width):
     np.testing.assert_array_equal(got[kernels.SUMMARY_FIELDS:], want[kernels.SUMMARY_FIELDS:])
 
 
+def test_bounded_summary_of_values_at_and_beyond_the_bounds_among_values_near_edges():
+    # the logarithms are taken of the values moved into [1e-300, 1 - 2**-53] (0, 1, values
+    # beyond them and below 1e-300 have fields and clipped logarithms of their own): shuffled
+    # among values within a few ulps of every kind of edge, so that they share SIMD vectors
+    # with them, the counts equal numpy's logit_histogram bin for bin
+    rng = np.random.default_rng(15)
+    y = rng.permutation(BOUNDED_ROWS["near_edges"])
+    y[rng.integers(0, y.size, 5000)] = rng.choice([0.0, 1.0, -0.0, -3.0, 2.0, 5e-324, 1e-310, 1e-301, 1 - 2.0**-53])
+    got = kernels.bounded_summary(y)
+    want = bounded_summary_numpy(y)
+    head = kernels.SUMMARY_FIELDS
+    np.testing.assert_array_equal(got[head:], want[head:])
+    np.testing.assert_array_equal(got[[0, 3]], want[[0, 3]])
+    np.testing.assert_allclose(got[1:3], want[1:3], rtol=BOUND, atol=0)
+    assert_moments_within_bound(got[4:9], want[4:9])
+    assert_moments_within_bound(got[9:head], want[9:head])
+
+
 def test_bounded_summary_block_skips_and_counts_infinities_in_its_buffer():
-    # the histogram loop replaces ±inf by NaN in the block path's own buffer (the moments loop
-    # then skips it as NaN); the caller's rows are not written
+    # ±inf is counted by the histogram loop and replaced by NaN in the block path's own
+    # buffer (the moments loop skips NaN only); the caller's rows are not written
     from actstats.kernels.logit_histogram import bounded_summary_block
 
     rows = np.array([[0.25, np.inf, 0.5, -np.inf, np.nan, 0.75]], dtype=np.float32)

@@ -264,6 +264,12 @@ def bounded_summary_block(rows, exists=None, rescale=None, *, delta: float = DEF
 
 #: ``exists`` of a block whose values all exist.
 _ALL_EXIST = np.zeros((0, 0), dtype=np.bool_)
+#: The values whose logarithms :func:`bounded_summary` takes as they are; a value outside is
+#: moved to the nearer end first. Nothing it computes depends on the logarithms of those:
+#: y <= 0 and y >= 1 have fields of their own and clipped logarithms that are constants, and
+#: 0 < y < 1e-300 has logit y < -690, as has the floor, beyond the outer bins (|logit y| <=
+#: 124.4: the open tail) with its logarithms clipped to log(delta), log1p(-delta).
+_LOG_FLOOR, _LOG_CEILING = 1e-300, 1 - 2.0**-53
 
 
 def _bounded_summary_rows(rows, exists, rescale, delta):
@@ -312,13 +318,18 @@ def _bounded_summary_rows(rows, exists, rescale, delta):
                     piece = cleaned[: stop - start]
                     nonfinite[r] += _clean_slice(rows, exists, r, start, stop, apply_rescale, lower, scale, piece)
                 ly, lc = log_y[: piece.size], log_complement[: piece.size]
-                np.log(piece, out=ly)
-                np.negative(piece, out=lc)
+                # the logarithms of the values in [1e-300, 1 - 2**-53], as they are: outside it
+                # (0, 1, a tail beyond the outer bins) no field or sum depends on them, and
+                # numpy's SIMD logarithms take a slow path for a vector that holds 0 or 1
+                np.clip(piece, _LOG_FLOOR, _LOG_CEILING, out=lc)
+                np.log(lc, out=ly)
+                np.negative(lc, out=lc)
                 np.log1p(lc, out=lc)
                 skipped = _logit_bins(piece, ly, lc, float(delta), limit, step, position_scale, bins, outer, index,
                                       counts, clean and fast)
-                if clean and fast:  # ±inf is now NaN in the buffer: the moments skip it as NaN
+                if clean and fast and skipped:  # ±inf in the buffer becomes NaN: the moments skip it
                     nonfinite[r] += skipped
+                    piece[np.isinf(piece)] = np.nan
                 _summary_moments(piece, ly, lc, float(delta), clip, MOMENT_TILE, state, levels, out[r],
                                  stop >= width)
                 pending += piece.size
@@ -375,53 +386,49 @@ def _logit_bins(y, log_y, log_complement, delta, limit, step, position_scale, bi
                 count_nonfinite):
     """One slice of a row: each value's histogram field counted in ``counts`` (int32), with
     :func:`logit_histogram`'s float operations in its order (so equal counts). NaN is
-    skipped; with ``count_nonfinite``, ±inf is skipped too, replaced by NaN in ``y`` (the
-    caller's buffer) and both are counted: the count is returned.
+    skipped; with ``count_nonfinite``, ±inf is skipped too; the values skipped are counted
+    and the count returned.
 
-    Two loops: the inner grid's bin of every value, branch-free (vectorised), -1 for a
-    value outside ``[delta, 1 - delta]`` (and NaN); then the counting, where the values
-    outside the grid (few) take the branches of the tails. Not ``fastmath``: the bin is
-    the rounding of these exact operations."""
+    Two loops: every value's field, branch-free (vectorised: the inner bin and both tails'
+    wide bins are computed for every value and the one that applies is selected; the same
+    operations on the same value as :func:`logit_histogram`'s), -1 for a value skipped;
+    then the counting. Not ``fastmath``: the bin is the rounding of these exact operations."""
     total_bins = bins + 2 * outer
     upper = 1 - delta
     top = bins - 1.0
     width = y.size
     for i in range(width):
         v = y[i]
-        position = ((log_y[i] - log_complement[i]) + limit) * position_scale
+        z = log_y[i] - log_complement[i]
+        # inside [delta, 1 - delta]: the inner grid
+        position = (z + limit) * position_scale
         position = 0.0 if position < 0 else position
         position = top if position > top else position
-        index[i] = np.int32(position) + outer if (v >= delta) & (v <= upper) else -1
+        inner = np.int32(position) + outer if position == position else 0
+        # below delta, above 1 - delta: the wide bins (max(beyond, 0) < outer) or the open tail
+        beyond = np.floor((-limit - z) / step)
+        beyond = 0.0 if beyond < 0 else beyond
+        low = np.int32(outer - 1 - beyond) if beyond < outer else total_bins + 1
+        beyond = np.floor((z - limit) / step)
+        beyond = 0.0 if beyond < 0 else beyond
+        high = np.int32(outer + bins + beyond) if beyond < outer else total_bins + 2
+        k = inner
+        k = low if v < delta else k
+        k = total_bins if v <= 0 else k
+        k = high if v > upper else k
+        k = total_bins + 3 if v >= 1 else k
+        if count_nonfinite:
+            k = k if v - v == 0.0 else -1  # NaN, ±inf
+        else:
+            k = k if v == v else -1
+        index[i] = k
     skipped = 0
     for i in range(width):
         k = index[i]
         if k >= 0:
             counts[k] += 1
-            continue
-        v = y[i]
-        if v != v or (count_nonfinite and (v == np.inf or v == -np.inf)):
-            skipped += 1
-            y[i] = np.nan
-            continue
-        if v < delta:
-            if v <= 0:
-                k = total_bins
-            else:
-                beyond = np.floor((-limit - (log_y[i] - log_complement[i])) / step)
-                if beyond >= outer:
-                    k = total_bins + 1
-                else:
-                    k = int(outer - 1 - max(beyond, 0.0))
         else:
-            if v >= 1:
-                k = total_bins + 3
-            else:
-                beyond = np.floor(((log_y[i] - log_complement[i]) - limit) / step)
-                if beyond >= outer:
-                    k = total_bins + 2
-                else:
-                    k = int(outer + bins + max(beyond, 0.0))
-        counts[k] += 1
+            skipped += 1
     return skipped
 
 
