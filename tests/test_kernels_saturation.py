@@ -41,10 +41,15 @@ def test_saturation_counts_float32_equal_float64_counts():
     assert kernels.saturation_counts(x, mode="none")[:, :2].sum() == 0
 
 
-@pytest.mark.parametrize("width", [10, 2**16 + 3])
+@pytest.mark.parametrize("width", [10, 2**16 + 3, 8, 1000, 2040, 2048])
 def test_count_true_equals_sum(width):
+    """Rows of 8, 1000 and 2040 take the eight-lane path (a row's uint64 words summed, each
+    byte lane at most 255); 2048 and 10 do not. All-True rows put 255 in every lane at 2040."""
     mask = np.random.default_rng(1).random((3, width)) < 0.3
     np.testing.assert_array_equal(kernels.count_true(mask), mask.sum(axis=1))
+    full = np.ones((2, width), dtype=bool)
+    np.testing.assert_array_equal(kernels.count_true(full), [width, width])
+    np.testing.assert_array_equal(kernels.count_true(full[:, ::2]), [-(-width // 2)] * 2)  # not contiguous
 
 
 def test_ks_from_cdf_equals_scipy_kstest():

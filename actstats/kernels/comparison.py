@@ -7,13 +7,14 @@ interval and a permutation-test p-value, both seeded and vectorised over groups.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 from ._rows import DEFAULT_SEED, Axis, as_rows, rows_quantile
-from .intervals import DEFAULT_RESAMPLES, _resampling_weights
+from .intervals import DEFAULT_RESAMPLES, _resampling_weights, _shared_resampling_weights
 
 __all__ = ["DEFAULT_PERMUTATIONS", "GroupComparison", "absolute_sums", "compare_groups"]
 
@@ -57,21 +58,63 @@ class GroupComparison:
         return self.ci_low, self.ci_high
 
 
-def _permutation_exceedances(pooled, n_first, n_permutations, seed, observed):
-    """Count |T*| >= |T| over random splits of each row of ``pooled`` (no NaN)."""
+def _permutation_indicators(rng, size: int, n_first: int, batch: int) -> np.ndarray:
+    """`batch` random splits of `size` samples: rows of 1.0 (first group, `n_first` of them) and 0.0."""
+    template = np.zeros(size)
+    template[:n_first] = 1.0
+    return rng.permuted(np.tile(template, (batch, 1)), axis=1)
+
+
+#: Permutations kept for the next call with the same seed and sizes, up to this many bytes in
+#: all (one byte a sample and permutation: 20 MB at the default 9999 permutations of 2000
+#: samples), the oldest dropped first: ``compare_splits`` on a store, a batch of runs at a
+#: time, draws the same permutations for every batch (same seed, same result).
+_KEPT_PERMUTATIONS_MAX_BYTES = 2**25
+_kept_permutations: dict = {}
+_kept_permutations_lock = threading.Lock()
+
+
+def _shared_permutations(seed, size: int, n_first: int, n_permutations: int) -> np.ndarray | None:
+    """Every batch of :func:`_permutation_indicators` that ``default_rng(seed)`` draws in
+    turn, as one read-only int8 array (n_permutations, size); None when too large to keep or
+    the seed is not an int."""
+    if not isinstance(seed, (int, np.integer)) or n_permutations * size > _KEPT_PERMUTATIONS_MAX_BYTES:
+        return None
+    key = (int(seed), size, n_first, n_permutations)
+    with _kept_permutations_lock:  # drawn under the lock: two threads wanting it draw it once
+        kept = _kept_permutations.get(key)
+        if kept is None:
+            rng = np.random.default_rng(seed)
+            kept = np.empty((n_permutations, size), dtype=np.int8)
+            for done in range(0, n_permutations, _BATCH):
+                batch = min(_BATCH, n_permutations - done)
+                kept[done:done + batch] = _permutation_indicators(rng, size, n_first, batch)
+            kept.flags.writeable = False
+            _kept_permutations[key] = kept
+            while sum(k.nbytes for k in _kept_permutations.values()) > _KEPT_PERMUTATIONS_MAX_BYTES:
+                del _kept_permutations[next(iter(_kept_permutations))]  # the oldest
+    return kept
+
+
+def _permutation_exceedances(pooled, n_first, n_permutations, seed, observed, shared: bool = False):
+    """Count |T*| >= |T| over random splits of each row of ``pooled`` (no NaN). With
+    `shared`, the splits are kept for the next call (:func:`_shared_permutations`): the same
+    splits as drawn here, so the same counts."""
     size = pooled.shape[1]
     n_second = size - n_first
     total = pooled.sum(axis=1)
     rng = np.random.default_rng(seed)
-    template = np.zeros(size)
-    template[:n_first] = 1.0
+    kept = _shared_permutations(seed, size, n_first, n_permutations) if shared else None
     exceed = np.zeros(pooled.shape[0])
     # relative tolerance so that ties up to round-off count as ties (as scipy does)
     threshold = np.abs(observed) * (1 - 1e-12)
     done = 0
     while done < n_permutations:
         batch = min(_BATCH, n_permutations - done)
-        indicators = rng.permuted(np.tile(template, (batch, 1)), axis=1)
+        if kept is not None:
+            indicators = kept[done:done + batch].astype(np.float64)
+        else:
+            indicators = _permutation_indicators(rng, size, n_first, batch)
         first_sums = pooled @ indicators.T
         permuted = first_sums / n_first - (total[:, None] - first_sums) / n_second
         exceed += (np.abs(permuted) >= threshold[:, None]).sum(axis=1)
@@ -150,7 +193,8 @@ def compare_groups(
     full = (n_x == x.shape[1]) & (n_y == y.shape[1])
     if full.any() and x.shape[1] > 0 and y.shape[1] > 0:
         pooled = np.concatenate([x[full], y[full]], axis=1)
-        exceed[full] = _permutation_exceedances(pooled, x.shape[1], n_permutations, seed, observed[full])
+        exceed[full] = _permutation_exceedances(pooled, x.shape[1], n_permutations, seed, observed[full],
+                                                shared=True)
     for i in np.flatnonzero(~full & (n_x > 0) & (n_y > 0)):
         pooled = np.concatenate([rows_first.row(i), rows_second.row(i)])[None, :]
         exceed[i] = _permutation_exceedances(pooled, int(n_x[i]), n_permutations, seed, observed[i : i + 1])[0]
@@ -160,8 +204,9 @@ def compare_groups(
     differences = np.full((n_rows, n_resamples), np.nan)
     rng_seeds = np.random.SeedSequence(seed).spawn(2)
     if full.any() and x.shape[1] > 0 and y.shape[1] > 0:
-        weights_x = _resampling_weights(np.random.default_rng(rng_seeds[0]), x.shape[1], n_resamples)
-        weights_y = _resampling_weights(np.random.default_rng(rng_seeds[1]), y.shape[1], n_resamples)
+        # kept for the next call (the same draws: default_rng of the same spawned sequence)
+        weights_x = _shared_resampling_weights(rng_seeds[0], x.shape[1], n_resamples)
+        weights_y = _shared_resampling_weights(rng_seeds[1], y.shape[1], n_resamples)
         differences[full] = x[full] @ weights_x.T / x.shape[1] - y[full] @ weights_y.T / y.shape[1]
     for i in np.flatnonzero(~full & (n_x > 0) & (n_y > 0)):
         row_x, row_y = rows_first.row(i), rows_second.row(i)
@@ -260,17 +305,21 @@ def absolute_sums(values: np.ndarray, units: int, out: np.ndarray) -> None:
     >>> out.tolist()
     [[3.5, 2.0, 2.0]]
     """
-    terms = np.abs(values.astype(np.float64))
-    inside = terms[:, :units]
+    terms = np.empty(values.shape, dtype=np.float64)
+    np.absolute(values, out=terms)  # |x| of the float64 value, in one pass (exact)
+    terms[:, units:] = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        clean = bool(np.isfinite(inside.sum()))
-    if clean:
+        sums = terms.sum(axis=1)
+    # every term finite: the row sums are the answer (a float64 sum of |float32| or of finite
+    # float64 terms that overflows is not finite either, and goes the other way, as before)
+    if np.isfinite(sums).all():
+        out[:, 0] = sums
         out[:, 1] = units
         out[:, 2] = 0
-    else:
-        finite = np.isfinite(inside)
-        out[:, 1] = finite.sum(axis=1)
-        out[:, 2] = units - out[:, 1]
-        inside[~finite] = 0.0
-    terms[:, units:] = 0.0
+        return
+    inside = terms[:, :units]
+    finite = np.isfinite(inside)
+    out[:, 1] = finite.sum(axis=1)
+    out[:, 2] = units - out[:, 1]
+    inside[~finite] = 0.0
     out[:, 0] = terms.sum(axis=1)

@@ -117,9 +117,16 @@ _kept_weights_lock = threading.Lock()
 
 
 def _shared_resampling_weights(seed, size: int, n_resamples: int) -> np.ndarray:
-    """:func:`_resampling_weights` of ``default_rng(seed)``, read-only, kept when small."""
-    key = (seed, size, n_resamples)
-    if not (n_resamples * size <= _KEPT_WEIGHTS_MAX_SIZE and isinstance(seed, (int, np.integer))):
+    """:func:`_resampling_weights` of ``default_rng(seed)``, read-only, kept when small.
+    `seed`: an int, or a ``numpy.random.SeedSequence`` (kept by its entropy and spawn key,
+    which are all that ``default_rng`` draws from)."""
+    if isinstance(seed, np.random.SeedSequence) and isinstance(seed.entropy, (int, np.integer)):
+        key = ("sequence", int(seed.entropy), tuple(seed.spawn_key), seed.pool_size, size, n_resamples)
+    elif isinstance(seed, (int, np.integer)):
+        key = (int(seed), size, n_resamples)
+    else:
+        key = None
+    if key is None or n_resamples * size > _KEPT_WEIGHTS_MAX_SIZE:
         return _resampling_weights(np.random.default_rng(seed), size, n_resamples)
     with _kept_weights_lock:  # drawn under the lock: two threads wanting it draw it once
         kept = _kept_weights.get(key)

@@ -24,6 +24,7 @@ from actstats.activations import ACTIVATIONS
 from actstats.errors import ActstatsError, ActstatsWarning, StoreFormatError
 from actstats.options import OPTIONS, progress_enabled
 from actstats.queries._results import _take
+from actstats.queries import _direct
 
 _FIELD = "statistic_field"
 
@@ -397,6 +398,9 @@ def _map_chunks(
             call, data, *other_data, chunks=chunks, new_axis=ndim, dtype=np.float64,
             meta=np.empty((0,) * (ndim + 1), dtype=np.float64),
         )
+        plan = _direct.plan_for(call, data, other_data, n_keep, out.shape)
+        if plan is not None:  # the same blocks, computable without the graph (_direct)
+            out._actstats_direct = plan
     else:
         out = call(
             np.asarray(x.values), *[np.asarray(o.transpose(*dims).values) for o in others],
@@ -450,6 +454,10 @@ def _compute(*objects):
             # The workers read the chunks themselves; an IntegrityError raised there is
             # re-raised here with its type and message.
             return dask.compute(*objects, scheduler=client)
+    if all(_direct.plan_of(o) is not None for o in objects):
+        n_workers = _direct.workers()
+        if n_workers:  # blocks of store arrays, on threads here: no graph (_direct)
+            return _direct.compute(objects, n_workers)
     scheduler = _local_scheduler()
     if progress_enabled():
         from dask.diagnostics import ProgressBar

@@ -9,6 +9,7 @@ import xarray as xr
 
 from actstats import kernels
 from actstats.errors import ActstatsError
+from actstats.queries import _direct
 from actstats.queries._engine import (
     Fields, Reduction, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes,
     _runs_per_batch, _template,
@@ -107,13 +108,27 @@ def compare_splits(
             raise ActstatsError(f"compare_splits needs probe samples with split == {label!r}; this store has none")
     layout = _layout(ds)
     layout.check_activations(ds["run"].values)
+    keep = ["run", "epoch", "layer", "sample"]
+    lazy = [_cell_counts(ds, layout, eps)]
+    if with_preactivation:
+        lazy.append(_map_chunks(ds["preactivation"], ABSOLUTE, keep, ["unit"], layout))
+    options = dict(by=by, split=split, eps=eps, confidence_level=confidence_level, n_permutations=n_permutations,
+                   n_resamples=n_resamples, seed=seed)
     if "run" in by and _runs_per_batch(ds) < ds.sizes["run"]:
         # As saturation: a batch of runs at a time (groups never span runs), then one
         # Benjamini-Hochberg adjustment over every group.
-        result = _in_run_batches(ds, lambda part: compare_splits(
-            part, eps, by, confidence_level=confidence_level, n_permutations=n_permutations,
-            n_resamples=n_resamples, seed=seed,
-        )).transpose(*by, ...)
+        n_workers = _direct.workers() if all(_direct.plan_of(o) is not None for o in lazy) else None
+        if n_workers:  # blocks read here, without a graph; a batch's tests beside the next batch's reads
+            parts = _direct.in_batches(lazy, n_workers, _runs_per_batch(ds), lambda counts, *absolute: _compare_cells(
+                counts, absolute[0] if absolute else None, **options))
+            result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
+                               join="outer", combine_attrs="override")
+        else:
+            result = _in_run_batches(ds, lambda part: compare_splits(
+                part, eps, by, confidence_level=confidence_level, n_permutations=n_permutations,
+                n_resamples=n_resamples, seed=seed,
+            ))
+        result = result.transpose(*by, ...)
         adjusted = _bh(result["pvalue"].values)
         result["pvalue_adjusted"] = (result["pvalue"].dims, adjusted)
         family = _family_description(by, int(np.isfinite(adjusted).sum()), "pvalue")
@@ -121,15 +136,21 @@ def compare_splits(
         result.attrs["pvalue_adjustment"] = family
         _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
         return result
-    keep = ["run", "epoch", "layer", "sample"]
-    lazy = [_cell_counts(ds, layout, eps)]
-    if with_preactivation:
-        lazy.append(_map_chunks(ds["preactivation"], ABSOLUTE, keep, ["unit"], layout))
     counts, *absolute = _compute(*lazy)
+    result = _compare_cells(counts, absolute[0] if absolute else None, **options)
+    _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
+    return result
+
+
+def _compare_cells(counts, absolute, *, by, split, eps, confidence_level, n_permutations, n_resamples,
+                   seed) -> xr.Dataset:
+    """compare_splits' numbers from computed cell counts and (or None) |preactivation| sums,
+    dims (run, epoch, layer, sample, chunk, field)."""
+    with_preactivation = absolute is not None
     group = list(by)
     pool = [d for d in ("run", "sample") if d not in by]
     counts = _cells_by(CELL_COUNTS.merge(counts), by)
-    absolute = _cells_by(ABSOLUTE.merge(absolute[0]), by) if with_preactivation else None
+    absolute = _cells_by(ABSOLUTE.merge(absolute), by) if with_preactivation else None
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     fractions, means = [], []
     for index in (train, test):
@@ -167,7 +188,6 @@ def compare_splits(
         ABSOLUTE.get(absolute, "n_nonfinite") if absolute is not None else 0)
     nonfinite = nonfinite.sum(pool)
     result["n_nonfinite"] = _like(template, nonfinite.transpose(*group).values.astype(np.int64))
-    _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
     unit = "(run, sample) pair" if "run" not in by else "sample"
     family = _family_description(by, int(np.isfinite(adjusted).sum()), "pvalue")
     _describe(result, {

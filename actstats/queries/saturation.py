@@ -9,6 +9,7 @@ import xarray as xr
 from actstats import kernels
 from actstats.activations import ACTIVATIONS, describe_saturation
 from actstats.errors import ActstatsValueError
+from actstats.queries import _direct
 from actstats.queries._engine import (
     Fields, Reduction, _Layout, _cells_by, _compute, _grid, _in_run_batches, _is_dask, _layout, _map_chunks,
     _pool_axes,
@@ -205,11 +206,17 @@ def saturation(
         _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
         return result
 
-    if batched:  # the same batches, each reduced to its numbers by a task of one graph
-        # half the batch: two batches' cells are in memory at once (one a thread). Measured on the
-        # 4 GB store (9 runs): peak RSS 306 MB with 1 run a batch, 333 MB with 2 (1 GB store: 302)
-        parts = _batched_in_graph(_cell_counts(ds, layout, eps), max(1, _runs_per_batch(ds) // 2), by, group, pool,
-                                  subsets, confidence_level, n_resamples, seed)
+    if batched:
+        counts = _cell_counts(ds, layout, eps)
+        n_workers = _direct.workers() if _direct.plan_of(counts) is not None else None
+        if n_workers:  # blocks read here, without a graph (_direct); a batch's numbers beside the next's reads
+            parts = _batched_direct(counts, n_workers, _runs_per_batch(ds), by, group, pool, subsets,
+                                    confidence_level, n_resamples, seed)
+        else:  # the same batches, each reduced to its numbers by a task of one graph
+            # half the batch: two batches' cells are in memory at once (one a thread). Measured on the
+            # 4 GB store (9 runs): peak RSS 306 MB with 1 run a batch, 333 MB with 2 (1 GB store: 302)
+            parts = _batched_in_graph(counts, max(1, _runs_per_batch(ds) // 2), by, group, pool,
+                                      subsets, confidence_level, n_resamples, seed)
         result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
                            join="outer", combine_attrs="override").transpose(*by, ...)
     elif per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
@@ -294,10 +301,26 @@ def _batched_in_graph(counts: xr.DataArray, batch: int, by, group, pool, subsets
         return list(_compute(*tasks))
 
 
+def _batched_direct(counts: xr.DataArray, n_workers: int, batch: int, by, group, pool, subsets, confidence_level,
+                    n_resamples, seed) -> list[xr.Dataset]:
+    """Saturation of each batch of about `batch` runs from lazy cell counts computed by
+    :mod:`actstats.queries._direct`: a batch's bootstrap beside the next batch's reads
+    (:func:`~actstats.queries._direct.in_batches`). Same numbers as one batch at a time (each
+    group's bootstrap depends on its own cells and the seed only)."""
+    labels = [label for label, _ in subsets]
+    return _direct.in_batches((counts,), n_workers, batch, lambda part: _counts_saturation(
+        part, by, group, pool, subsets, labels, confidence_level, n_resamples, seed))
+
+
 def _batch_saturation(values, dims, coords, by, group, pool, subsets, labels, confidence_level, n_resamples,
                       seed) -> xr.Dataset:
     """One batch's saturation per group and split from its computed cell counts."""
     counts = xr.DataArray(values, dims=dims, coords={name: xr.Variable(*spec) for name, spec in coords.items()})
+    return _counts_saturation(counts, by, group, pool, subsets, labels, confidence_level, n_resamples, seed)
+
+
+def _counts_saturation(counts, by, group, pool, subsets, labels, confidence_level, n_resamples, seed) -> xr.Dataset:
+    """Saturation per group and split from computed cell counts (a DataArray)."""
     cells = _cells_by(CELL_COUNTS.merge(counts), by)
     parts = [_sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
              for _, index in subsets]

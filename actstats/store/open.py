@@ -82,6 +82,22 @@ class _CheckedArray:
     def __getitem__(self, key):
         return self._refuse_beyond_width(key, self._read(key))
 
+    @property
+    def reads_files(self) -> bool:
+        """Whether whole chunks are read with :class:`ChunkFiles` (a local array in a codec
+        chain it decodes), so that :meth:`read_block` can fill a buffer of the caller's."""
+        return self._files is not None
+
+    def read_block(self, key, out=None):
+        """``self[key]`` (the same checks), read into `out` when `key` selects whole chunks
+        and `out` is a C-contiguous buffer of the block's shape and native dtype (the caller
+        reuses it from block to block: a new 16 MiB array costs about as much in page faults
+        as reading it); else a new array."""
+        values = self._read_whole_chunk(key, out) if self._files is not None else None
+        if values is None:
+            values = self._read(key)
+        return self._refuse_beyond_width(key, values)
+
     def _refuse_beyond_width(self, key, values):
         """A value beyond a layer's width or fan-in (not NaN) in a complete record: a format
         error, raised whenever a read meets one (:mod:`actstats.store.padding`)."""
@@ -133,7 +149,7 @@ class _CheckedArray:
                 )
             self._present.add(index)
 
-    def _read_whole_chunk(self, key):
+    def _read_whole_chunk(self, key, out=None):
         """`key` read with :class:`ChunkFiles` if it selects whole chunks (one or several,
         clipped at the array's edge; an integer picks one position of a chunk); else None, and
         zarr decides. Plain file reads straight into the block: zarr-python's read path does
@@ -157,7 +173,9 @@ class _CheckedArray:
                 return None
             axes.append((start // size, -(-(stop - start) // size), 0, stop - start))
         shape = tuple(extent for _, _, _, extent in axes if extent is not None)
-        out = np.empty(shape, dtype=files.dtype.newbyteorder("="))
+        dtype = files.dtype.newbyteorder("=")
+        if out is None or out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+            out = np.empty(shape, dtype=dtype)
         for offset in itertools.product(*(range(count) for _, count, _, _ in axes)):
             index = tuple(first + o for (first, _, _, _), o in zip(axes, offset))
             region, target = [], []
@@ -518,6 +536,10 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "auto"):
                 meta=np.empty((0,) * array.ndim, dtype=array.dtype),
                 name=f"actstats-{name}-{da.core.tokenize(checked)}",
             )
+            # the array this dask array reads, untouched: a query may read its blocks itself
+            # (actstats.queries._engine._map_chunks); any derived array (isel, rechunk, ...) is
+            # a new object without it
+            data._actstats_source = checked
         var_attrs = {k: v for k, v in array.attrs.items() if k != "coordinates"}
         data_vars[name] = xr.Variable(dims, data, attrs=var_attrs)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

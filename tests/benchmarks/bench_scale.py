@@ -445,7 +445,8 @@ def _rss_mb() -> float:
 
 def child(variant: str, path: str, out: str) -> None:
     import dask
-    import scipy.stats  # noqa: F401  imported before timing, as in every variant
+    import dask.array  # noqa: F401  the libraries imported before timing, as in every variant
+    import scipy.stats  # noqa: F401
     import xarray  # noqa: F401
     import zarr  # noqa: F401
 

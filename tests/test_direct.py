@@ -1,0 +1,161 @@
+"""Block reductions without dask's graph (actstats.queries._direct): taken only where it may be,
+and the same numbers, errors and refusals as dask computing the same blocks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import dask
+import dask.threaded
+import numpy as np
+import pytest
+import xarray as xr
+
+import actstats
+from actstats.errors import IntegrityError, StoreFormatError
+from actstats.queries import _direct, _engine
+from actstats.queries._engine import _layout
+
+
+def _through_dask(dsk, keys, **kwargs):
+    """dask's threaded scheduler under another name: a scheduler _direct does not know, so the
+    queries compute their graphs with dask, as before _direct."""
+    return dask.threaded.get(dsk, keys, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    from actstats.synthetic import write_synthetic_store
+
+    path = str(tmp_path_factory.mktemp("direct") / "s.zarr")
+    return write_synthetic_store(path, runs=3, epochs=3, layers=2, samples=40, units=24, seed=3,
+                                 activation_fn=["sigmoid", "tanh", "relu"])
+
+
+def _cell_counts(ds):
+    from actstats.queries.saturation import _cell_counts
+
+    return _cell_counts(ds, _layout(ds), 0.05)
+
+
+def test_a_plan_only_for_the_store_arrays_themselves(store):
+    ds = actstats.open_store(store, chunks="zarr")
+    assert len(_direct.plan_of(_cell_counts(ds)).blocks()) == 3 * 3 * 2
+    ds = actstats.open_store(store)
+    assert _direct.plan_of(_cell_counts(ds)) is not None
+    assert _direct.plan_of(_cell_counts(ds.isel(run=[0, 2]))) is None  # a selection: dask's
+    assert _direct.plan_of(_cell_counts(ds.chunk({"sample": 7}))) is None  # rechunked: dask's
+    assert _direct.plan_of(_cell_counts(ds.load())) is None  # numpy: no dask at all
+
+
+@pytest.mark.parametrize("scheduler, expected", [
+    (None, "num_workers"), ("threads", "num_workers"), (dask.threaded.get, "num_workers"),
+    ("sync", 1), ("synchronous", 1), ("processes", None), (_through_dask, None),
+])
+def test_threads_only_where_dask_would_use_threads_here(scheduler, expected):
+    with dask.config.set(scheduler=scheduler, num_workers=3):
+        assert _direct.workers() == (3 if expected == "num_workers" else expected)
+
+
+QUERIES = [
+    ("saturation", dict(by=("run", "epoch", "layer", "split"))),
+    ("saturation", dict(by=("layer",))),
+    ("saturation", dict(by=("run", "unit"))),
+    ("saturation", dict(by=("run", "sample"))),
+    ("compare_splits", dict(by=("run", "epoch", "layer"), n_permutations=199, n_resamples=200)),
+    ("compare_splits", dict(by=("layer",), n_permutations=199, n_resamples=200)),
+    ("bimodality", dict(by=("run", "layer"), mixture="never")),
+    ("weight_normality", dict()),
+]
+
+
+@pytest.mark.parametrize("chunks", ["zarr", "auto"])  # a block a Zarr chunk (18 of them); one block
+@pytest.mark.parametrize("batch", [None, 40 * 3 * 2])  # one batch; a run a batch
+@pytest.mark.parametrize("name, kwargs", QUERIES)
+def test_the_same_numbers_as_dask_computing_the_same_blocks(store, monkeypatch, name, kwargs, batch, chunks):
+    if batch is not None:
+        monkeypatch.setattr(_engine, "SATURATION_CELL_BATCH", batch)
+    query = getattr(actstats, name)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        direct = query(actstats.open_store(store, chunks=chunks), **kwargs)
+    with dask.config.set(scheduler=_through_dask):
+        through_dask = query(actstats.open_store(store, chunks=chunks), **kwargs)
+    xr.testing.assert_identical(direct, through_dask)
+
+
+def test_batches_end_on_block_boundaries_at_multiples_of_the_batch(store):
+    ds = actstats.open_store(store, chunks="zarr")  # a block a run along run
+    counts = _cell_counts(ds)
+    seen = []
+    parts = _direct.in_batches((counts,), 2, 2, lambda part: seen.append(part.run.values.tolist()) or part)
+    assert seen == [[0, 1], [2]]
+    computed = xr.concat(parts, dim="run")
+    with dask.config.set(scheduler=_through_dask):
+        (whole,) = _engine._compute(counts)
+    xr.testing.assert_identical(computed, whole)
+
+
+def _copy(store, tmp_path) -> str:
+    target = str(tmp_path / "copy.zarr")
+    shutil.copytree(store, target)
+    return target
+
+
+def _both(path, query, **kwargs):
+    """The error each way of computing raises (type and message)."""
+    errors = []
+    for config in (dict(scheduler="threads", num_workers=2), dict(scheduler=_through_dask)):
+        with dask.config.set(**config), pytest.raises((IntegrityError, StoreFormatError)) as caught:
+            getattr(actstats, query)(actstats.open_store(path), **kwargs)
+        errors.append((type(caught.value), str(caught.value)))
+    return errors
+
+
+def test_a_damaged_chunk_is_the_same_error_either_way(store, tmp_path):
+    path = _copy(store, tmp_path)
+    chunk = os.path.join(path, "activation", "c", "1", "2", "0", "0", "0")
+    with open(chunk, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xfe\xfd\xfc")
+    (direct, through_dask) = _both(path, "saturation")
+    assert direct == through_dask
+    assert "chunk (1, 2, 0, 0, 0) is damaged" in direct[1]
+
+
+def test_a_missing_chunk_of_a_complete_record_is_the_same_error_either_way(store, tmp_path):
+    path = _copy(store, tmp_path)
+    os.remove(os.path.join(path, "preactivation", "c", "2", "0", "1", "0", "0"))
+    (direct, through_dask) = _both(path, "compare_splits", n_permutations=99, n_resamples=100)
+    assert direct == through_dask
+    assert "chunk (2, 0, 1, 0, 0) is missing" in direct[1]
+
+
+def test_a_value_beyond_a_layers_width_is_refused_either_way(store, tmp_path):
+    import zarr
+
+    path = _copy(store, tmp_path)
+    group = zarr.open_group(path, mode="r+")
+    width = np.asarray(group["width"][...])
+    width[1, 0] = 20  # layer 0 of run 1 now 20 units wide: its units 20-23 hold values, not NaN
+    group["width"][...] = width
+    (direct, through_dask) = _both(path, "saturation")
+    assert direct == through_dask
+    assert direct[0] is StoreFormatError
+
+
+def test_a_blocks_error_stops_the_others(store, monkeypatch):
+    """The first block's error is raised; the blocks not started are not read."""
+    ds = actstats.open_store(store, chunks="zarr")
+    counts = _cell_counts(ds)
+    plan = _direct.plan_of(counts)
+    calls = []
+
+    def failing(*arrays, location):
+        calls.append(location)
+        raise RuntimeError("this block fails")
+
+    monkeypatch.setattr(plan, "call", failing)
+    with pytest.raises(RuntimeError, match="this block fails"):
+        _direct.compute((counts,), 2)
+    assert len(calls) < len(plan.blocks())
