@@ -553,6 +553,11 @@ def _row_tail(x, mean, std, tail):
         tail[i] = 0.5 * math.erfc(abs((x[i] - mean) / std) * _SQRT_HALF)
 
 
+#: :func:`_row_cdf_statistics` keeps the largest Lilliefors gap of each block of this many
+#: values, and looks for the KS distance's candidates in the blocks that can hold one only.
+_GAP_BLOCK = 1024
+
+
 @jit
 def _row_cdf_statistics(x, mean, std1, std0, tail, log_tail, log_body, below, above, left, right, density_left,
                         density_right, slice_mean):
@@ -574,6 +579,7 @@ def _row_cdf_statistics(x, mean, std1, std0, tail, log_tail, log_body, below, ab
     w1_total = 0.0
     w1_carry = 0.0
     lilliefors_d = -np.inf
+    block_gaps = np.full((n + _GAP_BLOCK - 1) // _GAP_BLOCK, -np.inf)  # each block's largest gap
     for i in range(n):
         deviation = x[i] - mean
         small = tail[i]
@@ -603,6 +609,8 @@ def _row_cdf_statistics(x, mean, std1, std0, tail, log_tail, log_body, below, ab
         gap = max(above[i] - cdf, cdf - below[i])
         if gap > lilliefors_d:
             lilliefors_d = gap
+        if gap > block_gaps[i // _GAP_BLOCK]:
+            block_gaps[i // _GAP_BLOCK] = gap
         # W1 summed as n times each slice's integral (divided by n once at the end)
         z = deviation / std0
         if left[i] < z < right[i]:
@@ -619,18 +627,22 @@ def _row_cdf_statistics(x, mean, std1, std0, tail, log_tail, log_body, below, ab
             w1_carry += (value - following) + w1_total
         w1_total = following
     a2 = -nf - (total + carry) / nf
-    # the KS distance to N(mean, std0), where the Lilliefors gaps say it can be largest
+    # the KS distance to N(mean, std0), where the Lilliefors gaps say it can be largest (in the
+    # blocks whose largest gap reaches the threshold: the same candidates, fewer visited)
     threshold = lilliefors_d - 2.0 * (0.25 * (std1 / std0 - 1.0) + 1e-12)
     ks_d = -np.inf
-    for i in range(n):
-        cdf = tail[i] if x[i] < mean else 1.0 - tail[i]
-        if max(above[i] - cdf, cdf - below[i]) >= threshold:
-            z = (x[i] - mean) / std0
-            small = 0.5 * math.erfc(abs(z) * _SQRT_HALF)
-            cdf = small if z < 0 else 1.0 - small
-            gap = max(above[i] - cdf, cdf - below[i])
-            if gap > ks_d:
-                ks_d = gap
+    for block in range(block_gaps.size):
+        if block_gaps[block] < threshold:
+            continue
+        for i in range(block * _GAP_BLOCK, min((block + 1) * _GAP_BLOCK, n)):
+            cdf = tail[i] if x[i] < mean else 1.0 - tail[i]
+            if max(above[i] - cdf, cdf - below[i]) >= threshold:
+                z = (x[i] - mean) / std0
+                small = 0.5 * math.erfc(abs(z) * _SQRT_HALF)
+                cdf = small if z < 0 else 1.0 - small
+                gap = max(above[i] - cdf, cdf - below[i])
+                if gap > ks_d:
+                    ks_d = gap
     return a2, lilliefors_d, ks_d, (w1_total + w1_carry) / nf
 
 
@@ -730,12 +742,13 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     sample = sort_sample(x, axis)
     rows, counts = sample.rows, sample.counts
     n_rows, width = sample.ordered.shape
-    work = _scratch((width,), 4)  # a row at a time: a task of many groups needs no large arrays
+    work = _scratch((width,), 3)  # a row at a time: a task of many groups needs no large arrays
     out = np.full((n_rows, 6), np.nan)  # mean, squares, A², Lilliefors, KS, W1
     for i in np.flatnonzero(counts > 0):
         count = int(counts[i])
         row = sample.ordered[i, :count]
-        square, tail, log_tail, log_body = (a[:count] for a in work)
+        tail, log_tail, log_body = (a[:count] for a in work)
+        square = log_body  # the squares are summed before log_body is needed
         # the mean and squares of _mean_squares (numpy's pairwise sums of the same terms)
         with np.errstate(invalid="ignore", over="ignore"):  # ±inf values: NaN statistics, as there
             mean = row.sum() / count
