@@ -121,20 +121,22 @@ def test_welch_interval_equals_scipy(sizes):
     assert welch_interval([0.5, 0.5], [0.2, 0.2])[1:] == (0.3, 0.3) or np.allclose(welch_interval([0.5, 0.5], [0.2, 0.2]), 0.3)
 
 
+@pytest.mark.parametrize("rows", [50, 300])  # one block of rows; three (131 rows of 1000 a block), the last partial
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_absolute_sums_are_the_generic_paths_masked_float64_sum(dtype):
+def test_absolute_sums_are_the_generic_paths_masked_float64_sum(dtype, rows):
     """compare_splits' per-sample sum of |x| against the masked float64 sum the generic chunk
     path computed (bit for bit: same terms, same pairwise order); rows with NaN, ±inf, zeros,
     magnitudes from 1e-8 to 1e3 and columns beyond the layer's width."""
     from actstats.kernels import absolute_sums
 
     rng = np.random.default_rng(7)
-    x = (rng.standard_normal((50, 1000)) * 10.0 ** rng.uniform(-8, 3, (50, 1000))).astype(dtype)
+    x = (rng.standard_normal((rows, 1000)) * 10.0 ** rng.uniform(-8, 3, (rows, 1000))).astype(dtype)
     x[1, :4] = [np.nan, np.inf, -np.inf, 0.0]
     x[2] = np.nan
+    x[-1, 5] = np.inf  # in the last block of rows, the others clean
     units = 997
     x[:, units:] = np.nan  # padding beyond the width
-    out = np.full((50, 3), -1.0)
+    out = np.full((rows, 3), -1.0)
     absolute_sums(x, units, out)
     values = x.astype(np.float64)
     present = np.isfinite(values) & (np.arange(1000) < units)

@@ -305,7 +305,19 @@ def absolute_sums(values: np.ndarray, units: int, out: np.ndarray) -> None:
     >>> out.tolist()
     [[3.5, 2.0, 2.0]]
     """
-    terms = np.empty(values.shape, dtype=np.float64)
+    rows = values.shape[0]
+    step = max(1, min(rows, _ABSOLUTE_ROWS_BYTES // max(8 * values.shape[1], 1)))
+    terms = np.empty((step, values.shape[1]), dtype=np.float64)  # a few rows at a time: the sums are per row
+    for start in range(0, rows, step):
+        part = terms[: min(step, rows - start)]
+        _absolute_rows(values[start:start + part.shape[0]], units, out[start:start + part.shape[0]], part)
+
+
+#: The float64 terms of :func:`absolute_sums` are made this many bytes of rows at a time.
+_ABSOLUTE_ROWS_BYTES = 2**20
+
+
+def _absolute_rows(values, units: int, out, terms) -> None:
     np.absolute(values, out=terms)  # |x| of the float64 value, in one pass (exact)
     terms[:, units:] = 0.0
     with np.errstate(over="ignore", invalid="ignore"):

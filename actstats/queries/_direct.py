@@ -115,12 +115,15 @@ def workers() -> int | None:
     return None
 
 
-def compute(objects, n_workers: int, leading: tuple[int, int] | None = None) -> tuple:
+def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, pool=None, local=None) -> tuple:
     """Each lazy result of `objects` (all with a plan) computed block by block on `n_workers`
     threads; xarray objects like the inputs, with numpy data. With `leading` = (start, stop),
     only positions start:stop of the first axis (a kept one; both on block boundaries, see
     :attr:`DirectPlan.starts`). A block's error is raised here, the blocks not yet started
-    are cancelled."""
+    are cancelled. `pool` (a ThreadPoolExecutor of `n_workers` threads) and `local` (a
+    ``threading.local`` holding each thread's buffers) let successive calls share threads and
+    buffers: new threads each time would leave freed buffers in new malloc arenas, and the
+    process's memory would grow with every call."""
     from actstats.options import progress_enabled
 
     plans = [plan_of(o) for o in objects]
@@ -134,7 +137,7 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None) -> 
     outs = [np.empty(o.shape, dtype=np.float64) for o in objects]
     tasks = [(k, index) for k, plan in enumerate(plans) for index in plan.blocks()
              if leading is None or start <= plan.starts[0][index[0]] < stop]
-    local = threading.local()
+    local = threading.local() if local is None else local
 
     def run(task):
         k, index = task
@@ -156,13 +159,26 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None) -> 
                 if bar is not None:
                     bar.update()
         else:
-            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read")
+            own = pool is None
+            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") if own else pool
+            futures = [pool.submit(run, task) for task in tasks]
             try:
-                for _ in pool.map(run, tasks):
+                for future in futures:
+                    future.result()
                     if bar is not None:
                         bar.update()
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                for future in futures:
+                    future.cancel()
+                if own:
+                    pool.shutdown(wait=True)
+                else:  # the blocks already running finish before the caller goes on
+                    for future in futures:
+                        if not future.cancelled():
+                            try:
+                                future.exception()
+                            except Exception:  # noqa: BLE001  cancelled meanwhile
+                                pass
     finally:
         if bar is not None:
             bar.close()
@@ -177,7 +193,7 @@ def in_batches(objects, n_workers: int, batch: int, reduce) -> list:
     while the next batch is read, so that the reduction (a bootstrap, a permutation test)
     costs no time of its own beside the reading. At most two batches' parts are in memory.
     The results in the order of the batches."""
-    from threadpoolctl import threadpool_limits
+    from actstats.queries._engine import one_blas_thread
 
     boundaries = plan_of(objects[0]).starts[0]
     if any(plan_of(o).starts[0] != boundaries for o in objects[1:]):
@@ -187,11 +203,14 @@ def in_batches(objects, n_workers: int, batch: int, reduce) -> list:
         if b - edges[-1] >= batch or b == boundaries[-1]:
             edges.append(b)
     results, pending = [], None
+    local = threading.local()
     # one BLAS thread: a reduction's matrix products run beside the reading threads
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(1, thread_name_prefix="actstats-reduce") as side:
+    with one_blas_thread(), \
+            ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="actstats-reduce") as side:
         try:
             for start, stop in zip(edges, edges[1:]):
-                parts = compute(objects, n_workers, leading=(start, stop))
+                parts = compute(objects, n_workers, leading=(start, stop), pool=pool, local=local)
                 if pending is not None:
                     results.append(pending.result())
                 pending = side.submit(reduce, *parts)

@@ -12,7 +12,7 @@ from actstats.errors import ActstatsError
 from actstats.queries import _direct
 from actstats.queries._engine import (
     Fields, Reduction, _cells_by, _compute, _in_run_batches, _layout, _map_chunks, _pool_axes,
-    _runs_per_batch, _template,
+    _runs_per_batch, _template, one_blas_thread,
 )
 from actstats.queries._results import _attrs, _bh, _describe, _divide, _family_description, _like, _warn_nonfinite
 from actstats.queries.saturation import CELL_COUNTS, _cell_counts, _counts_of, _slabs
@@ -114,13 +114,17 @@ def compare_splits(
         lazy.append(_map_chunks(ds["preactivation"], ABSOLUTE, keep, ["unit"], layout))
     options = dict(by=by, split=split, eps=eps, confidence_level=confidence_level, n_permutations=n_permutations,
                    n_resamples=n_resamples, seed=seed)
-    if "run" in by and _runs_per_batch(ds) < ds.sizes["run"]:
+    n_workers = None
+    if "run" in by and ds.sizes["run"] > 1 and all(_direct.plan_of(o) is not None for o in lazy):
+        n_workers = _direct.workers()
+    if n_workers or ("run" in by and _runs_per_batch(ds) < ds.sizes["run"]):
         # As saturation: a batch of runs at a time (groups never span runs), then one
         # Benjamini-Hochberg adjustment over every group.
-        n_workers = _direct.workers() if all(_direct.plan_of(o) is not None for o in lazy) else None
         if n_workers:  # blocks read here, without a graph; a batch's tests beside the next batch's reads
-            parts = _direct.in_batches(lazy, n_workers, _runs_per_batch(ds), lambda counts, *absolute: _compare_cells(
-                counts, absolute[0] if absolute else None, **options))
+            # (half batches, as saturation's: a store of two runs has two)
+            parts = _direct.in_batches(lazy, n_workers, max(1, _runs_per_batch(ds) // 2),
+                                       lambda counts, *absolute: _compare_cells(
+                                           counts, absolute[0] if absolute else None, **options))
             result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
                                join="outer", combine_attrs="override")
         else:
@@ -137,7 +141,8 @@ def compare_splits(
         _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
         return result
     counts, *absolute = _compute(*lazy)
-    result = _compare_cells(counts, absolute[0] if absolute else None, **options)
+    with one_blas_thread():  # the same bits as the batches' (computed on one BLAS thread)
+        result = _compare_cells(counts, absolute[0] if absolute else None, **options)
     _warn_nonfinite(result["n_nonfinite"], "activation and preactivation", "compare_splits")
     return result
 

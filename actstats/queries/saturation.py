@@ -13,7 +13,7 @@ from actstats.queries import _direct
 from actstats.queries._engine import (
     Fields, Reduction, _Layout, _cells_by, _compute, _grid, _in_run_batches, _is_dask, _layout, _map_chunks,
     _pool_axes,
-    _reduce_axes, _refuse_beyond_width, _runs_per_batch, _template,
+    _reduce_axes, _refuse_beyond_width, _runs_per_batch, _template, one_blas_thread,
 )
 from actstats.queries._results import (
     _attrs, _concat_splits, _describe, _divide, _like, _sample_subsets, _take, _to_int, _warn_nonfinite,
@@ -206,17 +206,24 @@ def saturation(
         _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
         return result
 
-    if batched:
+    direct = None
+    if "run" in by and not per_unit and ds.sizes["run"] > 1:
         counts = _cell_counts(ds, layout, eps)
-        n_workers = _direct.workers() if _direct.plan_of(counts) is not None else None
-        if n_workers:  # blocks read here, without a graph (_direct); a batch's numbers beside the next's reads
-            parts = _batched_direct(counts, n_workers, _runs_per_batch(ds), by, group, pool, subsets,
-                                    confidence_level, n_resamples, seed)
-        else:  # the same batches, each reduced to its numbers by a task of one graph
-            # half the batch: two batches' cells are in memory at once (one a thread). Measured on the
-            # 4 GB store (9 runs): peak RSS 306 MB with 1 run a batch, 333 MB with 2 (1 GB store: 302)
-            parts = _batched_in_graph(counts, max(1, _runs_per_batch(ds) // 2), by, group, pool,
-                                      subsets, confidence_level, n_resamples, seed)
+        direct = _direct.workers() if _direct.plan_of(counts) is not None else None
+    if direct:
+        # blocks read here, without a graph (_direct), a batch's numbers beside the next batch's
+        # reads: half batches, so that a store of two runs has two (1 GB and 4 GB bench stores:
+        # the reading overlaps a batch's bootstrap on both, and peak memory is the same)
+        parts = _batched_direct(counts, direct, max(1, _runs_per_batch(ds) // 2), by, group, pool, subsets,
+                                confidence_level, n_resamples, seed)
+        result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
+                           join="outer", combine_attrs="override").transpose(*by, ...)
+        batched = True
+    elif batched:  # the same batches, each reduced to its numbers by a task of one graph
+        # half the batch: two batches' cells are in memory at once (one a thread). Measured on the
+        # 4 GB store (9 runs): peak RSS 306 MB with 1 run a batch, 333 MB with 2 (1 GB store: 302)
+        parts = _batched_in_graph(_cell_counts(ds, layout, eps), max(1, _runs_per_batch(ds) // 2), by, group, pool,
+                                  subsets, confidence_level, n_resamples, seed)
         result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
                            join="outer", combine_attrs="override").transpose(*by, ...)
     elif per_unit:  # reduce samples inside each chunk: per-unit counts are as large as the data otherwise
@@ -229,10 +236,11 @@ def saturation(
     else:
         (counts,) = _compute(_cell_counts(ds, layout, eps))
         cells = _cells_by(CELL_COUNTS.merge(counts), by)
-        parts = [
-            _sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
-            for _, index in subsets
-        ]
+        with one_blas_thread():  # the same bits as the batches' (computed on one BLAS thread)
+            parts = [
+                _sample_saturation(_take(cells, index), group, pool, confidence_level, n_resamples, seed)
+                for _, index in subsets
+            ]
     if not batched:
         result = _concat_splits(parts, labels).transpose(*by, ...)
     _warn_nonfinite(result["n_nonfinite"], "'activation'", "saturation")
@@ -283,8 +291,6 @@ def _batched_in_graph(counts: xr.DataArray, batch: int, by, group, pool, subsets
     cells are in memory. Same numbers as one batch at a time (each group's bootstrap depends
     on its own cells and the seed only)."""
     import dask
-    from threadpoolctl import threadpool_limits
-
     labels = [label for label, _ in subsets]
     coords = {name: (c.dims, c.values) for name, c in counts.coords.items()}
     tasks = []
@@ -297,7 +303,7 @@ def _batched_in_graph(counts: xr.DataArray, batch: int, by, group, pool, subsets
     # one BLAS thread a task: the bootstrap's matrix products run beside the other worker's reads,
     # and a second BLAS thread each would contend for the same two cores (4 GB store: 1.7-1.9 s
     # and 2.5-2.9 s of CPU with one, 1.9-2.3 s and 3.2-3.9 s with OpenBLAS' default of two)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return list(_compute(*tasks))
 
 
