@@ -12,7 +12,7 @@ from actstats.kernels.normality import _float32_exact, _row_cdf_statistics, _row
 from tolerances import STATISTIC, anderson_darling_condition, float_rtol
 
 
-def test_normal_tail_from_erfc_against_scipy_ndtr():
+def test_normal_tail_against_scipy_ndtr():
     z = np.concatenate([np.linspace(-38.5, 38.5, 200_001), [0.0, -0.0, 1e-300, -1e-20, 0.7071, -0.7072]])
     tail = np.empty_like(z)
     _row_tail(z, 0.0, 1.0, tail)
@@ -21,6 +21,35 @@ def test_normal_tail_from_erfc_against_scipy_ndtr():
     where = expected > 1e-300
     np.testing.assert_allclose(tail[where], expected[where], rtol=1e-13)
     assert (tail[np.abs(z) > 38.5] == 0).all()
+
+
+def test_normal_tail_against_exact_arithmetic_as_close_as_erfc_at_every_value():
+    # _row_tail takes erfc at anchors and a Taylor polynomial between them: against Φ(-a) in
+    # 30-digit arithmetic at the exact a = |x - mean|/std of each float64 x, both it and erfc
+    # evaluated at every value are within (4κ + 4) u relative, κ = aφ(a)/Φ(-a) the tail's
+    # condition number: a carries ~3 roundings (x - mean, /std, ·√½ inside erfc), which move
+    # Φ(-a) by κ times their relative size, and erfc adds ~1 ulp (kind 3)
+    import math
+
+    import mpmath
+
+    mpmath.mp.dps = 30
+    rng = np.random.default_rng(39)
+    x = np.sort(rng.normal(0.01, 0.03, size=200_000).astype(np.float32).astype(np.float64))
+    x[-1] = 0.01 + 0.03 * 12.0  # one value beyond the anchors' reach of its neighbour
+    mean, std = x.mean(), x.std(ddof=1)
+    tail = np.empty_like(x)
+    _row_tail(x, mean, std, tail)
+    picked = np.unique(np.concatenate([np.arange(0, x.size, 211), np.arange(0, 400), np.arange(x.size - 400, x.size)]))
+    u = np.finfo(float).eps / 2
+    for i in picked:
+        a = abs((mpmath.mpf(float(x[i])) - mpmath.mpf(float(mean))) / mpmath.mpf(float(std)))
+        exact = mpmath.ncdf(-a)
+        kappa = float(a * mpmath.npdf(a) / exact)
+        bound = (4 * kappa + 4) * u
+        erfc_each = 0.5 * math.erfc(abs((x[i] - mean) / std) * normality._SQRT_HALF)
+        assert float(abs(mpmath.mpf(float(tail[i])) - exact) / exact) <= bound, (i, float(a))
+        assert float(abs(mpmath.mpf(erfc_each) - exact) / exact) <= bound, (i, float(a))
 
 
 def test_far_tail_log_series_against_log_ndtr():

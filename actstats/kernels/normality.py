@@ -541,16 +541,54 @@ _LOG_SQRT_2PI = 0.9189385332046728
 _INV_SQRT_2PI = 0.3989422804014327
 
 
+#: :func:`_row_tail` evaluates ``erfc`` afresh where ``|a - a₀| max(a₀, 1)`` would exceed this
+#: (``a₀`` the last point where it did); between, a Taylor polynomial of degree 6 from there.
+_TAIL_STEP = 1e-3
+#: Beyond this many standard deviations every tail value comes from ``erfc`` (the far tail,
+#: where :func:`_row_cdf_statistics` takes the log from its own series).
+_TAIL_FAR = 20.0
+
+
 @jit
 def _row_tail(x, mean, std, tail):
-    """The normal tail ``Φ(-|z|)`` of each ``z = (x - mean)/std`` into ``tail``.
+    """The normal tail ``T(a) = Φ(-a)`` of each ``a = |x - mean|/std`` into ``tail``.
 
-    It is ``erfc(|z|/√2)/2`` from the C library's ``erfc``: within 1e-15 absolute and 1e-13
-    relative of ``scipy.special.ndtr(-|z|)`` down to z = -37, where both underflow
-    (``tests/test_kernels_normality_compiled.py``).
+    At an anchor ``a₀`` it is ``erfc(a₀/√2)/2`` from the C library's ``erfc``; at the values
+    that follow within ``|h| max(a₀, 1) ≤`` :data:`_TAIL_STEP` (``h = a - a₀``), Taylor's
+    formula from there: ``T(a₀ + h) = T(a₀) - φ(a₀) Σ_{k<6} (-1)^k He_k(a₀) h^{k+1}/(k+1)!``
+    (``He_k`` the Hermite polynomials: ``φ^{(k)} = (-1)^k He_k φ``). The next term is below
+    ``φ(a₀) 1e-21`` there, and the correction is at most ~1e-3 of ``T``, so its own rounding
+    (and the ~a²u error of ``exp(-a₀²/2)``) reaches ``T`` at ~1e-3 of that; what remains is
+    ``erfc``'s and the argument's rounding, as for ``erfc`` at every value (within 1e-15
+    absolute and 1e-13 relative of ``scipy.special.ndtr(-a)`` down to a = 37, where both
+    underflow; relative to exact Φ as close as ``erfc`` at each value:
+    ``tests/test_kernels_normality_compiled.py``). On a sorted row most values of a large
+    group are within a step of an anchor (10⁶ values: 2.9 against 5.1 ns a value with
+    ``erfc`` at each); beyond :data:`_TAIL_FAR` every value is an anchor.
     """
+    anchor = -1.0
+    start = 0.0
+    c0 = c1 = c2 = c3 = c4 = c5 = 0.0
     for i in range(x.size):
-        tail[i] = 0.5 * math.erfc(abs((x[i] - mean) / std) * _SQRT_HALF)
+        a = abs((x[i] - mean) / std)
+        h = a - anchor
+        if anchor < 0.0 or abs(h) * max(anchor, 1.0) > _TAIL_STEP or a > _TAIL_FAR:
+            anchor = a
+            start = 0.5 * math.erfc(a * _SQRT_HALF)
+            density = _INV_SQRT_2PI * math.exp(-0.5 * a * a)
+            he2 = a * a - 1.0
+            he3 = a * he2 - 2.0 * a
+            he4 = a * he3 - 3.0 * he2
+            he5 = a * he4 - 4.0 * he3
+            c0 = density
+            c1 = -density * a / 2.0
+            c2 = density * he2 / 6.0
+            c3 = -density * he3 / 24.0
+            c4 = density * he4 / 120.0
+            c5 = -density * he5 / 720.0
+            tail[i] = start
+        else:
+            tail[i] = start - h * (c0 + h * (c1 + h * (c2 + h * (c3 + h * (c4 + h * c5)))))
 
 
 #: :func:`_row_cdf_statistics` keeps the largest Lilliefors gap of each block of this many
@@ -717,7 +755,9 @@ def normality_statistics(x, axis: Axis = -1) -> NormalityStatistics:
     maximum; Φ is evaluated there only. W1 needs Φ only where a value falls inside its own
     quantile slice (:func:`wasserstein_normal`).
 
-    The kernel's Φ comes from the C library's ``erfc`` and its sums are compensated, where
+    The kernels' Φ comes from the C library's ``erfc`` (the tail array: at anchors, with
+    Taylor polynomials between them, as close to exact Φ as ``erfc`` at every value) and their
+    sums are compensated, where
     the single kernels use ``scipy.special.ndtr`` and numpy's pairwise sums: KS and
     Lilliefors agree with them to 1e-15, A² to 1e-10 relative (its sum of n terms of size
     ~1 cancels to ~1), W1 to 1e-14 absolute (9e-15 at n = 262 144, where W1 of normal values
