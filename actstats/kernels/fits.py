@@ -475,10 +475,12 @@ def fit_families(
             fit_size[i, k] = values.size
 
     ks_statistic = np.full((n_rows, n_families), np.nan)
-    index = np.arange(1, ordered.shape[1] + 1)[None, :]
+    index = None  # 1..m, made when a KS distance or a scipy likelihood needs it
     for k, family in enumerate(families):
         if family in _FORMULAS and not ks:
             continue
+        if index is None:
+            index = np.arange(1, ordered.shape[1] + 1)[None, :]
         distribution = _SCIPY[family]
         arguments = ([shape[:, k, None]] if family in ("t", "gennorm") else []) + [
             loc[:, k, None],
