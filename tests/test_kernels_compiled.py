@@ -299,6 +299,46 @@ def _cleaned(rows, exists):
     return values, (exists & ~np.isfinite(rows)).sum(axis=-1)
 
 
+@pytest.mark.parametrize("name", list(MOMENT_ROWS))
+def test_moments_extremes_lanes_within_the_bound_of_numpy_moments(name):
+    # the weight fit's first pass: tile sums in vector lanes (any order), against numpy's
+    # two-pass moments at the bound moments_extremes states; min and max equal numpy's
+    from actstats.kernels.moments import moments_extremes_lanes
+
+    x = MOMENT_ROWS[name]
+    got, nonfinite = moments_extremes_lanes(np.asarray(x)[None, :])
+    assert_moments_within_bound(got[:, :5], kernels.moments(np.asarray(x, dtype=np.float64))[None, :])
+    assert got[0, 5] == np.nanmin(x) and got[0, 6] == np.nanmax(x)
+    assert nonfinite.tolist() == [int(np.isnan(x).sum())]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_moments_extremes_lanes_skip_what_does_not_exist_and_count_what_is_not_finite(dtype):
+    # the block path (stored rows and a mask) equals the engine path (its cleaned float64 copy)
+    # bit for bit; against numpy on the values that count; ±inf, NaN, an empty row
+    from actstats.kernels.moments import moments_extremes_lanes
+
+    rng = np.random.default_rng(42)
+    rows, exists = _stored_block(rng, dtype=dtype)
+    values, nonfinite = _cleaned(rows, exists)
+    got, count = moments_extremes_lanes(rows, exists)
+    np.testing.assert_array_equal(count, nonfinite)
+    engine, _ = moments_extremes_lanes(values)
+    np.testing.assert_array_equal(got, engine)
+    assert_moments_within_bound(got[:, :5], kernels.moments(values))
+    np.testing.assert_array_equal(got[:, 5], np.nanmin(values, axis=1))
+    np.testing.assert_array_equal(got[:, 6], np.nanmax(values, axis=1))
+    empty, count = moments_extremes_lanes(rows[:1], np.zeros_like(exists[:1]))
+    assert empty[0, 0] == 0 and np.isnan(empty[0, 1]) and (empty[0, 2:5] == 0).all()
+    assert empty[0, 5] == np.inf and empty[0, 6] == -np.inf and count.tolist() == [0]
+    # all exist: the stored values, ±inf and NaN skipped and counted
+    got, count = moments_extremes_lanes(rows)
+    want, want_count = _cleaned(rows, np.ones_like(exists))
+    np.testing.assert_array_equal(count, want_count)
+    assert_moments_within_bound(got[:, :5], kernels.moments(want))
+    np.testing.assert_array_equal(got[:, 5:], np.stack([np.nanmin(want, axis=1), np.nanmax(want, axis=1)], axis=1))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_block_kernels_equal_the_public_kernels_on_cleaned_values_bit_for_bit(dtype):
     # the block kernels read stored values, skip what does not exist and count what is not

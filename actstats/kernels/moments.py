@@ -552,3 +552,190 @@ def moment_statistics(m, *, ddof: int = 0, bias: bool = True) -> MomentStatistic
         ddof=ddof,
         bias=bias,
     )
+
+
+def moments_extremes_lanes(rows, exists=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`moments_extremes` with the tile sums in vector lanes: the streamed weight fit's
+    first pass (``MOMENTS_EXTREMA``), 5–8× faster on a block.
+
+    Parameters
+    ----------
+    rows : ndarray (n, m), float32 or float64
+        Read in their own dtype (each value converted to float64 exactly).
+    exists : ndarray (n, m) of bool, optional
+        Which values exist (default: all); values that do not exist are skipped whatever they
+        hold, values that exist and are NaN or ±inf are skipped and counted (the engine's
+        cleaning; on the engine's cleaned copy, NaN wherever a value was skipped, the same
+        values count, by the same compiled loops: the block and the engine paths agree bit
+        for bit).
+
+    Returns
+    -------
+    (summary (n, 7), nonfinite (n,) int64)
+        ``[count, mean, M2, M3, M4, min, max]`` as :func:`moments_extremes` lays it out.
+
+    Notes
+    -----
+    The tiles, origin, re-centring and pairwise merge of :func:`moments_extremes`; inside a
+    tile two branch-free loops (the count and the mean, then the sums of powers; a skipped
+    value enters as 0 with weight 0) compiled with ``fastmath={"reassoc"}`` only, so the
+    sums are kept in vector lanes in an order the compiled code fixes (the same on every
+    call). The smallest and largest value are integer minima of the values' bit patterns
+    ordered as the floats are (``b ^ ((b >> 63) & 0x7FFF...)``), which vectorise as float
+    comparisons with a skip do not; -0.0 orders below +0.0 (the float comparison would keep
+    whichever came first: the same value).
+
+    Bound: against :func:`moments` the count, min and max are equal (as values); the mean
+    within ``1e-12 (|mean| + std)``, M2 and M4 within 1e-12 relative, M3 within
+    ``1e-12 sqrt(M2 M4)``, the bound of :func:`moments_extremes`, which holds for any order
+    of a tile's sums (``tests/test_kernels_compiled.py``).
+    """
+    rows = np.asarray(rows)
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
+    rows = np.ascontiguousarray(rows)
+    n_rows, width = rows.shape
+    masked = exists is not None
+    exists = (np.ascontiguousarray(exists, dtype=np.bool_) if masked else np.ones((1, width), dtype=np.bool_))
+    out = np.empty((n_rows, 7))
+    nonfinite = np.zeros(n_rows, dtype=np.int64)
+    _moments_lanes_rows(rows, exists, masked, MOMENT_TILE, out, nonfinite)
+    if rows.dtype == np.float32:
+        itype, top, shift = np.int32, np.int32(0x7FFFFFFF), np.int32(31)
+        exponent = np.int32(0x7F800000)
+    else:
+        itype, top, shift = np.int64, np.int64(0x7FFFFFFFFFFFFFFF), np.int64(63)
+        exponent = np.int64(0x7FF0000000000000)
+    keys = np.empty((n_rows, 2), dtype=itype)
+    _extreme_keys(rows.view(itype), exists, masked, top, shift, exponent, keys)
+    values = (keys ^ ((keys >> shift) & top)).view(rows.dtype).astype(np.float64)
+    empty = out[:, 0] == 0
+    out[:, 5] = np.where(empty, np.inf, values[:, 0])
+    out[:, 6] = np.where(empty, -np.inf, values[:, 1])
+    return out, nonfinite
+
+
+@jit
+def _extreme_keys(bits, exists, masked, top, shift, exponent, keys):
+    """Per row, the smallest and largest ordered key ``b ^ ((b >> shift) & top)`` of the values
+    that count (exist and are finite): integer reductions, vectorised."""
+    n_rows, width = bits.shape
+    for r in range(n_rows):
+        row = bits[r]
+        present = exists[r if masked else 0]
+        lowest = top
+        highest = -top - 1
+        for i in range(width):
+            b = row[i]
+            ok = present[i] & ((b & exponent) != exponent)  # exists, not NaN or ±inf
+            key = b ^ ((b >> shift) & top)
+            lowest = min(lowest, key if ok else top)
+            highest = max(highest, key if ok else -top - 1)
+        keys[r, 0] = lowest
+        keys[r, 1] = highest
+
+
+@jit(fastmath={"reassoc"})
+def _moments_lanes_rows(rows, exists, masked, tile, out, nonfinite):
+    """Per row: count, mean, M2, M3, M4 of the values that exist and are finite into
+    ``out[:, :5]`` (tiles merged pairwise) and the count of values that exist and are not
+    finite into ``nonfinite``."""
+
+    def merge(na, mean_a, m2a, m3a, m4a, nb, mean_b, m2b, m3b, m4b):
+        # merge_moments' formulas (Pébay 2008), the same order of operations
+        if na == 0:
+            return nb, mean_b, m2b, m3b, m4b
+        if nb == 0:
+            return na, mean_a, m2a, m3a, m4a
+        n = na + nb
+        delta = mean_b - mean_a
+        product = na * nb
+        mean = mean_a + delta * nb / n
+        m2 = m2a + m2b + delta**2 * product / n
+        m3 = m3a + m3b + delta**3 * product * (na - nb) / n**2 + 3 * delta * (na * m2b - nb * m2a) / n
+        m4 = (m4a + m4b + delta**4 * product * (na**2 - product + nb**2) / n**3
+              + 6 * delta**2 * (na**2 * m2b + nb**2 * m2a) / n**2 + 4 * delta * (na * m3b - nb * m3a) / n)
+        return n, mean, m2, m3, m4
+
+    n_rows, width = rows.shape
+    levels = np.zeros((64, 5))
+    used = np.zeros(64, dtype=np.bool_)
+    for r in range(n_rows):
+        row = rows[r]
+        present = exists[r if masked else 0]
+        used[:] = False
+        # the values are taken relative to the mean of the first `tile` of them (see moments_extremes)
+        origin = 0.0
+        nt = 0
+        for i in range(width):
+            v = np.float64(row[i])
+            if present[i] and v - v == 0.0:
+                origin += v
+                nt += 1
+                if nt == tile:
+                    break
+        origin = origin / nt if nt else 0.0
+        skipped = 0
+        tiles = (width + tile - 1) // tile
+        for t in range(tiles + 1):  # the last step merges what the counter holds
+            flush = t == tiles
+            n, mean, m2, m3, m4 = 0.0, np.nan, 0.0, 0.0, 0.0
+            if not flush:
+                start = t * tile
+                stop = min(start + tile, width)
+                # views indexed from 0: the compiler sees non-negative indices and vectorises
+                values = row[start:stop]
+                here = present[start:stop]
+                m = stop - start
+                count = 0
+                bad = 0
+                total = 0.0
+                for i in range(m):
+                    v = np.float64(values[i])
+                    ok = here[i] & (v - v == 0.0)  # exists, not NaN or ±inf
+                    bad += here[i] & (v - v != 0.0)
+                    count += ok
+                    total += (v - origin) if ok else 0.0
+                skipped += bad
+                if count == 0:
+                    continue
+                n = float(count)
+                centre = total / n
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                s4 = 0.0
+                for i in range(m):
+                    v = np.float64(values[i])
+                    ok = here[i] & (v - v == 0.0)
+                    d = ((v - origin) - centre) if ok else 0.0
+                    d2 = d * d
+                    s1 += d
+                    s2 += d2
+                    s3 += d2 * d
+                    s4 += d2 * d2
+                shift = s1 / n  # as moments(): the exact re-centring
+                m4 = s4 - 4 * shift * s3 + 6 * shift**2 * s2 - 3 * n * shift**4
+                m3 = s3 - 3 * shift * s2 + 2 * n * shift**3
+                m2 = s2 - n * shift**2
+                mean = centre + shift
+            level = 0
+            while level < 64 and (used[level] or flush):  # binary counter: merge equal-sized parts
+                if used[level]:
+                    n, mean, m2, m3, m4 = merge(levels[level, 0], levels[level, 1], levels[level, 2],
+                                                levels[level, 3], levels[level, 4], n, mean, m2, m3, m4)
+                    used[level] = False
+                level += 1
+            if not flush:
+                levels[level, 0] = n
+                levels[level, 1] = mean
+                levels[level, 2] = m2
+                levels[level, 3] = m3
+                levels[level, 4] = m4
+                used[level] = True
+        out[r, 0] = n
+        out[r, 1] = mean + origin
+        out[r, 2] = m2
+        out[r, 3] = m3
+        out[r, 4] = m4
+        nonfinite[r] = skipped

@@ -27,7 +27,7 @@ import xarray as xr
 from actstats import kernels
 from actstats.kernels.histogram import standardized_histogram_block
 from actstats.kernels.logit_histogram import bounded_summary_block
-from actstats.kernels.moments import moments_extremes, moments_extremes_block
+from actstats.kernels.moments import moments_extremes, moments_extremes_lanes
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _Layout, _block, _chunk_values, _compute, _exists, _flat, _grid, _map_chunks,
     _merge_sum, _refuse_beyond_width, _template,
@@ -87,13 +87,15 @@ MOMENTS = Reduction("moments", _moments_chunk, Fields(("moments", 5)), combine="
 
 
 def _moments_extrema_chunk(values, *, grid, n_reduce, layout):
-    summary = moments_extremes(_flat(values, n_reduce))
+    flat = np.asarray(_flat(values, n_reduce), dtype=np.float64)
+    summary, _ = moments_extremes_lanes(flat.reshape(-1, flat.shape[-1]))  # NaN where the engine skipped
+    summary = summary.reshape(flat.shape[:-1] + (7,))
     return {"moments": summary[..., :5], "min": summary[..., 5], "max": summary[..., 6]}
 
 
 def _moments_extrema_block(block, *, reduction, dims, n_reduce, layout, rescale, options, block_info=None,
                            location=None, variable=None):
-    """The block function of :data:`MOMENTS_EXTREMA`: :func:`moments_extremes_block` on the
+    """The block function of :data:`MOMENTS_EXTREMA`: :func:`moments_extremes_lanes` on the
     stored rows (the numbers of :func:`_block` with :func:`_moments_extrema_chunk`, bit for bit)."""
     if location is None:
         location = block_info[0]["array-location"]
@@ -103,12 +105,13 @@ def _moments_extrema_block(block, *, reduction, dims, n_reduce, layout, rescale,
                              rescale=rescale, options=options, block_info=block_info, location=location,
                              variable=variable)
     _, rows, exists, keep_shape = stored
-    summary, nonfinite = moments_extremes_block(rows, exists)
+    summary, nonfinite = moments_extremes_lanes(rows, exists)
     return _packed(reduction, {"moments": summary[:, :5], "min": summary[:, 5], "max": summary[:, 6]}, nonfinite,
                    keep_shape, n_reduce)
 
 
-#: Moments and the smallest and largest value of each chunk, in one compiled pass.
+#: Moments and the smallest and largest value of each chunk, in one compiled pass (the
+#: weight fit's first pass: kernels.moments.moments_extremes_lanes, its sums in vector lanes).
 MOMENTS_EXTREMA = Reduction("moments_extrema", _moments_extrema_chunk, Fields(("moments", 5), "min", "max"),
                             combine="gather", block=_moments_extrema_block)
 
