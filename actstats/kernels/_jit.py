@@ -7,10 +7,10 @@ milliseconds; numba keeps the cache beside the module, or in its user cache dire
 that is not writable) and not ``fastmath``: the compiled loop does the float operations in
 the order its source says, so a kernel's result can be compared with a numpy expression
 of the same order bit for bit, and with any other order within the rounding its docstring
-states. One exception, named in its docstring: the moments and sums of the bounded summary
-(``logit_histogram._summary_moments``) allow reassociation (``fastmath={"reassoc"}``, no
-other flag) so that its sums are vectorised; its bounds are stated for any order of the
-sums. No ``parallel=True``: the engine already runs one task per chunk on each core.
+states. Two exceptions, named in their docstrings: the moments and sums of the bounded
+summary (``logit_histogram._summary_moments``) and the weight fit's moments
+(``moments._moments_lanes_rows``) allow reassociation (``fastmath={"reassoc"}``, no other
+flag) so that their sums are vectorised; their bounds are stated for any order of the sums. No ``parallel=True``: the engine already runs one task per chunk on each core.
 """
 
 from __future__ import annotations

@@ -556,7 +556,7 @@ def moment_statistics(m, *, ddof: int = 0, bias: bool = True) -> MomentStatistic
 
 def moments_extremes_lanes(rows, exists=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`moments_extremes` with the tile sums in vector lanes: the streamed weight fit's
-    first pass (``MOMENTS_EXTREMA``), 5–8× faster on a block.
+    first pass (``MOMENTS_EXTREMA``), 3–4× faster on a block.
 
     Parameters
     ----------
