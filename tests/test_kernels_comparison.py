@@ -143,3 +143,26 @@ def test_absolute_sums_are_the_generic_paths_masked_float64_sum(dtype, rows):
     np.testing.assert_array_equal(out[:, 0], np.where(present, np.abs(values), 0.0).sum(axis=1))
     np.testing.assert_array_equal(out[:, 1], present.sum(axis=1))
     np.testing.assert_array_equal(out[:, 2], units - present.sum(axis=1))
+
+
+def test_kept_permutations_and_resamples_give_the_same_numbers():
+    """compare_groups with its permutations and resampling counts drawn beforehand and kept
+    (prepare_compare_groups, as compare_splits does on another thread) against a call that
+    draws them itself: the same numbers, bit for bit; what is kept equals a fresh draw."""
+    from actstats.kernels import comparison
+
+    rng = np.random.default_rng(11)
+    x, y = rng.random((6, 37)), rng.random((6, 23))
+    options = dict(n_permutations=2500, n_resamples=300, seed=5)  # 2500: three batches of 1000, the last partial
+    comparison._kept_permutations.clear()
+    with_draws = comparison.compare_groups(x, y, **options)
+    comparison._kept_permutations.clear()
+    comparison.prepare_compare_groups(37, 23, **options)
+    kept = comparison._kept_permutations[(5, 60, 37, 2500)]
+    fresh = np.random.default_rng(5)
+    expected = np.concatenate([comparison._permutation_indicators(fresh, 60, 37, b) for b in (1000, 1000, 500)])
+    np.testing.assert_array_equal(kept, expected)
+    assert not kept.flags.writeable
+    with_kept = comparison.compare_groups(x, y, **options)
+    for field in ("statistic", "pvalue", "ci_low", "ci_high"):
+        np.testing.assert_array_equal(getattr(with_kept, field), getattr(with_draws, field))

@@ -132,3 +132,19 @@ def test_from_counts_to_interval():
     result = fraction_interval(fractions)
     assert result.n_samples == 120
     assert result.ci_low < result.estimate < result.ci_high
+
+
+def test_kept_resampling_counts_give_the_same_interval():
+    """bootstrap_mean_interval after keep_resampling_weights (as saturation draws them on another
+    thread while it reads) against a call that draws them itself: the same numbers, bit for bit."""
+    from actstats.kernels import intervals
+
+    x = np.random.default_rng(12).random((4, 41))
+    intervals._kept_weights.clear()
+    drawn = intervals.bootstrap_mean_interval(x, n_resamples=500, seed=9)
+    intervals._kept_weights.clear()
+    intervals.keep_resampling_weights(41, n_resamples=500, seed=9)
+    assert (9, 41, 500) in intervals._kept_weights
+    kept = intervals.bootstrap_mean_interval(x, n_resamples=500, seed=9)
+    for a, b in zip(drawn, kept):
+        np.testing.assert_array_equal(a, b)

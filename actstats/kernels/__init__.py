@@ -44,7 +44,9 @@ from .saturation import (
     dip_test,
     saturation_counts,
 )
-from .comparison import DEFAULT_PERMUTATIONS, GroupComparison, absolute_sums, compare_groups, welch_interval
+from .comparison import (
+    DEFAULT_PERMUTATIONS, GroupComparison, absolute_sums, compare_groups, prepare_compare_groups, welch_interval,
+)
 from .fits import FAMILIES, SLOW_FIT_MAX_SIZE, FamilyFits, fit_families, ks_from_cdf, logit_grid_cdfs
 from .intervals import (
     DEFAULT_RESAMPLES,
@@ -52,6 +54,7 @@ from .intervals import (
     FractionInterval,
     bootstrap_mean_interval,
     fraction_interval,
+    keep_resampling_weights,
     saturated_fractions,
     wilson_interval,
 )
@@ -163,6 +166,8 @@ __all__ = [
     "combine_moments",
     "absolute_sums",
     "compare_groups",
+    "prepare_compare_groups",
+    "keep_resampling_weights",
     "welch_interval",
     "dagostino_pearson",
     "deterministic_subsample",

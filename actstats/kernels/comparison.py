@@ -16,7 +16,7 @@ from scipy import stats
 from ._rows import DEFAULT_SEED, Axis, as_rows, rows_quantile
 from .intervals import DEFAULT_RESAMPLES, _resampling_weights, _shared_resampling_weights
 
-__all__ = ["DEFAULT_PERMUTATIONS", "GroupComparison", "absolute_sums", "compare_groups"]
+__all__ = ["DEFAULT_PERMUTATIONS", "GroupComparison", "absolute_sums", "compare_groups", "prepare_compare_groups"]
 
 #: Default number of random permutations (p-values are multiples of 1/(9999 + 1)).
 DEFAULT_PERMUTATIONS = 9999
@@ -120,6 +120,29 @@ def _permutation_exceedances(pooled, n_first, n_permutations, seed, observed, sh
         exceed += (np.abs(permuted) >= threshold[:, None]).sum(axis=1)
         done += batch
     return exceed
+
+
+def prepare_compare_groups(n_first: int, n_second: int, *, n_permutations: int = DEFAULT_PERMUTATIONS,
+                           n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
+    """Draw and keep the permutations and resampling counts that :func:`compare_groups` will
+    use for groups of `n_first` and `n_second` values without NaN (the same draws: it finds them
+    kept), so that a caller can draw them on another thread while it reads the values.
+
+    Verification: :func:`compare_groups` returns the same numbers after it as without it, and
+    what it keeps equals a fresh draw (``tests/test_kernels_comparison.py``).
+
+    Examples
+    --------
+    >>> prepare_compare_groups(30, 20, n_permutations=99, n_resamples=100)
+    >>> result = compare_groups(np.linspace(0, 1, 30), np.linspace(0.2, 1, 20), n_permutations=99, n_resamples=100)
+    >>> bool(0 < result.pvalue <= 1)
+    True
+    """
+    if n_first > 0 and n_second > 0:
+        _shared_permutations(seed, n_first + n_second, n_first, n_permutations)
+        rng_seeds = np.random.SeedSequence(seed).spawn(2)
+        _shared_resampling_weights(rng_seeds[0], n_first, n_resamples)
+        _shared_resampling_weights(rng_seeds[1], n_second, n_resamples)
 
 
 def compare_groups(

@@ -185,14 +185,15 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, 
     return tuple(o.copy(data=out) for o, out in zip(objects, outs))
 
 
-def in_batches(objects, n_workers: int, batch: int, reduce) -> list:
+def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> list:
     """``reduce(*parts)`` for each batch of about `batch` positions along the first axis of
     the lazy `objects` (all with a plan, the same block boundaries along that axis; batches
     end on those boundaries, at multiples of `batch` where they fall on one): a batch's
     blocks computed on `n_workers` threads (:func:`compute`), then reduced on one more thread
     while the next batch is read, so that the reduction (a bootstrap, a permutation test)
     costs no time of its own beside the reading. At most two batches' parts are in memory.
-    The results in the order of the batches."""
+    The results in the order of the batches. `prepare` (no arguments), when given, runs on
+    that thread while the first batch is read (drawing what every reduction will reuse)."""
     from actstats.queries._engine import one_blas_thread
 
     boundaries = plan_of(objects[0]).starts[0]
@@ -208,15 +209,19 @@ def in_batches(objects, n_workers: int, batch: int, reduce) -> list:
     with one_blas_thread(), \
             ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") as pool, \
             ThreadPoolExecutor(1, thread_name_prefix="actstats-reduce") as side:
+        prepared = side.submit(prepare) if prepare is not None else None  # done before the first reduce
         try:
             for start, stop in zip(edges, edges[1:]):
                 parts = compute(objects, n_workers, leading=(start, stop), pool=pool, local=local)
                 if pending is not None:
                     results.append(pending.result())
                 pending = side.submit(reduce, *parts)
+            if prepared is not None:
+                prepared.result()  # its error, if it raised one
             if pending is not None:
                 results.append(pending.result())
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()
+            for future in (prepared, pending):
+                if future is not None:
+                    future.cancel()
     return results

@@ -122,9 +122,12 @@ def compare_splits(
         # Benjamini-Hochberg adjustment over every group.
         if n_workers:  # blocks read here, without a graph; a batch's tests beside the next batch's reads
             # (half batches, as saturation's: a store of two runs has two)
+            sizes = [int(np.sum(split == label)) for label in ("train", "test")]
             parts = _direct.in_batches(lazy, n_workers, max(1, _runs_per_batch(ds) // 2),
                                        lambda counts, *absolute: _compare_cells(
-                                           counts, absolute[0] if absolute else None, **options))
+                                           counts, absolute[0] if absolute else None, **options),
+                                       lambda: kernels.prepare_compare_groups(
+                                           *sizes, n_permutations=n_permutations, n_resamples=n_resamples, seed=seed))
             result = xr.concat(parts, dim="run", data_vars="minimal", coords="minimal", compat="override",
                                join="outer", combine_attrs="override")
         else:

@@ -314,8 +314,15 @@ def _batched_direct(counts: xr.DataArray, n_workers: int, batch: int, by, group,
     (:func:`~actstats.queries._direct.in_batches`). Same numbers as one batch at a time (each
     group's bootstrap depends on its own cells and the seed only)."""
     labels = [label for label, _ in subsets]
+    sizes = {counts.sizes["sample"] if index is None else len(index) for _, index in subsets}
+
+    def prepare():  # the resampling counts of every split size, drawn while the first batch is read
+        if "sample" in pool:
+            for size in sizes:
+                kernels.keep_resampling_weights(size, n_resamples, seed)
+
     return _direct.in_batches((counts,), n_workers, batch, lambda part: _counts_saturation(
-        part, by, group, pool, subsets, labels, confidence_level, n_resamples, seed))
+        part, by, group, pool, subsets, labels, confidence_level, n_resamples, seed), prepare)
 
 
 def _batch_saturation(values, dims, coords, by, group, pool, subsets, labels, confidence_level, n_resamples,
