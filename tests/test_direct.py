@@ -56,6 +56,8 @@ def test_a_plan_only_for_the_store_arrays_themselves(store):
 def test_threads_only_where_dask_would_use_threads_here(scheduler, expected):
     with dask.config.set(scheduler=scheduler, num_workers=3):
         assert _direct.workers() == (3 if expected == "num_workers" else expected)
+        with actstats.set_options(scheduler="tcp://127.0.0.1:8786"):  # a cluster named: it computes
+            assert _direct.workers() is None
 
 
 QUERIES = [

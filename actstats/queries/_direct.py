@@ -90,8 +90,15 @@ def plan_of(obj) -> DirectPlan | None:
 def workers() -> int | None:
     """Threads to compute blocks with when dask would compute them on threads of this process
     (its threaded scheduler, or the synchronous one: 1); None when dask is configured for
-    anything else or a dask.distributed client is current (then dask computes them)."""
+    anything else, a scheduler is named (``--scheduler``, ``$ACTSTATS_SCHEDULER``,
+    ``set_options(scheduler=...)``: the cluster computes them) or a dask.distributed client is
+    current (then dask computes them)."""
     import dask
+
+    from actstats.options import scheduler_address
+
+    if scheduler_address():
+        return None
 
     configured = dask.config.get("scheduler", None)
     count = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
