@@ -161,3 +161,23 @@ def test_a_blocks_error_stops_the_others(store, monkeypatch):
     with pytest.raises(RuntimeError, match="this block fails"):
         _direct.compute((counts,), 2)
     assert len(calls) < len(plan.blocks())
+
+
+def test_a_per_cell_reduction_is_computed_a_zarr_chunk_at_a_time(store):
+    """Saturation's cell counts (per_cell): each block cut at the store's chunk boundaries along
+    the kept axes, the pieces covering it exactly once; a reduction that is not per cell keeps
+    its blocks whole."""
+    ds = actstats.open_store(store)  # one block holds every chunk
+    plan = _direct.plan_of(_cell_counts(ds))
+    chunks = ds["activation"].data._actstats_source.chunk_shape
+    assert plan.parts == chunks[:4]
+    covered = np.zeros(ds["activation"].shape[:4], dtype=int)
+    for index, location in plan.tasks():
+        piece = tuple(slice(a, b) for a, b in location[:4])
+        covered[piece] += 1
+        assert all(b - a <= c for (a, b), c in zip(location[:4], chunks)), location
+        assert location[4] == plan.location(index)[4]  # the reduced axis whole
+    assert (covered == 1).all()
+    assert len(plan.tasks()) == np.prod([-(-n // c) for n, c in zip(covered.shape, chunks)])  # one a chunk
+    whole = _direct.DirectPlan(plan.call, plan.sources, plan.chunks, plan.n_keep, plan.shape)
+    assert [location for _, location in whole.tasks()] == [plan.location(i) for i in plan.blocks()]

@@ -33,17 +33,43 @@ class DirectPlan:
     chunks of the variable, how many leading axes are kept, and the result's shape (kept axes,
     one slot a block along each reduced axis, the fields)."""
 
-    def __init__(self, call, sources, chunks, n_keep: int, shape: tuple[int, ...]):
+    def __init__(self, call, sources, chunks, n_keep: int, shape: tuple[int, ...], parts=None):
         self.call = call
         self.sources = sources
         self.chunks = chunks
         self.n_keep = n_keep
         self.shape = shape
         self.starts = [np.concatenate([[0], np.cumsum(c)]).astype(int).tolist() for c in chunks]
+        #: the store's chunk sizes along the kept axes when a block is reduced a Zarr chunk at a
+        #: time (a per-cell reduction: the same numbers), else None
+        self.parts = parts
 
     def blocks(self) -> list[tuple[int, ...]]:
         """Block indices in C order (the order dask's blocks of one array are numbered)."""
         return list(itertools.product(*(range(len(c)) for c in self.chunks)))
+
+    def tasks(self) -> list[tuple[tuple[int, ...], list[tuple[int, int]]]]:
+        """(block index, location) of each piece reduced at once: the blocks, or with
+        :attr:`parts` each block cut along the kept axes at the store's chunk boundaries (a
+        4 MiB chunk is read, checked and reduced while it is in the cache; a 16 MiB block
+        read whole is not: measured, the counting of a cold 2000 x 1000 slab takes 1.27 ms
+        of CPU and of one in cache 0.64 ms)."""
+        out = []
+        for index in self.blocks():
+            location = self.location(index)
+            if self.parts is None:
+                out.append((index, location))
+                continue
+            ranges = []
+            for axis, (a, b) in enumerate(location):
+                size = self.parts[axis] if axis < self.n_keep else None
+                if not size:
+                    ranges.append([(a, b)])
+                    continue
+                edges = sorted({a, b, *range(-(-a // size) * size, b, size)})
+                ranges.append(list(zip(edges, edges[1:])))
+            out.extend((index, list(piece)) for piece in itertools.product(*ranges))
+        return out
 
     def location(self, index) -> list[tuple[int, int]]:
         return [(s[i], s[i + 1]) for s, i in zip(self.starts, index)]
@@ -55,8 +81,10 @@ class DirectPlan:
         slots = tuple(slice(i, i + 1) for i in index[self.n_keep:])
         return keep + slots + (slice(None),)
 
-    def compute(self, index, buffers: dict) -> tuple[tuple[slice, ...], np.ndarray]:
-        location = self.location(index)
+    def compute(self, index, buffers: dict, location=None) -> tuple[tuple[slice, ...], np.ndarray]:
+        """Block `index` (or the piece of it at `location`) read and reduced: where its
+        result goes, and the result."""
+        location = self.location(index) if location is None else location
         key = tuple(slice(a, b) for a, b in location)
         shape = tuple(b - a for a, b in location)
         arrays = []
@@ -70,16 +98,21 @@ class DirectPlan:
         return self.target(index, location), self.call(*arrays, location=location)
 
 
-def plan_for(call, data, others, n_keep: int, shape) -> DirectPlan | None:
+def plan_for(call, data, others, n_keep: int, shape, *, per_cell: bool = False) -> DirectPlan | None:
     """A :class:`DirectPlan` when `data` and every array of `others` is a store array that
     :func:`~actstats.store.open_store` made, untouched, read from local files with the same
-    chunks; else None (dask computes it)."""
+    chunks; else None (dask computes it). `per_cell`: the block function's result for a kept
+    cell depends on that cell's values alone, so blocks are reduced a Zarr chunk at a time
+    (see :meth:`DirectPlan.tasks`)."""
     sources = [getattr(d, "_actstats_source", None) for d in (data, *others)]
     if any(s is None or not s.reads_files for s in sources):
         return None
     if any(o.chunks != data.chunks for o in others):
         return None
-    return DirectPlan(call, sources, data.chunks, n_keep, tuple(int(n) for n in shape))
+    parts = None
+    if per_cell and all(s.chunk_shape == sources[0].chunk_shape for s in sources):
+        parts = tuple(sources[0].chunk_shape[:n_keep])
+    return DirectPlan(call, sources, data.chunks, n_keep, tuple(int(n) for n in shape), parts)
 
 
 def plan_of(obj) -> DirectPlan | None:
@@ -142,14 +175,14 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, 
     else:
         start, stop = 0, None
     outs = [np.empty(o.shape, dtype=np.float64) for o in objects]
-    tasks = [(k, index) for k, plan in enumerate(plans) for index in plan.blocks()
+    tasks = [(k, index, location) for k, plan in enumerate(plans) for index, location in plan.tasks()
              if leading is None or start <= plan.starts[0][index[0]] < stop]
     local = threading.local() if local is None else local
 
     def run(task):
-        k, index = task
+        k, index, location = task
         buffers = local.__dict__.setdefault("buffers", {})
-        target, result = plans[k].compute(index, buffers)
+        target, result = plans[k].compute(index, buffers, location)
         if start:
             target = (slice(target[0].start - start, target[0].stop - start),) + target[1:]
         outs[k][target] = result  # a copy: the buffer the block was read into is reused

@@ -256,6 +256,9 @@ class Reduction:
     ``"whole"`` (the group was one chunk: its single entry) or ``"gather"`` (kept per
     chunk, for a merge the query does itself, e.g. moments or extremes). ``block``, if
     given, replaces :func:`_block` (cleaning and reducing in one pass, for hot loops).
+    ``per_cell``: each kept cell's result depends on that cell's values alone (row by row),
+    so that a block may be reduced in parts along the kept axes with the same numbers
+    (:mod:`actstats.queries._direct` reduces each Zarr chunk as soon as it is read).
     """
 
     name: str
@@ -263,6 +266,7 @@ class Reduction:
     fields: Fields
     combine: str = "sum"
     block: Callable | None = None
+    per_cell: bool = False
 
     def merge(self, computed: xr.DataArray) -> xr.DataArray:
         """The per-chunk entries of a computed :func:`_map_chunks` result combined per group."""
@@ -398,7 +402,7 @@ def _map_chunks(
             call, data, *other_data, chunks=chunks, new_axis=ndim, dtype=np.float64,
             meta=np.empty((0,) * (ndim + 1), dtype=np.float64),
         )
-        plan = _direct.plan_for(call, data, other_data, n_keep, out.shape)
+        plan = _direct.plan_for(call, data, other_data, n_keep, out.shape, per_cell=reduction.per_cell)
         if plan is not None:  # the same blocks, computable without the graph (_direct)
             out._actstats_direct = plan
     else:

@@ -39,7 +39,8 @@ def _absolute_block(block, *, reduction, dims, n_reduce, layout, rescale, option
 
 
 #: Σ |preactivation| per (run, epoch, layer, sample) cell, summed over unit chunks.
-ABSOLUTE = Reduction("sum_of_absolute_values", None, Fields("sum_abs", "count"), block=_absolute_block)
+ABSOLUTE = Reduction("sum_of_absolute_values", None, Fields("sum_abs", "count"), block=_absolute_block,
+                     per_cell=True)
 
 
 def compare_splits(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+
 import numpy as np
 import xarray as xr
 
@@ -76,27 +78,30 @@ def _count_block(block, *, reduction, dims, n_reduce, layout, rescale, options, 
         values = values.astype(np.float64)
     eps = options["eps"]
     out = np.zeros(values.shape[:4] + (1, _COUNTS.size))
-    thresholds = {}
     for i, j, k, run, layer, slab in _slabs(values, location, dims, layout, variable):
         mode = layout.layer_saturation[run, layer]
-        lower, band_upper = layout.layer_lower[run, layer], layout.layer_band_upper[run, layer]
-        key = (mode, float(lower), float(band_upper))
-        if key not in thresholds:
-            if mode in ("bounds", "lower_bound"):
-                # saturation_counts' checks: a bad eps or bound is an error, not a count
-                kernels.saturation_counts(np.zeros((1, 1), values.dtype), lower, band_upper, eps, mode=mode)
-                thresholds[key] = kernels.band_thresholds(lower, band_upper, eps, values.dtype)
-            else:
-                thresholds[key] = (0.0, 0.0)
+        thresholds = _thresholds(str(mode), float(layout.layer_lower[run, layer]),
+                                 float(layout.layer_band_upper[run, layer]), float(eps), values.dtype.str)
         # fields low, high, total, n_nonfinite: the kernel's own order
-        kernels.band_counts(slab, *thresholds[key], mode, out[i, j, k, :, 0])
+        kernels.band_counts(slab, *thresholds, mode, out[i, j, k, :, 0])
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _thresholds(mode: str, lower: float, band_upper: float, eps: float, dtype: str) -> tuple:
+    """:func:`actstats.kernels.band_thresholds` of a layer's band in the block's dtype, once
+    per band (a block is counted a Zarr chunk at a time: ~1000 calls on a 4 GB store)."""
+    if mode not in ("bounds", "lower_bound"):
+        return (0.0, 0.0)
+    # saturation_counts' checks: a bad eps or bound is an error, not a count
+    kernels.saturation_counts(np.zeros((1, 1), dtype), lower, band_upper, eps, mode=mode)
+    return kernels.band_thresholds(lower, band_upper, eps, np.dtype(dtype))
 
 
 #: Per-unit counts summed over samples (``by`` with ``unit``).
 COUNTS = Reduction("saturation_counts", _count_chunk, _COUNTS)
 #: Per-cell counts, (run, epoch, layer, sample), summed over unit chunks: the hot path.
-CELL_COUNTS = Reduction("saturation_cell_counts", None, _COUNTS, block=_count_block)
+CELL_COUNTS = Reduction("saturation_cell_counts", None, _COUNTS, block=_count_block, per_cell=True)
 
 
 def _cell_counts(ds: xr.Dataset, layout: _Layout, eps: float, index=None) -> xr.DataArray:

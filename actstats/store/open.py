@@ -83,6 +83,11 @@ class _CheckedArray:
         return self._refuse_beyond_width(key, self._read(key))
 
     @property
+    def chunk_shape(self) -> tuple[int, ...]:
+        """The Zarr chunk shape of the array."""
+        return tuple(int(c) for c in self.array.chunks)
+
+    @property
     def reads_files(self) -> bool:
         """Whether whole chunks are read with :class:`ChunkFiles` (a local array in a codec
         chain it decodes), so that :meth:`read_block` can fill a buffer of the caller's."""
