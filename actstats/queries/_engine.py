@@ -495,9 +495,16 @@ def one_blas_thread():
     OpenBLAS on two threads sums some products in another order: on a (18 x 32) @ (32 x 2000)
     product, 2177 of the 36000 entries differed from one thread's by an ulp, which moved two
     interval ends of a small store's saturation by 1e-16."""
-    from threadpoolctl import threadpool_limits
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:  # finding the loaded BLAS libraries takes 10-40 ms: once a process
+        # (the products limited here are numpy's, whose BLAS is loaded with numpy)
+        from threadpoolctl import ThreadpoolController
 
-    return threadpool_limits(limits=1, user_api="blas")
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_BLAS_CONTROLLER = None
 
 
 def _runs_per_batch(ds: xr.Dataset) -> int:
