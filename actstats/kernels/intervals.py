@@ -104,7 +104,9 @@ def _resampling_weights(rng, size: int, n_resamples: int) -> np.ndarray:
     """
     draws = rng.integers(0, size, size=(n_resamples, size))
     draws += np.arange(n_resamples)[:, None] * size
-    return np.bincount(draws.ravel(), minlength=n_resamples * size).reshape(n_resamples, size).astype(np.float64)
+    counts = np.bincount(draws.ravel(), minlength=n_resamples * size)
+    del draws  # freed before the float64 copy: two arrays of this size at once, not three
+    return counts.reshape(n_resamples, size).astype(np.float64)
 
 
 #: Resampling counts are kept for the next call with the same seed, size and resamples, up to
