@@ -181,3 +181,26 @@ def test_a_per_cell_reduction_is_computed_a_zarr_chunk_at_a_time(store):
     assert len(plan.tasks()) == np.prod([-(-n // c) for n, c in zip(covered.shape, chunks)])  # one a chunk
     whole = _direct.DirectPlan(plan.call, plan.sources, plan.chunks, plan.n_keep, plan.shape)
     assert [location for _, location in whole.tasks()] == [plan.location(i) for i in plan.blocks()]
+
+
+def test_one_progress_bar_for_every_batch(store, monkeypatch):
+    """With progress on, the batches of runs share one bar counting every piece read."""
+    bars = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(_direct, "_progress", Bar)
+    monkeypatch.setattr(_engine, "SATURATION_CELL_BATCH", 40 * 3 * 2)  # a run a batch
+    with dask.config.set(scheduler="threads", num_workers=2):
+        actstats.saturation(actstats.open_store(store, chunks="zarr"))
+    assert len(bars) == 1 and bars[0].closed
+    assert bars[0].n == bars[0].total == 3 * 3 * 2  # every (run, epoch, layer) chunk

@@ -155,7 +155,20 @@ def workers() -> int | None:
     return None
 
 
-def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, pool=None, local=None) -> tuple:
+def _progress(total: int):
+    """A progress bar of `total` pieces on stderr, shown after a second, when the options say
+    so (as dask's bar of the same work would be); else None."""
+    from actstats.options import progress_enabled
+
+    if not progress_enabled():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="block", delay=1.0, file=sys.stderr, leave=False)
+
+
+def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, pool=None, local=None,
+            bar=None) -> tuple:
     """Each lazy result of `objects` (all with a plan) computed block by block on `n_workers`
     threads; xarray objects like the inputs, with numpy data. With `leading` = (start, stop),
     only positions start:stop of the first axis (a kept one; both on block boundaries, see
@@ -163,9 +176,7 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, 
     are cancelled. `pool` (a ThreadPoolExecutor of `n_workers` threads) and `local` (a
     ``threading.local`` holding each thread's buffers) let successive calls share threads and
     buffers: new threads each time would leave freed buffers in new malloc arenas, and the
-    process's memory would grow with every call."""
-    from actstats.options import progress_enabled
-
+    process's memory would grow with every call; `bar`, a progress bar they share."""
     plans = [plan_of(o) for o in objects]
     if leading is not None:
         start, stop = leading
@@ -187,11 +198,8 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, 
             target = (slice(target[0].start - start, target[0].stop - start),) + target[1:]
         outs[k][target] = result  # a copy: the buffer the block was read into is reused
 
-    bar = None
-    if progress_enabled():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tasks), unit="block", delay=1.0, file=sys.stderr, leave=False)
+    own_bar = bar is None
+    bar = _progress(len(tasks)) if own_bar else (bar or None)  # False: the caller shows none
     try:
         if n_workers <= 1:
             for task in tasks:
@@ -220,7 +228,7 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, 
                             except Exception:  # noqa: BLE001  cancelled meanwhile
                                 pass
     finally:
-        if bar is not None:
+        if own_bar and bar is not None:
             bar.close()
     return tuple(o.copy(data=out) for o, out in zip(objects, outs))
 
@@ -245,6 +253,7 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
             edges.append(b)
     results, pending = [], None
     local = threading.local()
+    bar = _progress(sum(len(plan_of(o).tasks()) for o in objects))  # one bar for every batch
     # one BLAS thread: a reduction's matrix products run beside the reading threads
     with one_blas_thread(), \
             ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") as pool, \
@@ -252,7 +261,8 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
         prepared = side.submit(prepare) if prepare is not None else None  # done before the first reduce
         try:
             for start, stop in zip(edges, edges[1:]):
-                parts = compute(objects, n_workers, leading=(start, stop), pool=pool, local=local)
+                parts = compute(objects, n_workers, leading=(start, stop), pool=pool, local=local,
+                                bar=bar if bar is not None else False)
                 if pending is not None:
                     results.append(pending.result())
                 pending = side.submit(reduce, *parts)
@@ -264,4 +274,6 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
             for future in (prepared, pending):
                 if future is not None:
                     future.cancel()
+            if bar is not None:
+                bar.close()
     return results
