@@ -39,6 +39,20 @@ def _cell_counts(ds):
     return _cell_counts(ds, _layout(ds), 0.05)
 
 
+def test_the_streamed_summaries_are_computed_without_the_graph(store, monkeypatch):
+    """bimodality by layer (groups pooled over runs, epochs and samples: blocks transposed,
+    layer first) takes the local path, and its histograms are the same as dask's."""
+    from actstats.queries import _streamed
+
+    calls = []
+    original = _direct.compute_gathered
+    monkeypatch.setattr(_direct, "compute_gathered", lambda *a, **k: calls.append(a[0].dims) or original(*a, **k))
+    with dask.config.set(scheduler="threads", num_workers=2), actstats.set_options(exact_max_size=50):
+        actstats.bimodality(actstats.open_store(store, chunks="zarr"), by=("layer",), mixture="never")
+    assert calls and calls[0][0] == "layer"
+    assert _streamed._direct is _direct
+
+
 def test_a_plan_only_for_the_store_arrays_themselves(store):
     ds = actstats.open_store(store, chunks="zarr")
     assert len(_direct.plan_of(_cell_counts(ds)).blocks()) == 3 * 3 * 2
@@ -69,6 +83,12 @@ QUERIES = [
     ("compare_splits", dict(by=("layer",), n_permutations=199, n_resamples=200)),
     ("bimodality", dict(by=("run", "layer"), mixture="never")),
     ("weight_normality", dict()),
+    # groups beyond exact_max_size: the streamed paths, over blocks in the query's order (layer
+    # first: transposed views of the stored blocks), their histograms summed without the graph
+    ("bimodality", dict(by=("layer",), mixture="never", streamed=True)),
+    ("fit", dict(by=("layer", "split"), streamed=True)),
+    ("fit", dict(variable="weight", by=("layer",), method="histogram", streamed=True)),
+    ("weight_normality", dict(by=("layer",), streamed=True)),
 ]
 
 
@@ -79,9 +99,11 @@ def test_the_same_numbers_as_dask_computing_the_same_blocks(store, monkeypatch, 
     if batch is not None:
         monkeypatch.setattr(_engine, "SATURATION_CELL_BATCH", batch)
     query = getattr(actstats, name)
-    with dask.config.set(scheduler="threads", num_workers=2):
+    kwargs = dict(kwargs)
+    options = {"exact_max_size": 50} if kwargs.pop("streamed", False) else {}
+    with dask.config.set(scheduler="threads", num_workers=2), actstats.set_options(**options):
         direct = query(actstats.open_store(store, chunks=chunks), **kwargs)
-    with dask.config.set(scheduler=_through_dask):
+    with dask.config.set(scheduler=_through_dask), actstats.set_options(**options):
         through_dask = query(actstats.open_store(store, chunks=chunks), **kwargs)
     xr.testing.assert_identical(direct, through_dask)
 

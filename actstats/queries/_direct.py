@@ -33,12 +33,15 @@ class DirectPlan:
     chunks of the variable, how many leading axes are kept, and the result's shape (kept axes,
     one slot a block along each reduced axis, the fields)."""
 
-    def __init__(self, call, sources, chunks, n_keep: int, shape: tuple[int, ...], parts=None):
+    def __init__(self, call, sources, chunks, n_keep: int, shape: tuple[int, ...], parts=None, axes=None):
         self.call = call
         self.sources = sources
         self.chunks = chunks
         self.n_keep = n_keep
         self.shape = shape
+        #: the stored array's axis of each axis of the blocks (the query's order: kept dims
+        #: first), as ``numpy.transpose`` takes them; None: the stored order
+        self.axes = None if axes is None or list(axes) == list(range(len(axes))) else tuple(axes)
         self.starts = [np.concatenate([[0], np.cumsum(c)]).astype(int).tolist() for c in chunks]
         #: the store's chunk sizes along the kept axes when a block is reduced a Zarr chunk at a
         #: time (a per-cell reduction: the same numbers), else None
@@ -85,8 +88,12 @@ class DirectPlan:
         """Block `index` (or the piece of it at `location`) read and reduced: where its
         result goes, and the result."""
         location = self.location(index) if location is None else location
-        key = tuple(slice(a, b) for a, b in location)
-        shape = tuple(b - a for a, b in location)
+        stored = location if self.axes is None else [None] * len(location)
+        if self.axes is not None:
+            for axis, where in zip(self.axes, location):
+                stored[axis] = where
+        key = tuple(slice(a, b) for a, b in stored)
+        shape = tuple(b - a for a, b in stored)
         arrays = []
         for j, source in enumerate(self.sources):
             buffer = buffers.get((id(source), j, shape))
@@ -94,25 +101,33 @@ class DirectPlan:
             if values is not buffer and isinstance(values, np.ndarray) and values.shape == shape \
                     and values.flags.c_contiguous and values.flags.writeable:
                 buffers[(id(source), j, shape)] = values  # read into it next time
-            arrays.append(values)
+            # in the query's order, as dask's transpose hands the block over: a view
+            arrays.append(values if self.axes is None else np.transpose(values, self.axes))
         return self.target(index, location), self.call(*arrays, location=location)
 
 
-def plan_for(call, data, others, n_keep: int, shape, *, per_cell: bool = False) -> DirectPlan | None:
+def plan_for(call, data, others, n_keep: int, shape, *, per_cell: bool = False, axes=None,
+             chunks=None) -> DirectPlan | None:
     """A :class:`DirectPlan` when `data` and every array of `others` is a store array that
     :func:`~actstats.store.open_store` made, untouched, read from local files with the same
-    chunks; else None (dask computes it). `per_cell`: the block function's result for a kept
-    cell depends on that cell's values alone, so blocks are reduced a Zarr chunk at a time
-    (see :meth:`DirectPlan.tasks`)."""
+    chunks; else None (dask computes it). `axes`: the stored axis of each of the query's axes
+    (its dims reordered, kept ones first; the blocks are transposed views, as dask's), and
+    `chunks` the blocks in the query's order. `per_cell`: the block function's result for a
+    kept cell depends on that cell's values alone, so blocks are reduced a Zarr chunk at a
+    time (see :meth:`DirectPlan.tasks`)."""
     sources = [getattr(d, "_actstats_source", None) for d in (data, *others)]
     if any(s is None or not s.reads_files for s in sources):
         return None
     if any(o.chunks != data.chunks for o in others):
         return None
+    axes = list(range(data.ndim)) if axes is None else list(axes)
+    chunks = data.chunks if chunks is None else chunks
+    if sorted(axes) != list(range(data.ndim)) or tuple(chunks) != tuple(data.chunks[a] for a in axes):
+        return None
     parts = None
     if per_cell and all(s.chunk_shape == sources[0].chunk_shape for s in sources):
-        parts = tuple(sources[0].chunk_shape[:n_keep])
-    return DirectPlan(call, sources, data.chunks, n_keep, tuple(int(n) for n in shape), parts)
+        parts = tuple(sources[0].chunk_shape[a] for a in axes[:n_keep])
+    return DirectPlan(call, sources, chunks, n_keep, tuple(int(n) for n in shape), parts, axes)
 
 
 def plan_of(obj) -> DirectPlan | None:
@@ -277,3 +292,62 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
             if bar is not None:
                 bar.close()
     return results
+
+
+def compute_gathered(obj, n_workers: int, gather, summed: slice) -> tuple[np.ndarray, np.ndarray]:
+    """A lazy :func:`_map_chunks` result with a plan, computed without holding every block's
+    whole result: the fields at positions `gather` kept per block (as ``obj.isel(field=gather)``
+    would hold them), the fields in `summed` added over the blocks (as
+    :func:`~actstats.queries._engine._merge_sum` would, NaN as 0), each thread into its own
+    total, the totals added at the end. For fields whose values are integers (counts: exact
+    in any order below 2**53, as a histogram's are) the sums equal dask's to the last bit;
+    the streamed histograms of bimodality and fit are such (540 KiB a group a block: kept
+    per block they would be 0.15 GB on the 4 GB bench store)."""
+    plan = plan_of(obj)
+    gather = np.asarray(gather)
+    width = summed.stop - summed.start
+    head = np.empty(obj.shape[:-1] + (gather.size,), dtype=np.float64)
+    local = threading.local()
+    totals, lock = [], threading.Lock()
+    keep_shape = obj.shape[: plan.n_keep]
+
+    def run(task):
+        index, location = task
+        buffers = local.__dict__.setdefault("buffers", {})
+        total = getattr(local, "total", None)
+        if total is None:
+            total = local.total = np.zeros(keep_shape + (width,))
+            with lock:
+                totals.append(total)
+        target, result = plan.compute(index, buffers, location)
+        head[target] = result[..., gather]
+        part = result[..., summed]
+        part = part.reshape(part.shape[: plan.n_keep] + (width,))
+        total[target[: plan.n_keep]] += np.where(np.isnan(part), 0.0, part)
+
+    tasks = plan.tasks()
+    bar = _progress(len(tasks))
+    try:
+        if n_workers <= 1:
+            for task in tasks:
+                run(task)
+                if bar is not None:
+                    bar.update()
+        else:
+            with ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") as pool:
+                futures = [pool.submit(run, task) for task in tasks]
+                try:
+                    for future in futures:
+                        future.result()
+                        if bar is not None:
+                            bar.update()
+                finally:
+                    for future in futures:
+                        future.cancel()
+    finally:
+        if bar is not None:
+            bar.close()
+    out = np.zeros(keep_shape + (width,))
+    for total in totals:
+        out += total
+    return head, out

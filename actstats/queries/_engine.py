@@ -377,6 +377,7 @@ def _map_chunks(
     """
     keep, reduce = list(keep), list(reduce)
     dims = tuple(keep + reduce)
+    stored = x.data, [o.data for o in others], [x.dims.index(d) for d in dims], x.dims  # before the transpose
     x = x.transpose(*dims)
     n_keep, ndim = len(keep), len(dims)
     call = functools.partial(
@@ -402,7 +403,10 @@ def _map_chunks(
             call, data, *other_data, chunks=chunks, new_axis=ndim, dtype=np.float64,
             meta=np.empty((0,) * (ndim + 1), dtype=np.float64),
         )
-        plan = _direct.plan_for(call, data, other_data, n_keep, out.shape, per_cell=reduction.per_cell)
+        plan = None
+        if data is x.data and all(o.dims == stored[3] for o in others):  # not rechunked: the stored blocks
+            plan = _direct.plan_for(call, stored[0], stored[1], n_keep, out.shape, per_cell=reduction.per_cell,
+                                    axes=stored[2], chunks=data.chunks)
         if plan is not None:  # the same blocks, computable without the graph (_direct)
             out._actstats_direct = plan
     else:

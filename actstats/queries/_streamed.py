@@ -28,6 +28,7 @@ from actstats import kernels
 from actstats.kernels.histogram import standardized_histogram_block
 from actstats.kernels.logit_histogram import bounded_summary_block
 from actstats.kernels.moments import moments_extremes, moments_extremes_lanes
+from actstats.queries import _direct
 from actstats.queries._engine import (
     _FIELD, Fields, Reduction, _Layout, _block, _chunk_values, _compute, _exists, _flat, _grid, _map_chunks,
     _merge_sum, _refuse_beyond_width, _template,
@@ -231,12 +232,21 @@ def _stream_bounded(arrays: Sequence[xr.DataArray], group: Sequence[str], core: 
     """One streaming pass over each array: the summaries the histogram paths of fit and bimodality need."""
     head = Fields(*[(n, _SUMMARY.slices[n].stop - _SUMMARY.slices[n].start) for n in _SUMMARY_HEAD[:-1]])
     positions = [p for n in _SUMMARY_HEAD for p in np.atleast_1d(np.arange(_SUMMARY.size)[_SUMMARY.slices[n]])]
-    lazy = []
+    lazy, summaries = [], []
     for x in arrays:  # one task per chunk; its small head is gathered, its histogram summed
         summary = _map_chunks(x, BOUNDED_SUMMARY, group, core, layout, rescale=True)
+        summaries.append(summary)
         lazy.append(summary.isel({_FIELD: positions}))  # laid out as `head`
         lazy.append(_merge_sum(_SUMMARY.get(summary, "histogram")))
-    computed = _compute(*lazy)
+    n_workers = _direct.workers() if all(_direct.plan_of(s) is not None for s in summaries) else None
+    if n_workers:  # the store's own blocks, read here without a graph: the same numbers (counts summed)
+        computed = []
+        for summary, head_lazy, histogram_lazy in zip(summaries, lazy[0::2], lazy[1::2]):
+            head_values, histogram = _direct.compute_gathered(summary, n_workers, positions,
+                                                              _SUMMARY.slices["histogram"])
+            computed += [head_lazy.copy(data=head_values), histogram_lazy.copy(data=histogram)]
+    else:
+        computed = _compute(*lazy)
     out = []
     for blocks, histogram in zip(computed[0::2], computed[1::2]):
         values, chunk_axes = _chunk_values(blocks, group, core)
