@@ -5,7 +5,10 @@ actstats.synthetic.write_synthetic_store: R runs x 12 epochs x 5 layers x 2000 s
 1000 units of float32 activations and as many pre-activations (4 MiB chunks: 1048 samples x
 1000 units), and R x 12 x 5 weight matrices of 1000 x 1000 (one 4 MB chunk each); R = 2 for
 "1" (0.96 GB of activations), 9 for "4" (4.32 GB of activations, 2.16 GB of weights). Then,
-each variant in a fresh subprocess (peak RSS = ru_maxrss of that child, from os.wait4):
+each variant in a fresh subprocess (peak RSS = ru_maxrss of that child, from os.wait4), the
+libraries imported before the clock starts (numpy, zarr, xarray, dask with dask.array, scipy,
+numba, actstats and actstats.queries: what any variant imports; the table's "process" column
+of each run includes them):
 
   saturation, 2 threads   actstats.saturation(open_store(p), by=run,epoch,layer,split)
                           (the CLI's `actstats saturation STORE --by run,epoch,layer,split`),
@@ -446,6 +449,7 @@ def _rss_mb() -> float:
 def child(variant: str, path: str, out: str) -> None:
     import dask
     import dask.array  # noqa: F401  the libraries imported before timing, as in every variant
+    import numba  # noqa: F401  (actstats' compiled kernels: their first call, loading them, is timed)
     import scipy.stats  # noqa: F401
     import xarray  # noqa: F401
     import zarr  # noqa: F401
@@ -559,20 +563,20 @@ def profile(path: str) -> None:
 
 def fmt_table(stores: list[dict], results: dict) -> str:
     head = "| variant | " + " | ".join(
-        f"{s['label']}: wall s | CPU s | MB/s | peak RSS MB | × baseline" for s in stores) + " |"
-    sep = "|---|" + "---:|---:|---:|---:|---:|" * len(stores)
+        f"{s['label']}: wall s | CPU s | MB/s | peak RSS MB | × baseline | process s" for s in stores) + " |"
+    sep = "|---|" + "---:|---:|---:|---:|---:|---:|" * len(stores)
     lines = [head, sep]
     for variant in VARIANTS:
         cells = []
         for s in stores:
             r = results.get((s["label"], variant))
             if r is None:
-                cells.append(" | | | | ")
+                cells.append(" | | | | | ")
                 continue
             base = results.get((s["label"], BASELINE[variant]))
             ratio = f"{r['seconds'] / base['seconds']:.2g}×" if base else ""
-            cells.append(f"{r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['bytes'] / 1e6 / r['seconds']:.0f} | "
-                         f"{r['peak_rss_mb']:.0f} | {ratio}")
+            cells.append(f"{r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['bytes'] / 1e6 / r['seconds']:.0f} | "
+                         f"{r['peak_rss_mb']:.0f} | {ratio} | {r['process_seconds']:.1f}")
         if any(results.get((s["label"], variant)) for s in stores):
             lines.append(f"| {VARIANTS[variant][0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
