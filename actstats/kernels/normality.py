@@ -557,8 +557,9 @@ def _row_tail(x, mean, std, tail):
     that follow within ``|h| max(a₀, 1) ≤`` :data:`_TAIL_STEP` (``h = a - a₀``), Taylor's
     formula from there: ``T(a₀ + h) = T(a₀) - φ(a₀) Σ_{k<6} (-1)^k He_k(a₀) h^{k+1}/(k+1)!``
     (``He_k`` the Hermite polynomials: ``φ^{(k)} = (-1)^k He_k φ``). The next term is below
-    ``φ(a₀) 1e-21`` there, and the correction is at most ~1e-3 of ``T``, so its own rounding
-    (and the ~a²u error of ``exp(-a₀²/2)``) reaches ``T`` at ~1e-3 of that; what remains is
+    ``φ(a₀) 1e-21`` there, and the correction is at most ~2.5e-3 of ``T`` (``φ/T < a + 1/a``),
+    so its own rounding (and the ~a²u error of ``exp(-a₀²/2)``) reaches ``T`` at ~2.5e-3 of
+    that; what remains is
     ``erfc``'s and the argument's rounding, as for ``erfc`` at every value (within 1e-15
     absolute and 1e-13 relative of ``scipy.special.ndtr(-a)`` down to a = 37, where both
     underflow; relative to exact Φ as close as ``erfc`` at each value:
