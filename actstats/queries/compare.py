@@ -116,7 +116,7 @@ def compare_splits(
     options = dict(by=by, split=split, eps=eps, confidence_level=confidence_level, n_permutations=n_permutations,
                    n_resamples=n_resamples, seed=seed)
     n_workers = None
-    if "run" in by and ds.sizes["run"] > 1 and all(_direct.plan_of(o) is not None for o in lazy):
+    if "run" in by and all(_direct.plan_of(o) is not None for o in lazy):
         n_workers = _direct.workers()
     if n_workers or ("run" in by and _runs_per_batch(ds) < ds.sizes["run"]):
         # As saturation: a batch of runs at a time (groups never span runs), then one

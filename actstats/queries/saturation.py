@@ -212,7 +212,7 @@ def saturation(
         return result
 
     direct = None
-    if "run" in by and not per_unit and ds.sizes["run"] > 1:
+    if "run" in by and not per_unit:
         counts = _cell_counts(ds, layout, eps)
         direct = _direct.workers() if _direct.plan_of(counts) is not None else None
     if direct:
