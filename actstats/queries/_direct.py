@@ -95,12 +95,17 @@ class DirectPlan:
         key = tuple(slice(a, b) for a, b in stored)
         shape = tuple(b - a for a, b in stored)
         arrays = []
+        size = int(np.prod(shape, dtype=np.int64))
         for j, source in enumerate(self.sources):
-            buffer = buffers.get((id(source), j, shape))
+            # one buffer a source and thread, as large as its largest block; a smaller block
+            # (at an edge) is read into the start of it
+            flat = buffers.get((id(source), j))
+            buffer = flat[:size].reshape(shape) if flat is not None and flat.size >= size else None
             values = source.read_block(key, buffer)
             if values is not buffer and isinstance(values, np.ndarray) and values.shape == shape \
-                    and values.flags.c_contiguous and values.flags.writeable:
-                buffers[(id(source), j, shape)] = values  # read into it next time
+                    and values.flags.c_contiguous and values.flags.writeable \
+                    and (flat is None or values.size > flat.size):
+                buffers[(id(source), j)] = values.reshape(-1)  # read into it next time
             # in the query's order, as dask's transpose hands the block over: a view
             arrays.append(values if self.axes is None else np.transpose(values, self.axes))
         return self.target(index, location), self.call(*arrays, location=location)
