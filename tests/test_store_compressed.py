@@ -98,3 +98,31 @@ def test_a_compressed_array_is_never_written_by_the_direct_writer(plain_store, t
     files = _chunk_files(zarr.open_group(path, mode="r")["activation"], "activation", path)
     with pytest.raises(ValueError, match="read here, never written"):
         files.write((0, 0, 0, 0, 0), np.zeros(files.chunks, dtype=np.float32))
+
+
+@pytest.mark.parametrize("kind", ["blosc-lz4", "blosc-zstd-bitshuffle"])
+def test_a_whole_blosc_chunk_is_decoded_straight_into_the_callers_block(plain_store, tmp_path, kind):
+    """The frame's header names its uncompressed size (c-blosc's format: uint32 at byte 4),
+    read here without numcodecs' helpers (numcodecs 0.16 made `cbuffer_sizes` private, and its
+    absence had made every chunk decode into a new buffer and a copy); another size is the
+    plain decode, and what is read is zarr's either way."""
+    from numcodecs import blosc
+
+    from actstats.store.chunks import _decodes_into
+
+    path = _rewrite(plain_store, str(tmp_path / f"{kind}.zarr"), COMPRESSORS[kind])
+    group = zarr.open_group(path, mode="r")
+    files = _chunk_files(group["activation"], "activation", path)
+    with open(files.path((1, 2, 0, 0, 0)), "rb") as f:
+        frame = f.read()[:-4]
+    assert _decodes_into(files.decoders[0], frame, files.nbytes)
+    assert not _decodes_into(files.decoders[0], frame, files.nbytes + 4)
+    assert not _decodes_into(files.decoders[0], frame[:12], files.nbytes)  # no whole header
+    if hasattr(blosc, "_cbuffer_sizes"):  # numcodecs' own reading of the header, where it has one
+        assert blosc._cbuffer_sizes(frame)[0] == files.nbytes
+    out = np.full(files.chunks, np.nan, dtype=np.float32)
+    region = tuple(slice(0, c) for c in files.chunks)
+    assert files.read_region((1, 2, 0, 0, 0), region, out)
+    values = files.read((1, 2, 0, 0, 0), out=out)
+    assert np.shares_memory(values, out)
+    np.testing.assert_array_equal(out, group["activation"][1:2, 2:3, 0:1])
