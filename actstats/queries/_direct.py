@@ -187,6 +187,37 @@ def _progress(total: int):
     return tqdm(total=total, unit="block", delay=1.0, file=sys.stderr, leave=False)
 
 
+def _run(tasks, run, n_workers: int, *, pool=None, bar=None) -> None:
+    """``run(task)`` for every task on `n_workers` threads (on this one when 1), in order of
+    submission, `bar` (if any) advanced as each finishes. The first error is raised here; the
+    tasks not yet started are cancelled, and those running finish before this returns (they
+    use buffers the caller reuses). `pool`: a ThreadPoolExecutor of the caller's (else one of
+    this call's own)."""
+    if n_workers <= 1:
+        for task in tasks:
+            run(task)
+            if bar is not None:
+                bar.update()
+        return
+    own = pool is None
+    pool = ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") if own else pool
+    futures = [pool.submit(run, task) for task in tasks]
+    try:
+        for future in futures:
+            future.result()
+            if bar is not None:
+                bar.update()
+    finally:
+        for future in futures:
+            future.cancel()
+        if own:
+            pool.shutdown(wait=True)
+        else:
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()  # waits for it to finish
+
+
 def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, pool=None, local=None,
             bar=None) -> tuple:
     """Each lazy result of `objects` (all with a plan) computed block by block on `n_workers`
@@ -221,32 +252,7 @@ def compute(objects, n_workers: int, leading: tuple[int, int] | None = None, *, 
     own_bar = bar is None
     bar = _progress(len(tasks)) if own_bar else (bar or None)  # False: the caller shows none
     try:
-        if n_workers <= 1:
-            for task in tasks:
-                run(task)
-                if bar is not None:
-                    bar.update()
-        else:
-            own = pool is None
-            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") if own else pool
-            futures = [pool.submit(run, task) for task in tasks]
-            try:
-                for future in futures:
-                    future.result()
-                    if bar is not None:
-                        bar.update()
-            finally:
-                for future in futures:
-                    future.cancel()
-                if own:
-                    pool.shutdown(wait=True)
-                else:  # the blocks already running finish before the caller goes on
-                    for future in futures:
-                        if not future.cancelled():
-                            try:
-                                future.exception()
-                            except Exception:  # noqa: BLE001  cancelled meanwhile
-                                pass
+        _run(tasks, run, n_workers, pool=pool, bar=bar)
     finally:
         if own_bar and bar is not None:
             bar.close()
@@ -333,22 +339,7 @@ def compute_gathered(obj, n_workers: int, gather, summed: slice) -> tuple[np.nda
     tasks = plan.tasks()
     bar = _progress(len(tasks))
     try:
-        if n_workers <= 1:
-            for task in tasks:
-                run(task)
-                if bar is not None:
-                    bar.update()
-        else:
-            with ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") as pool:
-                futures = [pool.submit(run, task) for task in tasks]
-                try:
-                    for future in futures:
-                        future.result()
-                        if bar is not None:
-                            bar.update()
-                finally:
-                    for future in futures:
-                        future.cancel()
+        _run(tasks, run, n_workers, bar=bar)
     finally:
         if bar is not None:
             bar.close()
