@@ -1,6 +1,6 @@
 """CDF statistics from fixed fine histograms: for groups too large to hold in memory.
 
-One module (about 680 lines) because the three statistics share one set of per-bin error
+One module (about 810 lines, the compiled block kernels of the streamed paths included) because the three statistics share one set of per-bin error
 bounds, derived once below, and the code that evaluates them must stay beside that derivation.
 
 KS distance, Wasserstein-1 and Anderson–Darling need the sorted data; a group pooled

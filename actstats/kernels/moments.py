@@ -5,6 +5,10 @@ A moment array has a last axis of length 5: ``[count, mean, M2, M3, M4]`` where
 merge exactly (Chan, Golub & LeVeque 1979; Pébay 2008), so a store read in chunks gives
 the numbers of the same store read whole. An empty chunk is ``[0, nan, 0, 0, 0]`` and is
 the identity of the merge.
+
+About 740 lines in one module: the compiled one-pass kernels (tiles merged as the moment
+arrays are, and their vectorised variant for the weight fit) must compute exactly what the
+merge rules below define, and are tested against them; the module's other half is docstrings.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ With 10⁵–10⁹ values every normality test rejects, so next to the tests thi
 gives effect sizes that do not grow with n: the Kolmogorov–Smirnov distance and the
 Wasserstein-1 distance from the data to the normal fitted to them.
 
-Why one module of ~960 lines: one topic (normality tests and effect sizes); about half
+Why one module of ~1180 lines (its compiled one-sort kernels included): one topic (normality tests and effect sizes); about half
 of it is docstrings with the references each test is verified against. The one-sort path
 (:class:`SortedSample`, :func:`normality_statistics`: every CDF statistic from a single
 sort, for ``weight_normality``) and the single tests share the normal-tail helpers and the

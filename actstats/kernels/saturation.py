@@ -6,8 +6,8 @@ The saturated band of an activation with bounds ``[lower, upper]`` is ``x <= low
 values' own dtype with thresholds rounded so that the answer is that of float64
 (:func:`band_thresholds`); ReLU-like activations (``dead_at_zero``) count exact zeros.
 
-Slightly over 500 lines: one topic (the criterion "bimodal at the bounds" and its parts),
-most of it docstrings with verification notes and examples.
+About 600 lines: one topic (the criterion "bimodal at the bounds" and its parts, the
+counting in the bands beside it), most of it docstrings with verification notes and examples.
 """
 
 from __future__ import annotations
