@@ -92,16 +92,26 @@ QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("chunks", ["zarr", "auto"])  # a block a Zarr chunk (18 of them); one block
-@pytest.mark.parametrize("batch", [None, 40 * 3 * 2])  # one batch; a run a batch
-@pytest.mark.parametrize("name, kwargs", QUERIES)
-def test_the_same_numbers_as_dask_computing_the_same_blocks(store, monkeypatch, name, kwargs, batch, chunks):
+#: Each query with a block a Zarr chunk (18 of them) and with one block; saturation and compare
+#: (which reduce batches of runs) also a run a batch; all on two reading threads, and with a
+#: block a chunk on the calling thread alone (dask's synchronous scheduler: one worker).
+CASES = [
+    (name, kwargs, batch, chunks, local)
+    for name, kwargs in QUERIES
+    for batch in ([None, 40 * 3 * 2] if name in ("saturation", "compare_splits") else [None])
+    for chunks in ("zarr", "auto")
+    for local in (("threads", "sync") if chunks == "zarr" else ("threads",))
+]
+
+
+@pytest.mark.parametrize("name, kwargs, batch, chunks, local", CASES)
+def test_the_same_numbers_as_dask_computing_the_same_blocks(store, monkeypatch, name, kwargs, batch, chunks, local):
     if batch is not None:
         monkeypatch.setattr(_engine, "SATURATION_CELL_BATCH", batch)
     query = getattr(actstats, name)
     kwargs = dict(kwargs)
     options = {"exact_max_size": 50} if kwargs.pop("streamed", False) else {}
-    with dask.config.set(scheduler="threads", num_workers=2), actstats.set_options(**options):
+    with dask.config.set(scheduler=local, num_workers=2), actstats.set_options(**options):
         direct = query(actstats.open_store(store, chunks=chunks), **kwargs)
     with dask.config.set(scheduler=_through_dask), actstats.set_options(**options):
         through_dask = query(actstats.open_store(store, chunks=chunks), **kwargs)
