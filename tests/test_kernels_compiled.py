@@ -364,3 +364,83 @@ def test_block_kernels_equal_the_public_kernels_on_cleaned_values_bit_for_bit(dt
             y = want_values if bounds is None else (want_values - bounds[0]) / bounds[1]
             np.testing.assert_array_equal(got, kernels.bounded_summary(y))
             np.testing.assert_array_equal(count, want_nonfinite)
+
+
+# ------------------------------------------------------------------ the collector over first calls
+
+
+def test_collector_paused_restores_the_state_it_found():
+    """Off inside (nested and from two threads at once), back as it was after the last block:
+    on when it was on, still off when the caller had turned it off."""
+    import gc
+    import threading
+
+    from actstats.kernels._jit import collector_paused
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with collector_paused():
+            assert not gc.isenabled()
+            with collector_paused():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the outer block is still under way
+        assert gc.isenabled()
+
+        inside, release = threading.Event(), threading.Event()
+
+        def hold():
+            with collector_paused():
+                inside.set()
+                release.wait(10)
+
+        other = threading.Thread(target=hold)
+        other.start()
+        inside.wait(10)
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # the other thread's block is still open
+        release.set()
+        other.join()
+        assert gc.isenabled()
+
+        gc.disable()  # a caller that runs with the collector off keeps it off
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_first_compiled_call_leaves_the_collector_on():
+    """A kernel's first call (compiling or loading it) runs with the collector off, and the
+    collector is on again after it, also when the call raises."""
+    import gc
+
+    from actstats.kernels._jit import jit
+
+    seen = []
+
+    @jit
+    def twice(x):
+        return 2 * x
+
+    original = twice._compile
+
+    def compile_and_look():
+        seen.append(gc.isenabled())
+        return original()
+
+    twice._compile = compile_and_look
+    assert gc.isenabled()
+    assert twice(3.0) == 6.0
+    assert seen == [False] and gc.isenabled()
+    assert twice(4.0) == 8.0 and seen == [False]  # compiled once
+
+    @jit
+    def broken(x):
+        return x.no_such_attribute
+
+    with pytest.raises(Exception):
+        broken(1.0)  # numba's typing error on the first call
+    assert gc.isenabled()

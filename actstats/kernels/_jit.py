@@ -15,10 +15,42 @@ flag) so that their sums are vectorised; their bounds are stated for any order o
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import threading
 
 _COMPILE_LOCK = threading.Lock()
+_PAUSE_LOCK = threading.Lock()
+_pauses = 0  # first calls under way (any thread)
+_collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off for the block (and back as it was after the last
+    of several overlapping blocks, on any thread).
+
+    A process's first compiled call imports about 90 of numba's modules (its typing and
+    lowering registries, ~60k objects that live as long as the process); so many new objects
+    start a collection of the oldest generation, a walk over every object the process holds:
+    measured, 0.10 s of the 0.21-0.23 s that the first call costs beside xarray, dask and
+    scipy (0.11-0.13 s without it; docs/benchmarks.md). Nothing of that collection is
+    garbage; collecting is left to the next ordinary collection.
+    """
+    global _pauses, _collector_was_enabled
+    with _PAUSE_LOCK:
+        if _pauses == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _PAUSE_LOCK:
+            _pauses -= 1
+            if _pauses == 0 and _collector_was_enabled:
+                gc.enable()
 
 
 class _Lazy:
@@ -41,7 +73,10 @@ class _Lazy:
     def __call__(self, *args):
         compiled = self._compiled
         if compiled is None:
-            compiled = self._compile()
+            # the first call loads the machine code (and, the first in a process, numba itself):
+            # no collection over the objects of its imports (collector_paused)
+            with collector_paused():
+                return self._compile()(*args)
         return compiled(*args)
 
     @property
