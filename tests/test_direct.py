@@ -236,3 +236,28 @@ def test_one_progress_bar_for_every_batch(store, monkeypatch):
         actstats.saturation(actstats.open_store(store, chunks="zarr"))
     assert len(bars) == 1 and bars[0].closed
     assert bars[0].n == bars[0].total == 3 * 3 * 2  # every (run, epoch, layer) chunk
+
+
+def test_batches_are_reduced_on_one_blas_thread_and_blas_is_restored_after(store):
+    """The reductions (bootstraps, permutation tests) run with BLAS limited to one thread (the
+    limit entered on the reducing thread before the first of them), and BLAS has as many
+    threads as before once the batches are done, also when a reduction raises."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    counts = _cell_counts(actstats.open_store(store, chunks="zarr"))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        seen = []
+        _direct.in_batches((counts,), 2, 1, lambda part: seen.append(blas_threads()) or part)
+        assert seen and all(threads == [1] * len(before) for threads in seen)
+        assert blas_threads() == before
+
+        def failing(part):
+            raise RuntimeError("this reduction fails")
+
+        with pytest.raises(RuntimeError, match="this reduction fails"):
+            _direct.in_batches((counts,), 2, 1, failing)
+        assert blas_threads() == before
