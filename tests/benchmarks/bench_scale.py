@@ -18,7 +18,11 @@ of each run includes them):
                           (arr[slice] on chunk boundaries), low/high/total counts per
                           (run, epoch, layer, sample) with numpy, then fractions per split
   zarr read only          the same chunks read with zarr, nothing computed
-  raw read                open(chunk_file).read() of the same chunk files
+  raw read                open(chunk_file).read() of the same chunk files (1 thread; "raw2": 2)
+  read + CRC-32C + count  ("floor2") each activation chunk read by actstats' ChunkFiles into a
+                          buffer of its thread's, checked against its CRC-32C and counted by
+                          actstats' band_counts, 2 threads: the per-chunk work saturation cannot
+                          skip and nothing else (no bootstrap, no engine), its floor
   weight_normality        actstats.weight_normality(open_store(p)) (by run, epoch, layer), 2 threads
   scipy loop (weights)    each (run, epoch, layer) matrix read with zarr; scipy.stats skew,
                           kurtosis (bias=False), normaltest, jarque_bera, anderson, kstest
@@ -298,6 +302,57 @@ def read_raw_threads(path: str, name: str, threads: int = 2) -> int:
         return sum(pool.map(size, chunk_files(path, name), chunksize=16))
 
 
+def read_check_count(path: str, out: str, threads: int = 2) -> int:
+    """The floor under `saturation` on actstats' own format: the per-chunk work it cannot skip,
+    and nothing else. Each activation chunk read into a buffer of its thread's, checked
+    against its CRC-32C (actstats' ChunkFiles, as the query reads) and counted per row (low,
+    high, finite: actstats' band_counts, as the query counts), on `threads` threads. No
+    bootstrap, no store opening beyond zarr's metadata, no engine, no hand-off between
+    threads: the query adds those. Its counts are checked against the zarr loop's."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    from actstats.kernels.saturation import band_counts
+    from actstats.store.chunks import ChunkFiles
+
+    group = zarr.open_group(path, mode="r")
+    array = group["activation"]
+    files = ChunkFiles(path, "activation", array, read_only=True)
+    bounds = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0)}
+    functions = _text(group, "activation_fn")
+    runs, epochs, layers, samples, units = array.shape
+    rows = array.chunks[3]
+    counts = np.zeros((runs, epochs, layers, samples, 4))
+    local = threading.local()
+
+    def count(index):
+        r, e, layer, k, _ = index
+        n = min(rows, samples - k * rows)
+        buffer = getattr(local, "buffer", None)
+        if buffer is None:
+            buffer = local.buffer = np.empty(rows * units, dtype=array.dtype)
+        values = buffer[: n * units].reshape(1, 1, 1, n, units)
+        region = (0, 0, 0, slice(0, n), slice(None))
+        if not files.read_region(index, region, values):
+            raise FileNotFoundError(files.path(index))
+        lo32, hi32 = _thresholds(*bounds[functions[r]])
+        band_counts(values.reshape(n, units), lo32, hi32, "bounds", counts[r, e, layer, k * rows:k * rows + n])
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(count, np.ndindex(*array.cdata_shape), chunksize=8))
+    # the fractions per split as the loop computes them (inside its clock too), to check the counts
+    low, high, total = counts[..., 0], counts[..., 1], counts[..., 2]
+    split = _split(group)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_sample = {"fraction": (low + high) / total, "fraction_low": low / total, "fraction_high": high / total}
+    labels = list(dict.fromkeys(split.tolist()))
+    np.savez(out, labels=np.array(labels), **{name: np.stack([np.nanmean(v[..., split == s], axis=-1) for s in labels],
+                                                             axis=-1) for name, v in per_sample.items()})
+    return runs * epochs * layers * samples * units * array.dtype.itemsize
+
+
 def compare_loop(path: str, out: str) -> int:
     """What compare_splits reports per (run, epoch, layer) without its tests: the mean over the
     train and the test samples of each sample's saturated fraction and mean |preactivation|,
@@ -422,6 +477,7 @@ VARIANTS = {  # name: (label, variable, function, dask threads)
     "raw": ("raw file read (activation)", "activation", lambda p, o: read_raw(p, "activation"), None),
     "raw2": ("raw file read, 2 threads (activation)", "activation", lambda p, o: read_raw_threads(p, "activation"),
              None),
+    "floor2": ("read + CRC-32C + count only, 2 threads (activation)", "activation", read_check_count, None),
     "cmp2": ("actstats compare_splits, 2 threads", "activation+preactivation", compare_actstats, 2),
     "cmploop": ("zarr loop + numpy (compare)", "activation+preactivation", compare_loop, None),
     "wn2": ("actstats weight_normality, 2 threads", "weight", weights_actstats, 2),
@@ -431,9 +487,9 @@ VARIANTS = {  # name: (label, variable, function, dask threads)
     "bim2": ("actstats bimodality by layer (streamed), 2 threads", "activation", bimodality_actstats, 2),
     "wfit2": ("actstats weight fit by layer (streamed), 2 threads", "weight", weight_fit_actstats, 2),
 }
-COMPRESSED_VARIANTS = ("sat2", "sat1", "satloop", "zread", "raw", "raw2", "cmp2", "cmploop")
+COMPRESSED_VARIANTS = ("sat2", "sat1", "satloop", "zread", "raw", "raw2", "floor2", "cmp2", "cmploop")
 BASELINE = {"sat2": "satloop", "sat1": "satloop", "satloop": "satloop", "zread": "satloop", "raw": "satloop",
-            "raw2": "satloop", "cmp2": "cmploop", "cmploop": "cmploop",
+            "raw2": "satloop", "floor2": "satloop", "cmp2": "cmploop", "cmploop": "cmploop",
             "wn2": "wloop", "wloop": "wloop", "wzread": "wloop", "wraw": "wloop",
             "bim2": "zread", "wfit2": "wzread"}  # no loop computes the dip of 10^8 values: against reading alone
 
@@ -660,7 +716,7 @@ def main(argv=None) -> None:
                       f"  {r['bytes'] / 1e6 / r['seconds']:6.0f} MB/s"
                       f"  peak RSS {r['peak_rss_mb']:5.0f} MB (after imports {r['rss_after_imports_mb']:.0f} MB)"
                       f"  process {r['process_seconds']:.1f} s", flush=True)
-            for variant in ("sat2", "sat1"):
+            for variant in ("sat2", "sat1", "floor2"):
                 if variant in outputs and "satloop" in outputs:
                     checks.append(f"{s['label']}: " + check_saturation(outputs, variant))
                     print("  " + checks[-1], flush=True)
