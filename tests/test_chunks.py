@@ -113,3 +113,34 @@ def test_atomic_write_replaces_whole_or_leaves_the_old_file(tmp_path):
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["f"]
     atomic_write(str(target), [b"n", memoryview(b"ew")], fsync=False)
     assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["f"]
+
+
+@pytest.mark.parametrize("dtype, fill, compressors", [
+    ("int64", -1, [Crc32cCodec()]),
+    ("float64", np.nan, [Crc32cCodec()]),
+    ("int32", 7, [ZstdCodec(level=1), Crc32cCodec()]),
+    ("bool", False, [Crc32cCodec()]),  # one byte, no byte order: read by zarr
+])
+def test_open_stores_whole_array_reads_equal_zarrs(tmp_path, dtype, fill, compressors):
+    """open_store's reads of whole small arrays (coordinates, `complete`) through the chunk
+    files: the values zarr reads, edge chunks cut and an absent chunk read as the fill value."""
+    from actstats.store.open import _read_all
+
+    group = zarr.open_group(tmp_path / "s.zarr", mode="w", zarr_format=3)
+    array = group.create_array("a", shape=(7, 5), chunks=(3, 2), dtype=dtype, compressors=compressors,
+                               fill_value=fill, dimension_names=["x", "y"])
+    values = np.arange(35).reshape(7, 5) % 4 == 1 if dtype == "bool" else np.arange(35, dtype=dtype).reshape(7, 5)
+    array[...] = values
+    os.remove(tmp_path / "s.zarr" / "a" / "c" / "1" / "2")  # rows 3-5, column 4: the fill value
+    expected = zarr.open_group(tmp_path / "s.zarr", mode="r")["a"][...]
+    assert (expected[3:6, 4] == fill).all() or np.isnan(expected[3:6, 4]).all()
+    got = _read_all(zarr.open_group(tmp_path / "s.zarr", mode="r")["a"], "a", str(tmp_path / "s.zarr"))
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == expected.dtype
+
+    with open(tmp_path / "s.zarr" / "a" / "c" / "0" / "0", "r+b") as f:  # a flipped byte: refused
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+    with pytest.raises((DamagedChunkError, ValueError)):  # ValueError: zarr's checksum error
+        _read_all(zarr.open_group(tmp_path / "s.zarr", mode="r")["a"], "a", str(tmp_path / "s.zarr"))

@@ -18,6 +18,7 @@ dask.distributed client, another scheduler configured) goes through dask as befo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -272,7 +273,7 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
     costs no time of its own beside the reading. At most two batches' parts are in memory.
     The results in the order of the batches. `prepare` (no arguments), when given, runs on
     that thread while the first batch is read (drawing what every reduction will reuse)."""
-    from actstats.queries._engine import one_blas_thread
+    from actstats.queries._engine import blas_controller
 
     boundaries = plan_of(objects[0]).starts[0]
     if any(plan_of(o).starts[0] != boundaries for o in objects[1:]):
@@ -284,12 +285,16 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
     results, pending = [], None
     local = threading.local()
     bar = _progress(sum(len(plan_of(o).tasks()) for o in objects))  # one bar for every batch
-    # one BLAS thread: a reduction's matrix products run beside the reading threads. Entered on
-    # this thread, not the reducing one: a limit entered there did not take (measured with
-    # OpenBLAS 0.3.30 and 0.3.31: still 2 threads; tests/test_direct.py checks the limit holds)
-    with one_blas_thread(), \
+    # one BLAS thread: a reduction's matrix products run beside the reading threads. The
+    # controller is made on the reducing thread while the first batch is read (10-40 ms the
+    # first time in a process); the limit is entered here, before the first reduction: a limit
+    # entered on another thread did not take (measured with OpenBLAS 0.3.30 and 0.3.31: still
+    # 2 threads; tests/test_direct.py checks that the limit holds)
+    limited = contextlib.ExitStack()
+    with limited, \
             ThreadPoolExecutor(n_workers, thread_name_prefix="actstats-read") as pool, \
             ThreadPoolExecutor(1, thread_name_prefix="actstats-reduce") as side:
+        controller = side.submit(blas_controller)
         prepared = side.submit(prepare) if prepare is not None else None  # done before the first reduce
         try:
             for start, stop in zip(edges, edges[1:]):
@@ -297,13 +302,15 @@ def in_batches(objects, n_workers: int, batch: int, reduce, prepare=None) -> lis
                                 bar=bar if bar is not None else False)
                 if pending is not None:
                     results.append(pending.result())
+                else:
+                    limited.enter_context(controller.result().limit(limits=1, user_api="blas"))
                 pending = side.submit(reduce, *parts)
             if prepared is not None:
                 prepared.result()  # its error, if it raised one
             if pending is not None:
                 results.append(pending.result())
         finally:
-            for future in (prepared, pending):
+            for future in (controller, prepared, pending):
                 if future is not None:
                     future.cancel()
             if bar is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -499,16 +500,25 @@ def one_blas_thread():
     OpenBLAS on two threads sums some products in another order: on a (18 x 32) @ (32 x 2000)
     product, 2177 of the 36000 entries differed from one thread's by an ulp, which moved two
     interval ends of a small store's saturation by 1e-16."""
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:  # finding the loaded BLAS libraries takes 10-40 ms: once a process
-        # (the products limited here are numpy's, whose BLAS is loaded with numpy)
-        from threadpoolctl import ThreadpoolController
+    return blas_controller().limit(limits=1, user_api="blas")
 
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+def blas_controller():
+    """The process's threadpoolctl controller, made at the first call: finding the loaded BLAS
+    libraries takes 10-40 ms (a walk over every loaded library), once a process. Any thread
+    may make it (`_direct.in_batches` makes it on its reducing thread while the first batch
+    is read); the limit itself is entered on the calling thread (:func:`one_blas_thread`)."""
+    global _BLAS_CONTROLLER
+    with _BLAS_LOCK:
+        if _BLAS_CONTROLLER is None:  # the products limited are numpy's, whose BLAS is loaded with numpy
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER
 
 
 _BLAS_CONTROLLER = None
+_BLAS_LOCK = threading.Lock()
 
 
 def _runs_per_batch(ds: xr.Dataset) -> int:

@@ -209,6 +209,24 @@ class _CheckedArray:
         return out
 
 
+def _read_all(array, name: str, location: str) -> np.ndarray:
+    """``array[...]``, a local array's chunk files read here (:func:`_chunk_files`: ~0.1 ms a
+    small array against ~1 ms through zarr's event loop; ``open_store`` reads some twenty of
+    them), else through zarr. An absent chunk is the fill value, as zarr reads it. Raises
+    :class:`DamagedChunkError` or OSError for a chunk that cannot be read."""
+    files = _chunk_files(array, name, location)
+    if files is None:
+        return array[...]
+    out = np.empty(files.shape, dtype=files.dtype.newbyteorder("="))
+    grid = [-(-n // c) for n, c in zip(files.shape, files.chunks)]
+    for index in np.ndindex(*grid):
+        target = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, files.chunks, files.shape))
+        part = out[target]
+        if not files.read_region(index, tuple(slice(0, t.stop - t.start) for t in target), part):
+            part[...] = files.fill_value
+    return out
+
+
 def _chunk_files(array, name: str, location: str) -> ChunkFiles | None:
     """:class:`ChunkFiles` for reading a local array with the codecs bytes (little-endian),
     then optionally compressors that numcodecs decodes (blosc, zstd, gzip), then crc32c; a
@@ -499,7 +517,7 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "auto"):
     present = {**COORDINATES, **{n: spec for n, spec in OPTIONAL_COORDINATES.items() if n in arrays}}
     for name, (dims, kind) in present.items():
         try:
-            values = arrays[name][...]
+            values = _read_all(arrays[name], name, location)
         except Exception as exc:
             raise IntegrityError(f"{location}: coordinate {name!r} is damaged ({type(exc).__name__}: {exc})") from None
         if kind == "str" and text.is_code_type(arrays[name].dtype):  # actstats.store/2: codes and labels
@@ -511,7 +529,7 @@ def open_store(path: str | os.PathLike, *, chunks: str | None = "auto"):
             values = np.asarray(values, dtype=object).astype(str)
         coords[name] = (dims, values)
     try:
-        complete = np.asarray(arrays["complete"][...])
+        complete = np.asarray(_read_all(arrays["complete"], "complete", location))
     except Exception as exc:
         raise IntegrityError(f"{location}: variable 'complete' is damaged ({type(exc).__name__}: {exc})") from None
     expected = ExpectedChunks(complete, np.asarray(coords["depth"][1]), np.asarray(coords["width"][1]),
