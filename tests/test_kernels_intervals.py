@@ -148,3 +148,20 @@ def test_kept_resampling_counts_give_the_same_interval():
     kept = intervals.bootstrap_mean_interval(x, n_resamples=500, seed=9)
     for a, b in zip(drawn, kept):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("size, n_resamples", [(1000, 2000), (41, 500), (7, 64), (3, 65), (1, 1), (5, 0)])
+def test_resampling_counts_block_by_block_equal_one_bincount(size, n_resamples):
+    """The resampling counts, counted a block of resamples at a time, equal those of one
+    bincount over every draw (the former implementation, copied here): the same draws of
+    the same generator, the same counts, so the same bootstrap."""
+    from actstats.kernels.intervals import _resampling_weights
+
+    rng = np.random.default_rng(3)
+    draws = rng.integers(0, size, size=(n_resamples, size))
+    draws += np.arange(n_resamples)[:, None] * size
+    reference = np.bincount(draws.ravel(), minlength=n_resamples * size).reshape(n_resamples, size).astype(np.float64)
+    got = _resampling_weights(np.random.default_rng(3), size, n_resamples)
+    assert got.dtype == np.float64 and got.shape == (n_resamples, size)
+    np.testing.assert_array_equal(got, reference)
+    assert (got.sum(axis=1) == size).all()

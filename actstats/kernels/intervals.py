@@ -99,14 +99,22 @@ def wilson_interval(successes, trials, confidence_level: float = 0.95) -> tuple[
 def _resampling_weights(rng, size: int, n_resamples: int) -> np.ndarray:
     """Counts (n_resamples, size): how often each unit is drawn in each resample.
 
-    ``size`` uniform draws with replacement per resample, counted with one bincount: the
-    same multinomial law as ``rng.multinomial``, about 10× faster for 1000 units.
+    ``size`` uniform draws with replacement per resample, counted with a bincount over each
+    block of resamples: the same multinomial law as ``rng.multinomial``, about 10× faster for
+    1000 units. The counts of a block of 64 resamples (512 KB at 1000 units) stay in cache and
+    go straight into the float64 result: for 2000 × 1000, 30-40 ms in a new process against
+    40-100 ms for one bincount over the whole (whose 16 MB of int64 counts and float64 copy
+    were new memory to fault in); the same counts (``tests/test_kernels_intervals.py``).
     """
     draws = rng.integers(0, size, size=(n_resamples, size))
-    draws += np.arange(n_resamples)[:, None] * size
-    counts = np.bincount(draws.ravel(), minlength=n_resamples * size)
-    del draws  # freed before the float64 copy: two arrays of this size at once, not three
-    return counts.reshape(n_resamples, size).astype(np.float64)
+    out = np.empty((n_resamples, size))
+    block = 64
+    offsets = (np.arange(block) * size)[:, None]
+    for start in range(0, n_resamples, block):
+        rows = draws[start:start + block]
+        n = rows.shape[0]
+        out[start:start + n] = np.bincount((rows + offsets[:n]).ravel(), minlength=n * size).reshape(n, size)
+    return out
 
 
 #: Resampling counts are kept for the next call with the same seed, size and resamples, up to
