@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import dask
 import dask.threaded
@@ -187,6 +188,10 @@ def test_a_blocks_error_stops_the_others(store, monkeypatch):
 
     def failing(*arrays, location):
         calls.append(location)
+        if len(calls) == 1:
+            raise RuntimeError("this block fails")
+        time.sleep(0.05)  # the others take a while, as reads do: without it two threads could
+        # finish all 18 blocks before the calling thread wakes to cancel them (seen on a busy CI)
         raise RuntimeError("this block fails")
 
     monkeypatch.setattr(plan, "call", failing)
